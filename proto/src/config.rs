@@ -1,0 +1,696 @@
+//! The configuration model: the multi-document YAML a cluster would hold (IPAddressPools,
+//! L2Advertisements, Services, Namespaces, and MetalLB's legacy ConfigMap), validated into
+//! a [`Config`], and what one node announces from it ([`announcements`]).
+//!
+//! Every object in a file counts, whatever its namespace: the file is the configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use crate::Error;
+use crate::api::{
+    self, ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS,
+    IPAddressPool, L2Advertisement, LoadBalancerService, selector_matches,
+};
+use crate::range::{Family, IpRange, is_buggy_ip};
+
+/// A problem with one object: where it is, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// `file: document N (Kind namespace/name)`.
+    pub object: String,
+    /// A dotted path into the object, or empty when the whole object is meant.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.object, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.object, self.field, self.message)
+        }
+    }
+}
+
+/// A validated pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub ranges: Vec<IpRange>,
+    pub auto_assign: bool,
+    pub avoid_buggy_ips: bool,
+}
+
+impl Pool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.ranges.iter().any(|r| r.contains(ip))
+    }
+}
+
+/// A Service together with the addresses it holds and the pool of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignedService {
+    pub service: LoadBalancerService,
+    pub addresses: Vec<(IpAddr, usize)>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub pools: Vec<Pool>,
+    pub l2_advertisements: Vec<L2Advertisement>,
+    /// Every LoadBalancer Service of the file, in file order, with what it holds.
+    pub services: Vec<AssignedService>,
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A configuration and the warnings met while loading it.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Issue>,
+}
+
+/// Loads the multi-document YAML `text` read from `file`. Warnings (unknown fields,
+/// ignored objects, Services that get no address) do not fail the load; errors (bad YAML,
+/// bad fields, invalid or overlapping pools) do, all of them reported at once.
+pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
+    let mut loader = Loader {
+        file,
+        warnings: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut raw = RawObjects::default();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let place = format!("{file}: document {}", index + 1);
+        match Value::deserialize(doc) {
+            Ok(Value::Null) => {}
+            Ok(value) => loader.object(&place, value, &mut raw),
+            Err(e) => {
+                // The stream cannot be resynchronised after a syntax error: its iterator
+                // would yield the same error forever.
+                loader.errors.push(Issue {
+                    object: place,
+                    field: String::new(),
+                    message: e.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    let config = loader.validate(raw);
+    if loader.errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings: loader.warnings,
+        })
+    } else {
+        Err(Error::InvalidConfig(loader.errors))
+    }
+}
+
+#[derive(Default)]
+struct RawObjects {
+    pools: Vec<(String, IPAddressPool)>,
+    l2_advertisements: Vec<(String, L2Advertisement)>,
+    services: Vec<(String, LoadBalancerService)>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    warnings: Vec<Issue>,
+    errors: Vec<Issue>,
+}
+
+/// Field names of our CRDs, for "did you mean" hints on unknown fields.
+const KNOWN_FIELDS: &[&str] = &[
+    "addresses",
+    "autoAssign",
+    "avoidBuggyIPs",
+    "serviceAllocation",
+    "priority",
+    "namespaces",
+    "namespaceSelectors",
+    "serviceSelectors",
+    "ipAddressPools",
+    "ipAddressPoolSelectors",
+    "nodeSelectors",
+    "interfaces",
+    "loadBalancerIP",
+    "loadBalancerClass",
+    "externalTrafficPolicy",
+    "ipFamilies",
+    "ipFamilyPolicy",
+];
+
+impl Loader<'_> {
+    fn object(&mut self, place: &str, value: Value, raw: &mut RawObjects) {
+        let text = |v: &Value, path: &[&str]| -> String {
+            let mut v = v;
+            for p in path {
+                v = &v[*p];
+            }
+            v.as_str().unwrap_or_default().to_string()
+        };
+        let api_version = text(&value, &["apiVersion"]);
+        let kind = text(&value, &["kind"]);
+        let name = text(&value, &["metadata", "name"]);
+        let namespace = text(&value, &["metadata", "namespace"]);
+        let object = if namespace.is_empty() {
+            format!("{place} ({kind} {name})")
+        } else {
+            format!("{place} ({kind} {namespace}/{name})")
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            ("metallb.io/v1beta1", "IPAddressPool") => {
+                if let Some(pool) = self.typed::<IPAddressPool>(&object, value) {
+                    raw.pools.push((object, pool));
+                }
+            }
+            ("metallb.io/v1beta1", "L2Advertisement") => {
+                if let Some(adv) = self.typed::<L2Advertisement>(&object, value) {
+                    let no_pool_choice = adv.spec.ip_address_pools.is_empty()
+                        && adv.spec.ip_address_pool_selectors.is_empty();
+                    let misspelt_pools = self
+                        .warnings
+                        .iter()
+                        .any(|w| w.object == object && w.field.starts_with("spec."));
+                    if no_pool_choice && misspelt_pools {
+                        self.warn(&object, "spec", "names no pool through ipAddressPools or ipAddressPoolSelectors, so it covers every pool (as MetalLB does)");
+                    }
+                    raw.l2_advertisements.push((object, adv));
+                }
+            }
+            ("v1", "Service") => {
+                if let Some(svc) = self.typed::<Service>(&object, value) {
+                    let svc = LoadBalancerService::from(&svc);
+                    if svc.is_load_balancer() {
+                        raw.services.push((object, svc));
+                    }
+                }
+            }
+            ("v1", "Namespace") => {
+                if let Some(ns) =
+                    self.typed::<k8s_openapi::api::core::v1::Namespace>(&object, value)
+                {
+                    raw.namespaces.insert(
+                        ns.metadata.name.unwrap_or_default(),
+                        ns.metadata.labels.unwrap_or_default(),
+                    );
+                }
+            }
+            ("v1", "ConfigMap") => self.legacy_config_map(&object, &namespace, &value, raw),
+            (v, k) if v.starts_with("metallb.io/") => self.warn(
+                &object,
+                "",
+                &format!("{k} ({v}) is ignored: FerroLB implements MetalLB's layer-2 mode only"),
+            ),
+            ("", _) | (_, "") => self.errors.push(Issue {
+                object,
+                field: String::new(),
+                message: "not a Kubernetes object: apiVersion and kind are required".into(),
+            }),
+            (v, k) => self.warn(
+                &object,
+                "",
+                &format!("{k} ({v}) is not part of the load balancer configuration; ignored"),
+            ),
+        }
+    }
+
+    /// Deserializes `value` as `T`, warning about each unknown field and recording an
+    /// error naming the field on failure.
+    fn typed<T: DeserializeOwned>(&mut self, object: &str, value: Value) -> Option<T> {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(value, &mut record);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        for field in unknown {
+            let leaf = field.rsplit('.').next().unwrap_or(&field);
+            let hint = did_you_mean(leaf)
+                .map(|k| format!(" (did you mean {k}?)"))
+                .unwrap_or_default();
+            self.warn(object, &field, &format!("unknown field, ignored{hint}"));
+        }
+        match result {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let field = e.path().to_string();
+                self.errors.push(Issue {
+                    object: object.into(),
+                    field,
+                    message: e.into_inner().to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn legacy_config_map(
+        &mut self,
+        object: &str,
+        namespace: &str,
+        value: &Value,
+        raw: &mut RawObjects,
+    ) {
+        let Some(text) = value["data"]["config"].as_str() else {
+            self.warn(
+                object,
+                "",
+                "ConfigMap without a MetalLB `config` key; ignored",
+            );
+            return;
+        };
+        match crate::legacy::convert(namespace, text) {
+            Ok(converted) => {
+                self.warn(
+                    object,
+                    "data.config",
+                    "legacy MetalLB ConfigMap converted in memory; `ferrolb-controller convert` writes the equivalent IPAddressPool and L2Advertisement objects",
+                );
+                for w in converted.warnings {
+                    self.warn(object, "data.config", &w);
+                }
+                let from = |kind: &str, name: &str| format!("{object} -> {kind} {name}");
+                for p in converted.pools {
+                    raw.pools.push((
+                        from(
+                            "IPAddressPool",
+                            p.metadata.name.as_deref().unwrap_or_default(),
+                        ),
+                        p,
+                    ));
+                }
+                for a in converted.l2_advertisements {
+                    raw.l2_advertisements.push((
+                        from(
+                            "L2Advertisement",
+                            a.metadata.name.as_deref().unwrap_or_default(),
+                        ),
+                        a,
+                    ));
+                }
+            }
+            Err(e) => self.errors.push(Issue {
+                object: object.into(),
+                field: "data.config".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn warn(&mut self, object: &str, field: &str, message: &str) {
+        self.warnings.push(Issue {
+            object: object.into(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn validate(&mut self, raw: RawObjects) -> Config {
+        let mut config = Config {
+            namespaces: raw.namespaces,
+            ..Config::default()
+        };
+        let mut pool_objects = Vec::new();
+        for (object, pool) in raw.pools {
+            let name = pool.metadata.name.clone().unwrap_or_default();
+            if let Some(prev) = config.pools.iter().position(|p: &Pool| p.name == name) {
+                self.errors.push(Issue {
+                    object,
+                    field: "metadata.name".into(),
+                    message: format!(
+                        "a pool named {name:?} is already defined by {}",
+                        pool_objects[prev]
+                    ),
+                });
+                continue;
+            }
+            let mut ranges = Vec::new();
+            for (i, a) in pool.spec.addresses.iter().enumerate() {
+                match a.parse::<IpRange>() {
+                    Ok(r) => ranges.push(r),
+                    Err(e) => self.errors.push(Issue {
+                        object: object.clone(),
+                        field: format!("spec.addresses[{i}]"),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            if pool.spec.addresses.is_empty() {
+                self.errors.push(Issue {
+                    object: object.clone(),
+                    field: "spec.addresses".into(),
+                    message: "a pool needs at least one address range".into(),
+                });
+            }
+            config.pools.push(Pool {
+                name,
+                namespace: pool.metadata.namespace.clone().unwrap_or_default(),
+                labels: pool.metadata.labels.clone().unwrap_or_default(),
+                ranges,
+                auto_assign: pool.spec.auto_assign(),
+                avoid_buggy_ips: pool.spec.avoid_buggy_ips(),
+            });
+            pool_objects.push(object);
+        }
+        self.reject_overlaps(&config.pools, &pool_objects);
+
+        for (object, adv) in &raw.l2_advertisements {
+            for (i, name) in adv.spec.ip_address_pools.iter().enumerate() {
+                if !config.pools.iter().any(|p| &p.name == name) {
+                    self.warn(
+                        object,
+                        &format!("spec.ipAddressPools[{i}]"),
+                        &format!("no pool named {name:?}"),
+                    );
+                }
+            }
+        }
+        if raw.l2_advertisements.is_empty() && !config.pools.is_empty() {
+            self.warn(
+                self.file,
+                "",
+                "no L2Advertisement: addresses are assigned but not announced (as in MetalLB)",
+            );
+        }
+        config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
+
+        let mut holders: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+        for (object, svc) in raw.services {
+            let addresses = self.service_addresses(&object, &svc, &config, &holders);
+            let index = config.services.len();
+            for (ip, _) in &addresses {
+                holders.entry(*ip).or_default().push(index);
+            }
+            config.services.push(AssignedService {
+                service: svc,
+                addresses,
+            });
+        }
+        config
+    }
+
+    /// Overlapping pools are rejected: one address must have one pool. Sorting makes
+    /// this O(n log n) in the number of ranges.
+    fn reject_overlaps(&mut self, pools: &[Pool], objects: &[String]) {
+        let mut all: Vec<(IpRange, usize)> = pools
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.ranges.iter().map(move |r| (*r, i)))
+            .collect();
+        all.sort();
+        for pair in all.windows(2) {
+            let ((a, ai), (b, bi)) = (pair[0], pair[1]);
+            if a.overlaps(&b) {
+                let message = if ai == bi {
+                    format!("ranges {a} and {b} overlap")
+                } else {
+                    format!(
+                        "range {b} overlaps range {a} of pool {:?} ({})",
+                        pools[ai].name, objects[ai]
+                    )
+                };
+                self.errors.push(Issue {
+                    object: objects[bi].clone(),
+                    field: "spec.addresses".into(),
+                    message,
+                });
+            }
+        }
+    }
+
+    /// The addresses a Service holds: its status if it has one, else what it asks for.
+    /// A Service that cannot have its addresses gets a warning and none, like a pending
+    /// Service in MetalLB; it does not fail the whole configuration.
+    fn service_addresses(
+        &mut self,
+        object: &str,
+        svc: &LoadBalancerService,
+        config: &Config,
+        holders: &BTreeMap<IpAddr, Vec<usize>>,
+    ) -> Vec<(IpAddr, usize)> {
+        if let Some(class) = &svc.load_balancer_class {
+            self.warn(
+                object,
+                "spec.loadBalancerClass",
+                &format!("class {class:?} is not ours; ignored"),
+            );
+            return Vec::new();
+        }
+        let (requested, field) = match requested_ips(svc) {
+            Ok(r) => r,
+            Err((field, message)) => {
+                self.errors.push(Issue {
+                    object: object.into(),
+                    field,
+                    message,
+                });
+                return Vec::new();
+            }
+        };
+        if field.contains(api::LEGACY_ANNOTATION_PREFIX) {
+            self.warn(
+                object,
+                &field,
+                "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
+            );
+        }
+        let ips = if svc.ingress_ips.is_empty() {
+            requested
+        } else {
+            svc.ingress_ips.clone()
+        };
+        if ips.is_empty() {
+            self.warn(object, "", "no requested address (metallb.io/loadBalancerIPs or spec.loadBalancerIP) and no status; automatic allocation is not available in standalone mode yet, so it is not announced");
+            return Vec::new();
+        }
+        let wanted_pool = svc
+            .annotation(ANNOTATION_ADDRESS_POOL)
+            .map(|(p, _)| p.to_string());
+        let mut out = Vec::new();
+        for ip in ips {
+            let refuse = |loader: &mut Self, why: String| {
+                loader.warn(object, &field, &format!("{ip} not assigned: {why}"))
+            };
+            let Some(pool) = config.pools.iter().position(|p| p.contains(ip)) else {
+                refuse(self, "it is in no pool".into());
+                continue;
+            };
+            let p = &config.pools[pool];
+            if wanted_pool.as_ref().is_some_and(|w| w != &p.name) {
+                refuse(
+                    self,
+                    format!(
+                        "it is in pool {:?}, not in the requested pool {:?}",
+                        p.name,
+                        wanted_pool.as_deref().unwrap_or_default()
+                    ),
+                );
+                continue;
+            }
+            if p.avoid_buggy_ips && is_buggy_ip(ip) {
+                refuse(
+                    self,
+                    format!("pool {:?} avoids buggy IPs (.0 and .255)", p.name),
+                );
+                continue;
+            }
+            if let Some(conflict) = holders
+                .get(&ip)
+                .into_iter()
+                .flatten()
+                .find_map(|&h: &usize| {
+                    let other = &config.services[h].service;
+                    sharing_conflict(svc, other)
+                        .map(|why| format!("already used by {} and {why}", other.key()))
+                })
+            {
+                refuse(self, conflict);
+                continue;
+            }
+            out.push((ip, pool));
+        }
+        out
+    }
+}
+
+/// The addresses a Service asks for and the field it asked through.
+fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String), (String, String)> {
+    if let Some((list, legacy)) = svc.annotation(ANNOTATION_LOAD_BALANCER_IPS) {
+        let name = if legacy {
+            ANNOTATION_LOAD_BALANCER_IPS.replacen("metallb.io/", api::LEGACY_ANNOTATION_PREFIX, 1)
+        } else {
+            ANNOTATION_LOAD_BALANCER_IPS.to_string()
+        };
+        let field = format!("metadata.annotations[{name:?}]");
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let ip = part
+                .parse()
+                .map_err(|_| (field.clone(), format!("{part:?} is not an IP address")))?;
+            if ips.iter().any(|i| Family::of(*i) == Family::of(ip)) {
+                return Err((field, "at most one address per family".into()));
+            }
+            ips.push(ip);
+        }
+        return Ok((ips, field));
+    }
+    let field = "spec.loadBalancerIP".to_string();
+    match &svc.load_balancer_ip {
+        Some(ip) => match ip.parse() {
+            Ok(ip) => Ok((vec![ip], field)),
+            Err(_) => Err((field, format!("{ip:?} is not an IP address"))),
+        },
+        None => Ok((Vec::new(), field)),
+    }
+}
+
+/// Why `a` may not share an address with `b`, or `None` if it may (MetalLB's rules: the
+/// same non-empty `allow-shared-ip` key, no common port, and with
+/// `externalTrafficPolicy: Local` on either, the same pods).
+pub fn sharing_conflict(a: &LoadBalancerService, b: &LoadBalancerService) -> Option<String> {
+    let key = |s: &LoadBalancerService| {
+        s.annotation(ANNOTATION_ALLOW_SHARED_IP)
+            .map(|(k, _)| k.to_string())
+    };
+    match (key(a), key(b)) {
+        (Some(x), Some(y)) if !x.is_empty() && x == y => {}
+        _ => {
+            return Some(format!(
+                "the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"
+            ));
+        }
+    }
+    if let Some(p) = a.ports.iter().find(|p| b.ports.contains(p)) {
+        return Some(format!("both use port {}/{}", p.port, p.protocol));
+    }
+    let local = |s: &LoadBalancerService| s.external_traffic_policy.as_deref() == Some("Local");
+    if (local(a) || local(b)) && a.selector != b.selector {
+        return Some("externalTrafficPolicy is Local and they select different pods".into());
+    }
+    None
+}
+
+fn did_you_mean(field: &str) -> Option<&'static str> {
+    let f = field.to_ascii_lowercase();
+    KNOWN_FIELDS
+        .iter()
+        .map(|k| (edit_distance(&f, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// What a node knows about itself for L2Advertisement node selectors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NodeInfo {
+    /// A node with the `kubernetes.io/hostname` label every Kubernetes node carries.
+    pub fn new(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            labels: [("kubernetes.io/hostname".to_string(), name.to_string())].into(),
+        }
+    }
+}
+
+/// One address this node announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub ip: IpAddr,
+    pub pool: String,
+    /// `namespace/name` of every Service on this address.
+    pub services: Vec<String>,
+    /// Interfaces to answer on; `None` means every eligible interface.
+    pub interfaces: Option<BTreeSet<String>>,
+}
+
+/// The addresses `node` announces under `config`, sorted by address.
+pub fn announcements(config: &Config, node: &NodeInfo) -> Vec<Announcement> {
+    let mut by_ip: BTreeMap<IpAddr, (usize, Vec<String>)> = BTreeMap::new();
+    for svc in &config.services {
+        for (ip, pool) in &svc.addresses {
+            by_ip
+                .entry(*ip)
+                .or_insert_with(|| (*pool, Vec::new()))
+                .1
+                .push(svc.service.key());
+        }
+    }
+    by_ip
+        .into_iter()
+        .filter_map(|(ip, (pool, services))| {
+            let pool = &config.pools[pool];
+            let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
+            let mut any = false;
+            for adv in config
+                .l2_advertisements
+                .iter()
+                .filter(|a| advertises(a, pool, node))
+            {
+                any = true;
+                match (&mut interfaces, adv.spec.interfaces.is_empty()) {
+                    (_, true) => interfaces = None,
+                    (Some(set), false) => set.extend(adv.spec.interfaces.iter().cloned()),
+                    (None, false) => {}
+                }
+            }
+            any.then(|| Announcement {
+                ip,
+                pool: pool.name.clone(),
+                services,
+                interfaces,
+            })
+        })
+        .collect()
+}
+
+fn advertises(adv: &L2Advertisement, pool: &Pool, node: &NodeInfo) -> bool {
+    let spec = &adv.spec;
+    let pool_ok = (spec.ip_address_pools.is_empty() && spec.ip_address_pool_selectors.is_empty())
+        || spec.ip_address_pools.contains(&pool.name)
+        || spec
+            .ip_address_pool_selectors
+            .iter()
+            .any(|s| selector_matches(s, &pool.labels));
+    let node_ok = spec.node_selectors.is_empty()
+        || spec
+            .node_selectors
+            .iter()
+            .any(|s| selector_matches(s, &node.labels));
+    pool_ok && node_ok
+}
+
+#[cfg(test)]
+mod tests;

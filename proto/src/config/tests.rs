@@ -1,0 +1,275 @@
+use super::*;
+
+const K3S_HOMELAB: &str = include_str!("../../../tests/fixtures/users/k3s-homelab-l2.yaml");
+const LEGACY_KUBEADM: &str =
+    include_str!("../../../tests/fixtures/users/legacy-configmap-kubeadm.yaml");
+const LEGACY_OFFICE: &str =
+    include_str!("../../../tests/fixtures/users/legacy-configmap-office.yaml");
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn issues(e: Error) -> Vec<Issue> {
+    match e {
+        Error::InvalidConfig(v) => v,
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec:\n  addresses: [192.0.2.8/29, 2001:db8::10-2001:db8::1f]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan, namespace: metallb-system}\nspec:\n  ipAddressPools: [lan]\n";
+
+fn service(name: &str, annotations: &str, extra_spec: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: web\n  annotations: {{{annotations}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80, protocol: TCP}}]\n{extra_spec}"
+    )
+}
+
+#[test]
+fn k3s_homelab_fixture_warns_about_misspelt_field_and_covers_every_pool() {
+    let loaded = load("k3s.yaml", K3S_HOMELAB).unwrap();
+    let misspelt = loaded
+        .warnings
+        .iter()
+        .find(|w| w.field == "spec.addresspools")
+        .expect("a warning naming the field");
+    assert!(
+        misspelt.message.contains("did you mean ipAddressPools"),
+        "{misspelt}"
+    );
+    assert!(
+        misspelt
+            .object
+            .contains("L2Advertisement default/l2-advertisement"),
+        "{misspelt}"
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("covers every pool"))
+    );
+    let cfg = &loaded.config;
+    assert_eq!(
+        cfg.pools[0].ranges,
+        vec!["10.0.0.5-10.0.0.10".parse::<IpRange>().unwrap()]
+    );
+    assert!(advertises(
+        &cfg.l2_advertisements[0],
+        &cfg.pools[0],
+        &NodeInfo::new("vm1")
+    ));
+}
+
+#[test]
+fn legacy_configmaps_load_and_the_office_service_keeps_its_address() {
+    let kubeadm = load("kubeadm.yaml", LEGACY_KUBEADM).unwrap().config;
+    assert_eq!(kubeadm.pools[0].name, "default");
+    assert_eq!(kubeadm.pools[0].ranges[0].size(), 21);
+    assert_eq!(kubeadm.l2_advertisements.len(), 1);
+
+    let office = load("office.yaml", LEGACY_OFFICE).unwrap();
+    let ann = announcements(&office.config, &NodeInfo::new("pi-1"));
+    assert_eq!(ann.len(), 1);
+    assert_eq!(ann[0].ip, ip("10.10.10.51"));
+    assert_eq!(ann[0].pool, "company-office");
+    assert_eq!(ann[0].services, ["default/my-web-app"]);
+    assert_eq!(ann[0].interfaces, None);
+}
+
+#[test]
+fn requested_addresses_are_announced_per_family() {
+    let text = format!(
+        "{POOL}{}{}",
+        service(
+            "dual",
+            "metallb.io/loadBalancerIPs: '192.0.2.9,2001:db8::11'",
+            ""
+        ),
+        service("old", "", "  loadBalancerIP: 192.0.2.10\n")
+    );
+    let loaded = load("f.yaml", &text).unwrap();
+    let ann = announcements(&loaded.config, &NodeInfo::new("n1"));
+    let ips: Vec<_> = ann.iter().map(|a| a.ip).collect();
+    assert_eq!(ips, [ip("192.0.2.9"), ip("192.0.2.10"), ip("2001:db8::11")]);
+    assert_eq!(ann[0].services, ["web/dual"]);
+}
+
+#[test]
+fn invalid_pool_names_file_object_and_field() {
+    let text = POOL.replace("192.0.2.8/29", "192.0.2.300-192.0.2.310");
+    let errs = issues(load("bad.yaml", &text).unwrap_err());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        errs[0].object,
+        "bad.yaml: document 1 (IPAddressPool metallb-system/lan)"
+    );
+    assert_eq!(errs[0].field, "spec.addresses[0]");
+    assert!(errs[0].message.contains("192.0.2.300"), "{}", errs[0]);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let text = POOL.replace("ipAddressPools: [lan]", "ipAddressPools: lan");
+    let errs = issues(load("bad.yaml", &text).unwrap_err());
+    assert_eq!(errs[0].field, "spec.ipAddressPools", "{errs:?}");
+}
+
+#[test]
+fn overlapping_pools_are_rejected() {
+    let text = format!(
+        "{POOL}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: other}}\nspec:\n  addresses: [192.0.2.12-192.0.2.20]\n"
+    );
+    let errs = issues(load("o.yaml", &text).unwrap_err());
+    assert!(errs[0].message.contains("overlaps"), "{errs:?}");
+    assert!(errs[0].object.contains("other"), "{errs:?}");
+}
+
+#[test]
+fn bad_yaml_is_an_error_not_a_panic() {
+    assert!(load("x.yaml", "kind: [unclosed").is_err());
+    assert!(load("x.yaml", "just a string").is_err());
+    assert!(load("x.yaml", "").unwrap().config.pools.is_empty());
+}
+
+#[test]
+fn unshareable_address_goes_to_the_first_service_only() {
+    let text = format!(
+        "{POOL}{}{}{}",
+        service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", ""),
+        service("b", "metallb.io/loadBalancerIPs: 192.0.2.9", ""),
+        service("c", "metallb.io/loadBalancerIPs: 192.0.2.200", "")
+    );
+    let loaded = load("s.yaml", &text).unwrap();
+    let svc = &loaded.config.services;
+    assert_eq!(svc[0].addresses.len(), 1);
+    assert!(svc[1].addresses.is_empty());
+    assert!(svc[2].addresses.is_empty());
+    let warned: Vec<_> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("(Service web/b)") && w.contains("already used by web/a")),
+        "{warned:?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("(Service web/c)") && w.contains("in no pool")),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn sharing_key_allows_tcp_and_udp_on_one_address() {
+    let key = "metallb.io/allow-shared-ip: dns, metallb.io/loadBalancerIPs: 192.0.2.9";
+    let udp = service("dns-udp", key, "").replace("protocol: TCP", "protocol: UDP");
+    let text = format!(
+        "{POOL}{}{udp}{}",
+        service("dns-tcp", key, ""),
+        service("dns-tcp2", key, "")
+    );
+    let loaded = load("s.yaml", &text).unwrap();
+    let ann = announcements(&loaded.config, &NodeInfo::new("n1"));
+    assert_eq!(ann[0].services, ["web/dns-tcp", "web/dns-udp"]);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("both use port 80/TCP"))
+    );
+}
+
+#[test]
+fn pool_annotation_buggy_ips_and_legacy_prefix() {
+    let pool = POOL
+        .replace("addresses:", "avoidBuggyIPs: true\n  addresses:")
+        .replace("192.0.2.8/29", "192.0.2.0/24");
+    let text = format!(
+        "{pool}{}{}{}",
+        service("buggy", "metallb.io/loadBalancerIPs: 192.0.2.255", ""),
+        service(
+            "wrongpool",
+            "metallb.io/loadBalancerIPs: 192.0.2.7, metallb.io/address-pool: other",
+            ""
+        ),
+        service(
+            "legacy",
+            "metallb.universe.tf/loadBalancerIPs: 192.0.2.7",
+            ""
+        )
+    );
+    let loaded = load("p.yaml", &text).unwrap();
+    let got: Vec<usize> = loaded
+        .config
+        .services
+        .iter()
+        .map(|s| s.addresses.len())
+        .collect();
+    assert_eq!(got, [0, 0, 1]);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("deprecated"))
+    );
+}
+
+#[test]
+fn node_selectors_and_interfaces() {
+    let text = POOL.replace(
+        "  ipAddressPools: [lan]\n",
+        "  ipAddressPools: [lan]\n  interfaces: [eth1]\n  nodeSelectors:\n  - matchLabels: {kubernetes.io/hostname: n1}\n",
+    ) + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
+    let cfg = load("n.yaml", &text).unwrap().config;
+    let n1 = announcements(&cfg, &NodeInfo::new("n1"));
+    assert_eq!(n1[0].interfaces, Some(BTreeSet::from(["eth1".to_string()])));
+    assert!(announcements(&cfg, &NodeInfo::new("n2")).is_empty());
+}
+
+#[test]
+fn status_addresses_win_over_requests() {
+    let text = format!(
+        "{POOL}{}status:\n  loadBalancer:\n    ingress: [{{ip: 192.0.2.12}}]\n",
+        service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "")
+    );
+    let cfg = load("n.yaml", &text).unwrap().config;
+    assert_eq!(
+        announcements(&cfg, &NodeInfo::new("n1"))[0].ip,
+        ip("192.0.2.12")
+    );
+}
+
+#[test]
+fn ignored_objects_are_warned_about() {
+    let text = format!(
+        "{POOL}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: p}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n"
+    );
+    let loaded = load("i.yaml", &text).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("layer-2 mode only"))
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("Deployment (apps/v1) is not part"))
+    );
+}
+
+#[test]
+fn no_l2_advertisement_announces_nothing() {
+    let text = POOL.split("---").next().unwrap().to_string()
+        + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
+    let loaded = load("n.yaml", &text).unwrap();
+    assert!(announcements(&loaded.config, &NodeInfo::new("n1")).is_empty());
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("no L2Advertisement"))
+    );
+}

@@ -1,0 +1,149 @@
+//! ARP for Ethernet/IPv4 (RFC 826). Any other hardware or protocol type is rejected.
+
+use std::net::Ipv4Addr;
+
+use super::{MacAddr, WireError, be16};
+
+/// Length of an Ethernet/IPv4 ARP packet.
+pub const PACKET_LEN: usize = 28;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOp {
+    Request,
+    Reply,
+}
+
+impl ArpOp {
+    fn code(self) -> u16 {
+        match self {
+            ArpOp::Request => 1,
+            ArpOp::Reply => 2,
+        }
+    }
+}
+
+/// A checked view of an Ethernet/IPv4 ARP packet.
+#[derive(Debug, Clone, Copy)]
+pub struct ArpPacket<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> ArpPacket<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        if buf.len() < PACKET_LEN {
+            return Err(WireError::Truncated);
+        }
+        if be16(buf, 0) != 1 || buf[4] != 6 {
+            return Err(WireError::ArpHardware);
+        }
+        if be16(buf, 2) != 0x0800 || buf[5] != 4 {
+            return Err(WireError::ArpProtocol);
+        }
+        match be16(buf, 6) {
+            1 | 2 => Ok(ArpPacket { buf }),
+            _ => Err(WireError::ArpOperation),
+        }
+    }
+
+    pub fn op(&self) -> ArpOp {
+        if be16(self.buf, 6) == 1 {
+            ArpOp::Request
+        } else {
+            ArpOp::Reply
+        }
+    }
+
+    pub fn sender_mac(&self) -> MacAddr {
+        MacAddr::from_slice(&self.buf[8..14])
+    }
+
+    pub fn sender_ip(&self) -> Ipv4Addr {
+        ipv4(&self.buf[14..18])
+    }
+
+    pub fn target_mac(&self) -> MacAddr {
+        MacAddr::from_slice(&self.buf[18..24])
+    }
+
+    pub fn target_ip(&self) -> Ipv4Addr {
+        ipv4(&self.buf[24..28])
+    }
+
+    pub fn to_repr(&self) -> ArpRepr {
+        ArpRepr {
+            op: self.op(),
+            sender_mac: self.sender_mac(),
+            sender_ip: self.sender_ip(),
+            target_mac: self.target_mac(),
+            target_ip: self.target_ip(),
+        }
+    }
+}
+
+fn ipv4(b: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+}
+
+/// The fields of an ARP packet, for building one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpRepr {
+    pub op: ArpOp,
+    pub sender_mac: MacAddr,
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: MacAddr,
+    pub target_ip: Ipv4Addr,
+}
+
+impl ArpRepr {
+    /// Writes the packet into `buf[..PACKET_LEN]`. `buf` must be at least that long.
+    pub fn emit(&self, buf: &mut [u8]) {
+        buf[0..2].copy_from_slice(&1u16.to_be_bytes());
+        buf[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+        buf[4] = 6;
+        buf[5] = 4;
+        buf[6..8].copy_from_slice(&self.op.code().to_be_bytes());
+        buf[8..14].copy_from_slice(&self.sender_mac.0);
+        buf[14..18].copy_from_slice(&self.sender_ip.octets());
+        buf[18..24].copy_from_slice(&self.target_mac.0);
+        buf[24..28].copy_from_slice(&self.target_ip.octets());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_other_hardware_and_protocols() {
+        let mut p = [0u8; 28];
+        ArpRepr {
+            op: ArpOp::Request,
+            sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            sender_ip: Ipv4Addr::new(192, 0, 2, 1),
+            target_mac: MacAddr::ZERO,
+            target_ip: Ipv4Addr::new(192, 0, 2, 10),
+        }
+        .emit(&mut p);
+        assert!(ArpPacket::parse(&p).is_ok());
+        assert_eq!(
+            ArpPacket::parse(&p[..27]).unwrap_err(),
+            WireError::Truncated
+        );
+
+        let mut bad = p;
+        bad[1] = 6; // IEEE 802 hardware
+        assert_eq!(ArpPacket::parse(&bad).unwrap_err(), WireError::ArpHardware);
+        let mut bad = p;
+        bad[4] = 8;
+        assert_eq!(ArpPacket::parse(&bad).unwrap_err(), WireError::ArpHardware);
+        let mut bad = p;
+        bad[2..4].copy_from_slice(&0x86ddu16.to_be_bytes());
+        assert_eq!(ArpPacket::parse(&bad).unwrap_err(), WireError::ArpProtocol);
+        let mut bad = p;
+        bad[5] = 16;
+        assert_eq!(ArpPacket::parse(&bad).unwrap_err(), WireError::ArpProtocol);
+        let mut bad = p;
+        bad[7] = 3; // RARP request
+        assert_eq!(ArpPacket::parse(&bad).unwrap_err(), WireError::ArpOperation);
+    }
+}

@@ -1,0 +1,125 @@
+//! Ethernet II frames, optionally carrying 802.1Q / 802.1ad VLAN tags.
+
+use super::{MacAddr, WireError, be16};
+
+pub const HEADER_LEN: usize = 14;
+
+/// EtherType values the speaker cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtherType;
+
+impl EtherType {
+    pub const IPV4: u16 = 0x0800;
+    pub const ARP: u16 = 0x0806;
+    pub const IPV6: u16 = 0x86dd;
+    pub const VLAN: u16 = 0x8100;
+    pub const QINQ: u16 = 0x88a8;
+}
+
+/// A VLAN tag (the TCI of an 802.1Q header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanTag {
+    pub tpid: u16,
+    pub tci: u16,
+}
+
+impl VlanTag {
+    pub fn vid(self) -> u16 {
+        self.tci & 0x0fff
+    }
+}
+
+/// A view of an Ethernet II frame. Up to two VLAN tags are parsed and skipped.
+#[derive(Debug, Clone, Copy)]
+pub struct EthernetFrame<'a> {
+    buf: &'a [u8],
+    /// Offset of the EtherType that names the payload (12, 16 or 20).
+    type_at: usize,
+}
+
+impl<'a> EthernetFrame<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let mut type_at = 12;
+        for _ in 0..2 {
+            let t = be16(buf, type_at);
+            if t != EtherType::VLAN && t != EtherType::QINQ {
+                break;
+            }
+            type_at += 4;
+            if buf.len() < type_at + 2 {
+                return Err(WireError::Truncated);
+            }
+        }
+        Ok(EthernetFrame { buf, type_at })
+    }
+
+    pub fn dst(&self) -> MacAddr {
+        MacAddr::from_slice(&self.buf[0..6])
+    }
+
+    pub fn src(&self) -> MacAddr {
+        MacAddr::from_slice(&self.buf[6..12])
+    }
+
+    /// The outermost VLAN tag, if the frame carries one.
+    pub fn vlan(&self) -> Option<VlanTag> {
+        (self.type_at > 12).then(|| VlanTag {
+            tpid: be16(self.buf, 12),
+            tci: be16(self.buf, 14),
+        })
+    }
+
+    pub fn ethertype(&self) -> u16 {
+        be16(self.buf, self.type_at)
+    }
+
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[self.type_at + 2..]
+    }
+}
+
+/// Writes an untagged Ethernet header into `buf[..14]`; returns the payload slice.
+/// `buf` must be at least [`HEADER_LEN`] bytes long.
+pub fn emit_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) -> &mut [u8] {
+    buf[0..6].copy_from_slice(&dst.0);
+    buf[6..12].copy_from_slice(&src.0);
+    buf[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    &mut buf[HEADER_LEN..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tagged_and_untagged() {
+        let mut f = [0u8; 64];
+        f[12..14].copy_from_slice(&EtherType::ARP.to_be_bytes());
+        let e = EthernetFrame::parse(&f).unwrap();
+        assert_eq!(e.ethertype(), EtherType::ARP);
+        assert!(e.vlan().is_none());
+        assert_eq!(e.payload().len(), 50);
+
+        f[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+        f[14..16].copy_from_slice(&0x2064u16.to_be_bytes());
+        f[16..18].copy_from_slice(&EtherType::ARP.to_be_bytes());
+        let e = EthernetFrame::parse(&f).unwrap();
+        assert_eq!(e.ethertype(), EtherType::ARP);
+        assert_eq!(e.vlan().unwrap().vid(), 100);
+        assert_eq!(e.payload().len(), 46);
+    }
+
+    #[test]
+    fn rejects_short_frames() {
+        assert_eq!(
+            EthernetFrame::parse(&[0; 13]).unwrap_err(),
+            WireError::Truncated
+        );
+        let mut f = [0u8; 16];
+        f[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+        assert_eq!(EthernetFrame::parse(&f).unwrap_err(), WireError::Truncated);
+    }
+}
