@@ -1,1 +1,127 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ferrolb_proto::config::NodeInfo;
+use ferrolb_speaker::dataplane::AnnouncePolicy;
+use ferrolb_speaker::metrics::Metrics;
+use ferrolb_speaker::standalone::{Options, Speaker};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "FerroLB speaker: answers ARP and NDP for LoadBalancer addresses"
+)]
+struct Cli {
+    /// Log level or filter, used when RUST_LOG is unset.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run from a YAML file of IPAddressPools, L2Advertisements and Services, no cluster.
+    Standalone {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// Extra node labels for L2Advertisement nodeSelectors (key=value, repeatable).
+        #[arg(long = "node-label", value_parser = parse_label)]
+        node_labels: Vec<(String, String)>,
+        #[arg(long, default_value = "0.0.0.0:7472")]
+        metrics_bind: SocketAddr,
+        /// Gratuitous ARP / unsolicited NA rounds on claiming an address.
+        #[arg(long, default_value_t = 5)]
+        gratuitous_count: u32,
+        #[arg(long, default_value = "1000", value_parser = parse_ms)]
+        gratuitous_interval_ms: Duration,
+        /// Repeat one round this often after the burst (0: never).
+        #[arg(long, default_value = "0", value_parser = parse_ms)]
+        gratuitous_refresh_ms: Duration,
+        /// How often to check the file and the interfaces for changes.
+        #[arg(long, default_value = "1000", value_parser = parse_ms)]
+        poll_ms: Duration,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+fn parse_ms(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{s:?} is not a number of milliseconds"))
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Standalone {
+            config,
+            node_name,
+            node_labels,
+            metrics_bind,
+            gratuitous_count,
+            gratuitous_interval_ms,
+            gratuitous_refresh_ms,
+            poll_ms,
+        } => {
+            let mut node = NodeInfo::new(&node_name);
+            node.labels.extend(node_labels);
+            let policy = AnnouncePolicy {
+                count: gratuitous_count,
+                interval: gratuitous_interval_ms,
+                refresh: (!gratuitous_refresh_ms.is_zero()).then_some(gratuitous_refresh_ms),
+            };
+            let metrics = Arc::new(Metrics::default());
+            let ready = Arc::new(AtomicBool::new(false));
+            let listener = tokio::net::TcpListener::bind(metrics_bind)
+                .await
+                .with_context(|| format!("cannot listen on {metrics_bind}"))?;
+            let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let speaker = Speaker::new(
+                Options {
+                    config,
+                    node,
+                    policy,
+                    poll: poll_ms,
+                },
+                metrics,
+            );
+            speaker.run(ready).await
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! One task per interface: receives ARP requests and Neighbor Solicitations from two
+//! filtered packet sockets, answers them in batches, and sends gratuitous announcements.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_proto::wire::{ArpOp, EtherType, MacAddr, solicited_node};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::bpf;
+use crate::interfaces::Interface;
+use crate::metrics::{DropLabels, Metrics, SocketLabels, VipCounters};
+use crate::responder::{
+    Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na,
+};
+use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket, RecvBatch};
+
+/// Gratuitous announcements on claiming an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnouncePolicy {
+    /// Rounds sent on claiming (MetalLB: 5).
+    pub count: u32,
+    /// Time between rounds (MetalLB: about 1 s).
+    pub interval: Duration,
+    /// After the burst, one more round this often; `None` for no refresh.
+    pub refresh: Option<Duration>,
+}
+
+impl Default for AnnouncePolicy {
+    fn default() -> Self {
+        AnnouncePolicy {
+            count: 5,
+            interval: Duration::from_secs(1),
+            refresh: None,
+        }
+    }
+}
+
+/// What one interface answers for, with each address's counters.
+#[derive(Debug, Default)]
+pub struct InterfaceTable {
+    pub vips: VipTable,
+    pub counters: Vec<VipCounters>,
+}
+
+impl InterfaceTable {
+    pub fn new(ips: impl IntoIterator<Item = IpAddr>, metrics: &Metrics) -> InterfaceTable {
+        let vips = VipTable::new(ips);
+        let counters = vips
+            .ips()
+            .iter()
+            .map(|ip| VipCounters::new(metrics, *ip))
+            .collect();
+        InterfaceTable { vips, counters }
+    }
+}
+
+struct Pending {
+    ip: IpAddr,
+    rounds_left: u32,
+    due: Instant,
+}
+
+/// Frames drained from one socket before the task yields to others.
+const MAX_BATCHES_PER_WAKE: usize = 16;
+
+/// The two packet sockets of one interface.
+struct Sockets {
+    arp: AsyncFd<PacketSocket>,
+    ndp: AsyncFd<PacketSocket>,
+}
+
+impl Sockets {
+    fn get(&self, proto: Proto) -> &PacketSocket {
+        match proto {
+            Proto::Arp => self.arp.get_ref(),
+            Proto::Ndp => self.ndp.get_ref(),
+        }
+    }
+}
+
+/// A responder on one interface: its sockets, and the state [`Core`] the loop mutates.
+pub struct Responder {
+    io: Sockets,
+    core: Core,
+}
+
+struct Core {
+    iface: Interface,
+    table: Arc<InterfaceTable>,
+    groups: BTreeSet<MacAddr>,
+    pending: Vec<Pending>,
+    policy: AnnouncePolicy,
+    metrics: Arc<Metrics>,
+    batch: Box<RecvBatch>,
+    replies: Box<[[u8; REPLY_BUF]; BATCH]>,
+    warned_conflicts: HashSet<IpAddr>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("iface", &self.core.iface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// Opens the interface's sockets with filters for nothing yet; [`Responder::run`]
+    /// applies tables as they arrive.
+    pub fn open(
+        iface: Interface,
+        policy: AnnouncePolicy,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Responder> {
+        let arp = PacketSocket::open(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
+        let ndp = PacketSocket::open(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
+        let io = Sockets {
+            arp: arp.into_async()?,
+            ndp: ndp.into_async()?,
+        };
+        let core = Core {
+            iface,
+            table: Arc::default(),
+            groups: BTreeSet::new(),
+            pending: Vec::new(),
+            policy,
+            metrics,
+            batch: Box::default(),
+            replies: Box::new([[0; REPLY_BUF]; BATCH]),
+            warned_conflicts: HashSet::new(),
+        };
+        Ok(Responder { io, core })
+    }
+
+    /// Serves until the sender of `tables` is dropped.
+    pub async fn run(self, mut tables: watch::Receiver<Arc<InterfaceTable>>) {
+        let Responder { io, mut core } = self;
+        let first = tables.borrow_and_update().clone();
+        core.apply(&io, first);
+        let mut stats = tokio::time::interval(Duration::from_secs(1));
+        stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let next_due = core.pending.iter().map(|p| p.due).min();
+            tokio::select! {
+                changed = tables.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let t = tables.borrow_and_update().clone();
+                    core.apply(&io, t);
+                }
+                ready = io.arp.readable() => match ready {
+                    Ok(mut guard) => if core.drain(io.get(Proto::Arp), Proto::Arp) { guard.clear_ready() },
+                    Err(e) => warn!(interface = %core.iface.name, error = %e, "ARP socket failed"),
+                },
+                ready = io.ndp.readable() => match ready {
+                    Ok(mut guard) => if core.drain(io.get(Proto::Ndp), Proto::Ndp) { guard.clear_ready() },
+                    Err(e) => warn!(interface = %core.iface.name, error = %e, "NDP socket failed"),
+                },
+                _ = sleep_until(next_due) => core.announce_due(&io),
+                _ = stats.tick() => core.collect_stats(&io),
+            }
+        }
+        core.collect_stats(&io);
+        debug!(interface = %core.iface.name, "responder stopped");
+    }
+}
+
+impl Core {
+    /// Swaps in a new table: requests for released addresses go unanswered from this
+    /// moment; claimed ones get the filter, the multicast group and an announcement burst.
+    fn apply(&mut self, io: &Sockets, table: Arc<InterfaceTable>) {
+        let old = std::mem::replace(&mut self.table, table);
+        let name = &self.iface.name;
+        let (v4, v6) = (self.table.vips.v4(), self.table.vips.v6());
+        if let Err(e) = io.arp.get_ref().set_filter(&bpf::arp_filter(&v4)) {
+            warn!(interface = %name, error = %e, "cannot update the ARP filter");
+        }
+        if let Err(e) = io.ndp.get_ref().set_filter(&bpf::ndp_filter(&v6)) {
+            warn!(interface = %name, error = %e, "cannot update the NDP filter");
+        }
+        let groups: BTreeSet<MacAddr> = v6
+            .iter()
+            .map(|ip| MacAddr::ipv6_multicast(solicited_node(*ip)))
+            .collect();
+        for (g, join) in self
+            .groups
+            .difference(&groups)
+            .map(|g| (g, false))
+            .chain(groups.difference(&self.groups).map(|g| (g, true)))
+        {
+            if let Err(e) = io.ndp.get_ref().multicast_membership(*g, join) {
+                warn!(interface = %name, group = %g, join, error = %e, "cannot change multicast membership");
+            }
+        }
+        self.groups = groups;
+        let now = Instant::now();
+        self.pending
+            .retain(|p| self.table.vips.index_of(p.ip).is_some());
+        for ip in self.table.vips.ips() {
+            if old.vips.index_of(*ip).is_none() {
+                info!(interface = %name, %ip, "announcing");
+                if self.policy.count > 0 {
+                    self.pending.push(Pending {
+                        ip: *ip,
+                        rounds_left: self.policy.count,
+                        due: now,
+                    });
+                }
+            }
+        }
+        for ip in old.vips.ips() {
+            if self.table.vips.index_of(*ip).is_none() {
+                info!(interface = %name, %ip, "released");
+            }
+        }
+        self.announce_due(io);
+    }
+
+    /// Answers what is queued on one socket. Returns true once the socket is empty.
+    fn drain(&mut self, sock: &PacketSocket, proto: Proto) -> bool {
+        let iface = &self.iface;
+        for _ in 0..MAX_BATCHES_PER_WAKE {
+            let n = match sock.recv_batch(&mut self.batch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    warn!(interface = %iface.name, error = %e, "receive failed");
+                    return true;
+                }
+            };
+            let table = &*self.table;
+            let mut lens = [0usize; BATCH];
+            let mut vips = [0u32; BATCH];
+            let mut count = 0;
+            for i in 0..n {
+                let (frame, pkttype, truncated) = self.batch.frame(i);
+                if truncated || pkttype == PACKET_OTHERHOST {
+                    let reason = if truncated { "oversized" } else { "other_host" };
+                    self.drop_frame(reason);
+                    continue;
+                }
+                match respond(frame, iface.mac, &table.vips, &mut self.replies[count]) {
+                    Verdict::Reply { len, vip } => {
+                        table.counters[vip as usize].requests.inc();
+                        lens[count] = len;
+                        vips[count] = vip;
+                        count += 1;
+                    }
+                    Verdict::Dropped(e) => self.drop_frame(e.label()),
+                    Verdict::Ignored(Ignored::Conflict(vip)) => {
+                        table.counters[vip as usize].conflicts.inc();
+                        let ip = table.vips.ips()[vip as usize];
+                        if self.warned_conflicts.insert(ip) {
+                            warn!(interface = %iface.name, %ip, "another host announces an address we own");
+                        }
+                    }
+                    Verdict::Ignored(Ignored::FromSelf) => self.drop_frame("from_self"),
+                    Verdict::Ignored(Ignored::NotOurs | Ignored::NotRequest) => {
+                        self.metrics
+                            .filter_misses
+                            .get_or_create(&SocketLabels {
+                                interface: iface.name.clone(),
+                                protocol: proto.label().into(),
+                            })
+                            .inc();
+                    }
+                }
+            }
+            if count > 0 {
+                let frames: Vec<&[u8]> = self.replies[..count]
+                    .iter()
+                    .zip(&lens)
+                    .map(|(b, l)| &b[..*l])
+                    .collect();
+                let sent = sock.send_batch(&frames).unwrap_or_else(|e| {
+                    warn!(interface = %iface.name, error = %e, "send failed");
+                    0
+                });
+                for vip in &vips[..sent] {
+                    table.counters[*vip as usize].responses.inc();
+                }
+            }
+            if n < BATCH {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn drop_frame(&self, reason: &str) {
+        self.metrics
+            .frames_dropped
+            .get_or_create(&DropLabels {
+                interface: self.iface.name.clone(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    fn announce_due(&mut self, io: &Sockets) {
+        let now = Instant::now();
+        let mut buf = [0u8; REPLY_BUF];
+        for p in self.pending.iter_mut().filter(|p| p.due <= now) {
+            let Some(vip) = self.table.vips.index_of(p.ip) else {
+                continue;
+            };
+            let sent = match p.ip {
+                IpAddr::V4(v4) => [ArpOp::Request, ArpOp::Reply]
+                    .into_iter()
+                    .filter(|op| {
+                        let len = gratuitous_arp(&mut buf, self.iface.mac, v4, *op);
+                        io.arp.get_ref().send_batch(&[&buf[..len]]).unwrap_or(0) == 1
+                    })
+                    .count(),
+                IpAddr::V6(v6) => {
+                    let len = unsolicited_na(&mut buf, self.iface.mac, v6);
+                    io.ndp.get_ref().send_batch(&[&buf[..len]]).unwrap_or(0)
+                }
+            };
+            self.table.counters[vip as usize]
+                .gratuitous
+                .inc_by(sent as u64);
+            p.rounds_left -= 1;
+            p.due = now + self.policy.interval;
+            if p.rounds_left == 0
+                && let Some(refresh) = self.policy.refresh
+            {
+                p.rounds_left = 1;
+                p.due = now + refresh;
+            }
+        }
+        self.pending.retain(|p| p.rounds_left > 0);
+    }
+
+    fn collect_stats(&self, io: &Sockets) {
+        for proto in [Proto::Arp, Proto::Ndp] {
+            let sock = io.get(proto);
+            if let Ok((frames, drops)) = sock.take_stats() {
+                let l = SocketLabels {
+                    interface: self.iface.name.clone(),
+                    protocol: proto.label().into(),
+                };
+                self.metrics.socket_frames.get_or_create(&l).inc_by(frames);
+                self.metrics.socket_drops.get_or_create(&l).inc_by(drops);
+            }
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Proto {
+    Arp,
+    Ndp,
+}
+
+impl Proto {
+    fn label(self) -> &'static str {
+        match self {
+            Proto::Arp => "arp",
+            Proto::Ndp => "ndp",
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Prometheus metrics. MetalLB's names are kept exactly, so existing dashboards and
+//! alerts work; FerroLB's own are `ferrolb_*`. Labels are bounded: IP, interface, pool,
+//! reason, never anything a client chooses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// A counter exposed under its bare name, as MetalLB's Go client does
+/// (`metallb_layer2_requests_received`, not `..._total`). Typed `unknown` because
+/// OpenMetrics reserves the `counter` type for names ending in `_total`.
+#[derive(Debug, Clone, Default)]
+pub struct BareCounter(Arc<AtomicU64>);
+
+impl BareCounter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for BareCounter {
+    const TYPE: MetricType = MetricType::Unknown;
+}
+
+impl EncodeMetric for BareCounter {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&(self.get() as i64))
+    }
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabel {
+    pub ip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    pub ip: String,
+    pub node: String,
+    pub protocol: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub interface: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SocketLabels {
+    pub interface: String,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// Every metric the speaker exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests_received: Family<IpLabel, BareCounter>,
+    pub responses_sent: Family<IpLabel, BareCounter>,
+    pub gratuitous_sent: Family<IpLabel, BareCounter>,
+    pub announced: Family<AnnouncedLabels, Gauge>,
+    pub frames_dropped: Family<DropLabels, Counter>,
+    pub filter_misses: Family<SocketLabels, Counter>,
+    pub socket_frames: Family<SocketLabels, Counter>,
+    pub socket_drops: Family<SocketLabels, Counter>,
+    pub conflicts: Family<IpLabel, Counter>,
+    pub config_reloads: Family<ResultLabel, Counter>,
+    pub config_last_reload_successful: Gauge,
+    pub vips: Gauge,
+}
+
+impl Metrics {
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut r = Registry::default();
+        let m = self.as_ref();
+        r.register(
+            "metallb_layer2_requests_received",
+            "Number of layer2 requests received for owned IPs",
+            m.requests_received.clone(),
+        );
+        r.register(
+            "metallb_layer2_responses_sent",
+            "Number of layer2 responses sent for owned IPs",
+            m.responses_sent.clone(),
+        );
+        r.register(
+            "metallb_layer2_gratuitous_sent",
+            "Number of gratuitous layer2 packets sent for owned IPs",
+            m.gratuitous_sent.clone(),
+        );
+        r.register(
+            "metallb_speaker_announced",
+            "The node announcing this service",
+            m.announced.clone(),
+        );
+        r.register(
+            "ferrolb_frames_dropped",
+            "Frames dropped as malformed or invalid, by reason",
+            m.frames_dropped.clone(),
+        );
+        r.register(
+            "ferrolb_filter_misses",
+            "Frames the kernel filter passed that were not requests for an owned IP",
+            m.filter_misses.clone(),
+        );
+        r.register(
+            "ferrolb_socket_frames",
+            "Frames delivered to the speaker's sockets by the kernel filter",
+            m.socket_frames.clone(),
+        );
+        r.register(
+            "ferrolb_socket_drops",
+            "Frames the kernel dropped because a socket's buffer was full",
+            m.socket_drops.clone(),
+        );
+        r.register(
+            "ferrolb_conflicts",
+            "Announcements of an owned IP by another MAC",
+            m.conflicts.clone(),
+        );
+        r.register(
+            "ferrolb_config_reloads",
+            "Configuration loads, by result",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "ferrolb_config_last_reload_successful",
+            "Whether the last configuration load succeeded",
+            m.config_last_reload_successful.clone(),
+        );
+        r.register(
+            "ferrolb_vips",
+            "Addresses this speaker announces",
+            m.vips.clone(),
+        );
+        r
+    }
+}
+
+/// The per-address counters of one VIP, resolved once when a table is built so that the
+/// hot path increments an atomic instead of hashing labels.
+#[derive(Debug, Clone)]
+pub struct VipCounters {
+    pub requests: BareCounter,
+    pub responses: BareCounter,
+    pub gratuitous: BareCounter,
+    pub conflicts: Counter,
+}
+
+impl VipCounters {
+    pub fn new(m: &Metrics, ip: std::net::IpAddr) -> VipCounters {
+        let l = IpLabel { ip: ip.to_string() };
+        VipCounters {
+            requests: m.requests_received.get_or_create(&l).clone(),
+            responses: m.responses_sent.get_or_create(&l).clone(),
+            gratuitous: m.gratuitous_sent.get_or_create(&l).clone(),
+            conflicts: m.conflicts.get_or_create(&l).clone(),
+        }
+    }
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
+}

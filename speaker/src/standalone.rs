@@ -1,0 +1,237 @@
+//! Standalone mode: the configuration comes from a YAML file instead of a cluster.
+//! SIGHUP or a change to the file reloads it; an invalid file is reported and the last
+//! good configuration keeps serving.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use ferrolb_proto::config::{self, Loaded, NodeInfo};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::dataplane::{AnnouncePolicy, InterfaceTable, Responder};
+use crate::interfaces::{self, Interface};
+use crate::metrics::{AnnouncedLabels, Metrics, ResultLabel};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub node: NodeInfo,
+    pub policy: AnnouncePolicy,
+    /// How often the file and the interfaces are checked for changes.
+    pub poll: Duration,
+}
+
+struct Running {
+    iface: Interface,
+    tables: watch::Sender<Arc<InterfaceTable>>,
+    task: JoinHandle<()>,
+}
+
+/// The speaker's state between reloads.
+pub struct Speaker {
+    opts: Options,
+    metrics: Arc<Metrics>,
+    loaded: Option<Loaded>,
+    running: BTreeMap<String, Running>,
+    interfaces: Vec<Interface>,
+}
+
+impl std::fmt::Debug for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Speaker")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// File identity for change detection: modification time and length.
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Speaker {
+    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Speaker {
+        Speaker {
+            opts,
+            metrics,
+            loaded: None,
+            running: BTreeMap::new(),
+            interfaces: Vec::new(),
+        }
+    }
+
+    /// Reads and validates the file. On success the new configuration is applied; on
+    /// failure every problem is logged and the previous configuration stays.
+    pub fn reload(&mut self) -> anyhow::Result<()> {
+        let path = self.opts.config.display().to_string();
+        let result = std::fs::read_to_string(&self.opts.config)
+            .with_context(|| format!("cannot read {path}"))
+            .and_then(|text| config::load(&path, &text).map_err(anyhow::Error::from));
+        let ok = result.is_ok();
+        self.metrics
+            .config_reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "success" } else { "failure" }.into(),
+            })
+            .inc();
+        self.metrics
+            .config_last_reload_successful
+            .set(i64::from(ok));
+        match result {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    warn!(object = %w.object, field = %w.field, "{}", w.message);
+                }
+                self.loaded = Some(loaded);
+                self.apply();
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(ferrolb_proto::Error::InvalidConfig(issues)) = e.downcast_ref() {
+                    for i in issues {
+                        error!(object = %i.object, field = %i.field, "{}", i.message);
+                    }
+                }
+                if self.loaded.is_some() {
+                    error!(error = %e, "configuration rejected; the last good configuration keeps serving");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings the responders in line with the configuration and the interfaces present.
+    fn apply(&mut self) {
+        let Some(loaded) = &self.loaded else { return };
+        let announcements = config::announcements(&loaded.config, &self.opts.node);
+        self.interfaces = interfaces::eligible();
+        let mut per_iface: BTreeMap<String, Vec<IpAddr>> = self
+            .interfaces
+            .iter()
+            .map(|i| (i.name.clone(), Vec::new()))
+            .collect();
+        for a in &announcements {
+            match &a.interfaces {
+                None => per_iface.values_mut().for_each(|v| v.push(a.ip)),
+                Some(names) => {
+                    for n in names {
+                        match per_iface.get_mut(n) {
+                            Some(v) => v.push(a.ip),
+                            None => {
+                                warn!(interface = %n, ip = %a.ip, "interface named by an L2Advertisement is missing, down, or not Ethernet")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Interfaces that went away: stop their responders.
+        self.running.retain(|name, r| {
+            let keep = self.interfaces.iter().any(|i| i == &r.iface);
+            if !keep {
+                info!(interface = %name, "interface gone or changed; responder stopped");
+                r.task.abort();
+            }
+            keep
+        });
+        for iface in &self.interfaces {
+            let ips = per_iface.remove(&iface.name).unwrap_or_default();
+            let table = Arc::new(InterfaceTable::new(ips, &self.metrics));
+            if let Some(r) = self.running.get(&iface.name) {
+                r.tables.send_replace(table);
+                continue;
+            }
+            if table.vips.is_empty() {
+                continue;
+            }
+            match Responder::open(iface.clone(), self.opts.policy, self.metrics.clone()) {
+                Ok(responder) => {
+                    let (tx, rx) = watch::channel(table);
+                    let task = tokio::spawn(responder.run(rx));
+                    self.running.insert(
+                        iface.name.clone(),
+                        Running {
+                            iface: iface.clone(),
+                            tables: tx,
+                            task,
+                        },
+                    );
+                }
+                Err(e) => {
+                    error!(interface = %iface.name, error = %e, "cannot open packet sockets (needs CAP_NET_RAW)")
+                }
+            }
+        }
+        self.metrics.announced.clear();
+        for a in &announcements {
+            for svc in &a.services {
+                let labels = AnnouncedLabels {
+                    ip: a.ip.to_string(),
+                    node: self.opts.node.name.clone(),
+                    protocol: "layer2".into(),
+                    service: svc.clone(),
+                };
+                self.metrics.announced.get_or_create(&labels).set(1);
+            }
+        }
+        self.metrics.vips.set(announcements.len() as i64);
+        info!(
+            addresses = announcements.len(),
+            interfaces = self.running.len(),
+            "configuration applied"
+        );
+    }
+
+    /// Whether every responder that should run is running.
+    pub fn healthy(&self) -> bool {
+        self.running.values().all(|r| !r.task.is_finished())
+    }
+
+    /// Serves until SIGTERM or SIGINT. The first load must succeed.
+    pub async fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+        self.reload()?;
+        ready.store(true, Ordering::Release);
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut poll = tokio::time::interval(self.opts.poll);
+        let mut last = stamp(&self.opts.config);
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading");
+                    last = stamp(&self.opts.config);
+                    let _ = self.reload();
+                }
+                _ = poll.tick() => {
+                    let now = stamp(&self.opts.config);
+                    if now != last {
+                        info!("configuration file changed: reloading");
+                        last = now;
+                        let _ = self.reload();
+                    } else if interfaces::eligible() != self.interfaces {
+                        info!("interfaces changed");
+                        self.apply();
+                    }
+                    ready.store(self.healthy(), Ordering::Release);
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("stopping: no longer answering");
+        for r in self.running.values() {
+            r.task.abort();
+        }
+        Ok(())
+    }
+}
