@@ -236,7 +236,11 @@ impl Loader<'_> {
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
         let de = serde_ignored::Deserializer::new(value, &mut record);
         let result: Result<T, _> = serde_path_to_error::deserialize(de);
-        for field in unknown {
+        // kube's derived CRD types take apiVersion and kind as given, without reading them.
+        for field in unknown
+            .into_iter()
+            .filter(|f| f != "apiVersion" && f != "kind")
+        {
             let leaf = field.rsplit('.').next().unwrap_or(&field);
             let hint = did_you_mean(leaf)
                 .map(|k| format!(" (did you mean {k}?)"))

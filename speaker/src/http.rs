@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::render;
+use crate::metrics::{render_openmetrics, render_text};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `/metrics`, `/healthz` (the process serves) and `/readyz` (configuration loaded and
 /// every responder running).
@@ -19,7 +20,20 @@ pub fn router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || async move { ([(header::CONTENT_TYPE, OPENMETRICS)], render(&registry)) }),
+            get(move |headers: HeaderMap| async move {
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if accept.contains("application/openmetrics-text") {
+                    (
+                        [(header::CONTENT_TYPE, OPENMETRICS)],
+                        render_openmetrics(&registry),
+                    )
+                } else {
+                    ([(header::CONTENT_TYPE, TEXT)], render_text(&registry))
+                }
+            }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -273,3 +273,11 @@ fn no_l2_advertisement_announces_nothing() {
             .any(|w| w.message.contains("no L2Advertisement"))
     );
 }
+
+#[test]
+fn clean_example_loads_without_warnings() {
+    let text = include_str!("../../../examples/documentation-net.yaml");
+    let loaded = load("demo.yaml", text).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(announcements(&loaded.config, &NodeInfo::new("n1")).len(), 3);
+}

@@ -1,0 +1,429 @@
+//! Network-namespace harness for packet-level tests and benches: namespaces, veth links,
+//! a running speaker, and the kernel's own ARP/NDP clients. Everything it creates is
+//! removed on drop, also when a test fails. Traffic stays inside the namespaces and uses
+//! documentation addresses only.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SERVER_MAC: &str = "02:fe:00:00:00:01";
+pub const CLIENT_MAC: &str = "02:c1:00:00:00:02";
+pub const SERVER_V4: &str = "198.51.100.2";
+pub const CLIENT_V4: &str = "198.51.100.1";
+pub const SERVER_V6: &str = "2001:db8:100::2";
+pub const CLIENT_V6: &str = "2001:db8:100::1";
+
+/// Packet-level tests need root for namespaces and raw sockets. They fail loudly rather
+/// than skip, so CI (which runs as root) can never pass them silently.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "packet-level tests need root (network namespaces, raw sockets): run them as root, as CI does"
+    );
+}
+
+/// A name unique to this process and call, short enough for an interface (15 bytes).
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed.
+pub fn must(args: &[&str]) -> String {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted (with every process still in it) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        require_root();
+        let ns = Netns {
+            name: unique(prefix),
+        };
+        must(&["ip", "netns", "add", &ns.name]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["ip", "-n", &self.name];
+        all.extend_from_slice(args);
+        must(&all)
+    }
+
+    /// A command run inside the namespace; its output whatever the exit status.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args))
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let out = self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
+        assert!(
+            out.status.success(),
+            "sysctl {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn ifindex(&self, ifname: &str) -> i32 {
+        let json = self.ip(&["-j", "link", "show", ifname]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        v[0]["ifindex"].as_i64().expect("ifindex") as i32
+    }
+
+    /// The kernel's neighbor entry for `ip`: link-layer address and NUD state.
+    pub fn neighbor(&self, ip: &str, dev: &str) -> Option<(String, String)> {
+        let json = self.ip(&["-j", "neigh", "show", "to", ip, "dev", dev]);
+        let v: serde_json::Value =
+            serde_json::from_str(if json.trim().is_empty() { "[]" } else { &json }).ok()?;
+        let e = v.as_array()?.first()?;
+        let state = e["state"].as_array()?.first()?.as_str()?.to_string();
+        Some((e["lladdr"].as_str().unwrap_or_default().to_string(), state))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Creates a veth pair between two namespaces; returns the two interface names.
+pub fn veth(a: &Netns, b: &Netns) -> (String, String) {
+    let (ia, ib) = (unique("va"), unique("vb"));
+    must(&[
+        "ip", "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns",
+        &b.name,
+    ]);
+    (ia, ib)
+}
+
+/// A server namespace that will run the speaker, and a client on one LAN segment, with
+/// the kernel's neighbor timers shortened so that NUD can be watched in a test.
+#[derive(Debug)]
+pub struct Lan {
+    pub client: Netns,
+    pub server: Netns,
+    pub client_if: String,
+    pub server_if: String,
+}
+
+impl Lan {
+    pub fn new() -> Lan {
+        let client = Netns::new("fc");
+        let server = Netns::new("fs");
+        let (server_if, client_if) = veth(&server, &client);
+        server.ip(&["link", "set", &server_if, "address", SERVER_MAC, "up"]);
+        client.ip(&["link", "set", &client_if, "address", CLIENT_MAC, "up"]);
+        server.ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", &server_if]);
+        server.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_V6}/64"),
+            "dev",
+            &server_if,
+            "nodad",
+        ]);
+        client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &client_if]);
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("{CLIENT_V6}/64"),
+            "dev",
+            &client_if,
+            "nodad",
+        ]);
+        let lan = Lan {
+            client,
+            server,
+            client_if,
+            server_if,
+        };
+        // Like kube-proxy in IPVS mode with strictARP: the node accepts traffic for the
+        // VIPs (held on lo here, as LVS-DR does; kube-proxy uses a dummy device), and its
+        // kernel answers ARP only for addresses on the receiving interface, so the
+        // speaker is the only one answering.
+        lan.server.sysctl("net.ipv4.conf.all.arp_ignore", "1");
+        lan.server.sysctl("net.ipv4.conf.all.arp_announce", "2");
+        lan
+    }
+
+    /// Makes the server's kernel accept packets for `ip` (as kube-proxy would) without
+    /// answering ARP/NDP for it.
+    pub fn accept_locally(&self, ip: &str) {
+        let prefix = if ip.contains(':') { "128" } else { "32" };
+        self.server.ip(&[
+            "addr",
+            "add",
+            &format!("{ip}/{prefix}"),
+            "dev",
+            "lo",
+            "nodad",
+        ]);
+    }
+
+    /// `arping` from the client: the MAC that answered, if any.
+    pub fn arping(&self, ip: &str, count: u32) -> Option<String> {
+        let out = self.client.exec(&[
+            "arping",
+            "-c",
+            &count.to_string(),
+            "-w",
+            "2",
+            "-I",
+            &self.client_if,
+            ip,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|l| {
+            l.split("bytes from ")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_lowercase)
+        })
+    }
+
+    /// `ndisc6` from the client: the target link-layer address advertised, if any.
+    pub fn ndisc6(&self, ip: &str) -> Option<String> {
+        let out = self
+            .client
+            .exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|l| {
+            l.split("Target link-layer address: ")
+                .nth(1)
+                .map(|m| m.trim().to_lowercase())
+        })
+    }
+
+    pub fn ping(&self, ip: &str) -> bool {
+        let v6 = if ip.contains(':') { "-6" } else { "-4" };
+        self.client
+            .exec(&["ping", v6, "-c", "1", "-W", "2", ip])
+            .status
+            .success()
+    }
+}
+
+/// A speaker process in a namespace, killed on drop, with its config file removed.
+#[derive(Debug)]
+pub struct Speaker {
+    child: Child,
+    ns: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+pub const METRICS: &str = "127.0.0.1:7472";
+
+impl Speaker {
+    pub fn start(ns: &Netns, config: &str, extra: &[&str]) -> Speaker {
+        let id = unique("speaker");
+        let path = std::env::temp_dir().join(format!("ferrolb-{id}.yaml"));
+        let log = std::env::temp_dir().join(format!("ferrolb-{id}.log"));
+        std::fs::write(&path, config).expect("write config");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_ferrolb-speaker"),
+                "standalone",
+            ])
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--node-name",
+                "node-a",
+                "--metrics-bind",
+                METRICS,
+            ])
+            .args([
+                "--gratuitous-interval-ms",
+                "100",
+                "--poll-ms",
+                "200",
+                "--log-level",
+                "debug",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start speaker");
+        let s = Speaker {
+            child,
+            ns: ns.name.clone(),
+            config: path,
+            log,
+        };
+        s.wait_until("ready", || s.http("/readyz").is_some_and(|b| b == "ready"));
+        s
+    }
+
+    /// The body of a GET to the speaker's HTTP endpoint, if it answered 200.
+    pub fn http(&self, path: &str) -> Option<String> {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-sf", "--max-time", "2"])
+            .arg(format!("http://{METRICS}{path}")));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The value of one sample, by metric name and a label-set substring (`""` for none).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.http("/metrics").expect("metrics endpoint");
+        sample(&text, name, labels).unwrap_or(0.0)
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Rewrites the config file and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        std::fs::write(&self.config, config).expect("write config");
+        must(&["kill", "-HUP", &self.child.id().to_string()]);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `cond` for up to 10 s; fails the test with the speaker's log otherwise.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}; speaker log:\n{}",
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Finds a sample in the text exposition format.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        (metric == name && rest.contains(labels)).then(|| value.parse().ok())?
+    })
+}
+
+/// A config with one pool covering the documentation ranges used here, one
+/// L2Advertisement (optionally limited to `interfaces`) and one Service per address.
+pub fn config(ips: &[&str], interfaces: &[&str]) -> String {
+    let mut s = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec:\n  addresses: [198.51.100.10-198.51.100.250, '2001:db8:100::10-2001:db8:100::ffff']\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lan, namespace: metallb-system}\nspec:\n  ipAddressPools: [lan]\n",
+    );
+    if !interfaces.is_empty() {
+        s.push_str(&format!("  interfaces: [{}]\n", interfaces.join(", ")));
+    }
+    for (i, ip) in ips.iter().enumerate() {
+        s.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc{i}\n  namespace: default\n  annotations: {{metallb.io/loadBalancerIPs: '{ip}'}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n"
+        ));
+    }
+    s
+}
+
+/// Sends raw frames out of `ifname` in namespace `ns`, from a thread that joins the
+/// namespace (the rest of the test process stays where it is), in batches of 32 with
+/// `pause` between batches.
+pub fn inject(ns: &Netns, ifname: &str, frames: Vec<Vec<u8>>, pause: Duration) {
+    let ifindex = ns.ifindex(ifname);
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        enter(&path);
+        // Protocol 0: this socket only sends, it receives nothing.
+        let sock = ferrolb_speaker::sys::PacketSocket::open(
+            ifindex,
+            0,
+            &ferrolb_speaker::bpf::arp_filter(&[]),
+        )
+        .expect("packet socket");
+        for chunk in frames.chunks(32) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let mut sent = 0;
+            while sent < refs.len() {
+                match sock.send_batch(&refs[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+            std::thread::sleep(pause);
+        }
+    })
+    .join()
+    .expect("injector thread");
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+pub fn enter(path: &str) {
+    let f = std::fs::File::open(path).expect("open netns");
+    // SAFETY: the descriptor is valid for the call; CLONE_NEWNET moves only this thread.
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+pub fn is_v6(ip: &str) -> bool {
+    ip.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
+}
