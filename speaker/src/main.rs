@@ -12,6 +12,9 @@ use ferrolb_speaker::metrics::Metrics;
 use ferrolb_speaker::standalone::{Options, Speaker};
 use tracing_subscriber::EnvFilter;
 
+/// Served when no `--config` is given: documentation addresses only.
+const DEMO_CONFIG: &str = include_str!("../../examples/documentation-net.yaml");
+
 #[derive(Parser)]
 #[command(
     version,
@@ -37,8 +40,10 @@ enum LogFormat {
 enum Command {
     /// Run from a YAML file of IPAddressPools, L2Advertisements and Services, no cluster.
     Standalone {
+        /// The YAML file; without it, the embedded demo configuration (documentation
+        /// addresses 198.51.100.10-11 and 2001:db8:100::10) is served.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[arg(long, env = "NODE_NAME")]
         node_name: String,
         /// Extra node labels for L2Advertisement nodeSelectors (key=value, repeatable).
@@ -112,6 +117,19 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {metrics_bind}"))?;
             let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready.clone());
             tokio::spawn(async move { axum::serve(listener, app).await });
+            let embedded = config.is_none();
+            let config = match config {
+                Some(path) => path,
+                None => {
+                    let path = std::env::temp_dir()
+                        .join(format!("ferrolb-demo-{}.yaml", std::process::id()));
+                    std::fs::write(&path, DEMO_CONFIG)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    tracing::info!(path = %path.display(), "no --config: serving the embedded demo configuration");
+                    path
+                }
+            };
+            let demo_path = config.clone();
             let speaker = Speaker::new(
                 Options {
                     config,
@@ -121,7 +139,11 @@ async fn main() -> anyhow::Result<()> {
                 },
                 metrics,
             );
-            speaker.run(ready).await
+            let result = speaker.run(ready).await;
+            if embedded {
+                let _ = std::fs::remove_file(&demo_path);
+            }
+            result
         }
     }
 }
