@@ -14,6 +14,7 @@ pub enum ArpOp {
 }
 
 impl ArpOp {
+    #[inline]
     fn code(self) -> u16 {
         match self {
             ArpOp::Request => 1,
@@ -29,6 +30,7 @@ pub struct ArpPacket<'a> {
 }
 
 impl<'a> ArpPacket<'a> {
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         if buf.len() < PACKET_LEN {
             return Err(WireError::Truncated);
@@ -45,6 +47,7 @@ impl<'a> ArpPacket<'a> {
         }
     }
 
+    #[inline]
     pub fn op(&self) -> ArpOp {
         if be16(self.buf, 6) == 1 {
             ArpOp::Request
@@ -53,22 +56,27 @@ impl<'a> ArpPacket<'a> {
         }
     }
 
+    #[inline]
     pub fn sender_mac(&self) -> MacAddr {
         MacAddr::from_slice(&self.buf[8..14])
     }
 
+    #[inline]
     pub fn sender_ip(&self) -> Ipv4Addr {
         ipv4(&self.buf[14..18])
     }
 
+    #[inline]
     pub fn target_mac(&self) -> MacAddr {
         MacAddr::from_slice(&self.buf[18..24])
     }
 
+    #[inline]
     pub fn target_ip(&self) -> Ipv4Addr {
         ipv4(&self.buf[24..28])
     }
 
+    #[inline]
     pub fn to_repr(&self) -> ArpRepr {
         ArpRepr {
             op: self.op(),
@@ -80,6 +88,7 @@ impl<'a> ArpPacket<'a> {
     }
 }
 
+#[inline]
 fn ipv4(b: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(b[0], b[1], b[2], b[3])
 }
@@ -96,6 +105,7 @@ pub struct ArpRepr {
 
 impl ArpRepr {
     /// Writes the packet into `buf[..PACKET_LEN]`. `buf` must be at least that long.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) {
         buf[0..2].copy_from_slice(&1u16.to_be_bytes());
         buf[2..4].copy_from_slice(&0x0800u16.to_be_bytes());

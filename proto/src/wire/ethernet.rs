@@ -24,6 +24,7 @@ pub struct VlanTag {
 }
 
 impl VlanTag {
+    #[inline]
     pub fn vid(self) -> u16 {
         self.tci & 0x0fff
     }
@@ -38,6 +39,7 @@ pub struct EthernetFrame<'a> {
 }
 
 impl<'a> EthernetFrame<'a> {
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -56,15 +58,18 @@ impl<'a> EthernetFrame<'a> {
         Ok(EthernetFrame { buf, type_at })
     }
 
+    #[inline]
     pub fn dst(&self) -> MacAddr {
         MacAddr::from_slice(&self.buf[0..6])
     }
 
+    #[inline]
     pub fn src(&self) -> MacAddr {
         MacAddr::from_slice(&self.buf[6..12])
     }
 
     /// The outermost VLAN tag, if the frame carries one.
+    #[inline]
     pub fn vlan(&self) -> Option<VlanTag> {
         (self.type_at > 12).then(|| VlanTag {
             tpid: be16(self.buf, 12),
@@ -72,10 +77,12 @@ impl<'a> EthernetFrame<'a> {
         })
     }
 
+    #[inline]
     pub fn ethertype(&self) -> u16 {
         be16(self.buf, self.type_at)
     }
 
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[self.type_at + 2..]
     }
@@ -83,6 +90,7 @@ impl<'a> EthernetFrame<'a> {
 
 /// Writes an untagged Ethernet header into `buf[..14]`; returns the payload slice.
 /// `buf` must be at least [`HEADER_LEN`] bytes long.
+#[inline]
 pub fn emit_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) -> &mut [u8] {
     buf[0..6].copy_from_slice(&dst.0);
     buf[6..12].copy_from_slice(&src.0);

@@ -55,6 +55,7 @@ pub enum WireError {
 
 impl WireError {
     /// A short, stable name for metric labels.
+    #[inline]
     pub fn label(self) -> &'static str {
         match self {
             WireError::Truncated => "truncated",
@@ -84,16 +85,19 @@ impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    #[inline]
     pub fn is_multicast(self) -> bool {
         self.0[0] & 1 == 1
     }
 
     /// The Ethernet multicast address an IPv6 multicast address maps to (RFC 2464 §7).
+    #[inline]
     pub fn ipv6_multicast(ip: std::net::Ipv6Addr) -> MacAddr {
         let o = ip.octets();
         MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
     }
 
+    #[inline]
     pub(crate) fn from_slice(b: &[u8]) -> MacAddr {
         let mut m = [0; 6];
         m.copy_from_slice(&b[..6]);
@@ -102,6 +106,7 @@ impl MacAddr {
 }
 
 impl fmt::Display for MacAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
         write!(
@@ -113,6 +118,7 @@ impl fmt::Display for MacAddr {
 }
 
 impl fmt::Debug for MacAddr {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
@@ -120,6 +126,7 @@ impl fmt::Debug for MacAddr {
 
 impl FromStr for MacAddr {
     type Err = crate::Error;
+    #[inline]
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 6];
         let mut parts = s.trim().split([':', '-']);
@@ -140,6 +147,7 @@ impl FromStr for MacAddr {
 }
 
 /// The solicited-node multicast address of `ip` (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX.
+#[inline]
 pub fn solicited_node(ip: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
     let o = ip.octets();
     std::net::Ipv6Addr::from([
@@ -147,6 +155,7 @@ pub fn solicited_node(ip: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
     ])
 }
 
+#[inline]
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }

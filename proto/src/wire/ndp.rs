@@ -45,6 +45,7 @@ pub enum NdpMessage {
 
 impl NdpMessage {
     /// Parses and validates a neighbor discovery message carried by `ip`.
+    #[inline]
     pub fn parse(ip: &Ipv6Packet<'_>) -> Result<NdpMessage, WireError> {
         if ip.next_header() != NEXT_HEADER_ICMPV6 {
             return Err(WireError::NotIcmpv6);
@@ -111,6 +112,7 @@ impl NdpMessage {
     }
 }
 
+#[inline]
 fn is_solicited_node(ip: Ipv6Addr) -> bool {
     let o = ip.octets();
     o[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]
@@ -118,6 +120,7 @@ fn is_solicited_node(ip: Ipv6Addr) -> bool {
 
 /// Walks the options, rejecting any of zero length or overrunning the message (§7.1.1),
 /// and returns the first link-layer address option of type `wanted`.
+#[inline]
 fn link_layer_option(mut opts: &[u8], wanted: u8) -> Result<Option<MacAddr>, WireError> {
     let mut found = None;
     while !opts.is_empty() {
@@ -138,6 +141,7 @@ fn link_layer_option(mut opts: &[u8], wanted: u8) -> Result<Option<MacAddr>, Wir
 
 /// Writes Ethernet + IPv6 + an NDP body whose first 8 bytes are `head` and which ends in
 /// one link-layer option. Returns [`FRAME_LEN`]. `buf` must be at least that long.
+#[inline]
 fn emit_frame(
     buf: &mut [u8],
     eth_dst: MacAddr,
@@ -164,6 +168,7 @@ fn emit_frame(
 impl NeighborAdvert {
     /// Emits the advertisement as a full Ethernet frame carrying a target link-layer
     /// option with `ll`. Returns the frame length ([`FRAME_LEN`]).
+    #[inline]
     pub fn emit_frame(&self, buf: &mut [u8], eth_dst: MacAddr, ll: MacAddr) -> usize {
         let flags = (u8::from(self.router) << 7)
             | (u8::from(self.solicited) << 6)
@@ -184,6 +189,7 @@ impl NeighborAdvert {
 impl NeighborSolicit {
     /// Emits the solicitation as a full Ethernet frame from `eth_src`, with a source
     /// link-layer option. Returns the frame length ([`FRAME_LEN`]).
+    #[inline]
     pub fn emit_frame(&self, buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> usize {
         let head = [TYPE_NS, 0, 0, 0, 0, 0, 0, 0];
         let ll = self.source_ll.unwrap_or(eth_src);
