@@ -1,1 +1,290 @@
-fn main() {}
+//! Netns throughput bench (root): floods ARP requests and Neighbor Solicitations at a VIP
+//! and counts the replies, side by side in the same run for FerroLB and for the Linux
+//! kernel answering for the same address assigned to its interface. Also the speaker's
+//! memory with 10k VIPs.
+//!
+//!     sudo cargo bench -p ferrolb-speaker --bench throughput
+//!
+//! Traffic stays in namespaces made here, on documentation addresses.
+
+#[path = "../tests/netns/mod.rs"]
+mod netns;
+
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_proto::wire::{
+    ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node,
+};
+use ferrolb_speaker::sys::{BpfInsn, PacketSocket, RecvBatch};
+use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter};
+
+const VIP4: &str = "198.51.100.10";
+const VIP6: &str = "2001:db8:100::10";
+const RATES: [u64; 3] = [50_000, 100_000, 200_000];
+const RATE_RUN: Duration = Duration::from_secs(2);
+const MAX_RUN: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Arp,
+    Ndp,
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> BpfInsn {
+    BpfInsn { code, jt, jf, k }
+}
+
+/// The request the flooder sends, and a filter for the client's socket passing replies.
+fn request(proto: Proto) -> (Vec<u8>, u16, Vec<BpfInsn>) {
+    let client: MacAddr = CLIENT_MAC.parse().unwrap();
+    match proto {
+        Proto::Arp => {
+            let mut f = vec![0u8; 42];
+            let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, client, EtherType::ARP);
+            ArpRepr {
+                op: ArpOp::Request,
+                sender_mac: client,
+                sender_ip: netns::CLIENT_V4.parse().unwrap(),
+                target_mac: MacAddr::ZERO,
+                target_ip: VIP4.parse().unwrap(),
+            }
+            .emit(p);
+            // ARP operation == reply
+            let filter = vec![
+                insn(0x28, 0, 0, 20),
+                insn(0x15, 0, 1, 2),
+                insn(0x06, 0, 0, 2048),
+                insn(0x06, 0, 0, 0),
+            ];
+            (f, EtherType::ARP, filter)
+        }
+        Proto::Ndp => {
+            let mut f = vec![0u8; ndp::FRAME_LEN];
+            let target: Ipv6Addr = VIP6.parse().unwrap();
+            let dst = solicited_node(target);
+            NeighborSolicit {
+                src: netns::CLIENT_V6.parse().unwrap(),
+                dst,
+                target,
+                source_ll: Some(client),
+            }
+            .emit_frame(&mut f, MacAddr::ipv6_multicast(dst), client);
+            // ICMPv6 Neighbor Advertisement
+            let filter = vec![
+                insn(0x30, 0, 0, 20),
+                insn(0x15, 0, 3, 58),
+                insn(0x30, 0, 0, 54),
+                insn(0x15, 0, 1, 136),
+                insn(0x06, 0, 0, 2048),
+                insn(0x06, 0, 0, 0),
+            ];
+            (f, EtherType::IPV6, filter)
+        }
+    }
+}
+
+struct Measured {
+    sent: u64,
+    replies: u64,
+    secs: f64,
+}
+
+/// Floods from the client of `lan` for `dur`, at `rate` requests/s or as fast as it can.
+fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured {
+    let ifindex = lan.client.ifindex(&lan.client_if);
+    let path = format!("/run/netns/{}", lan.client.name);
+    let (frame, ethertype, filter) = request(proto);
+    let done = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            enter(&path);
+            let sock = PacketSocket::open(ifindex, ethertype, &filter).expect("receive socket");
+            let mut batch = RecvBatch::default();
+            let mut got = 0u64;
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                match sock.recv_batch(&mut batch) {
+                    Ok(n) => {
+                        got += n as u64;
+                        idle_since = None;
+                    }
+                    Err(_) => {
+                        if done.load(Ordering::Acquire) {
+                            // Replies still in flight get 200 ms after the last request.
+                            let since = *idle_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > Duration::from_millis(200) {
+                                break;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+            }
+            // Replies that reached the socket but did not fit its buffer were still sent.
+            got + sock.take_stats().map(|(_, drops)| drops).unwrap_or(0)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let sender = std::thread::spawn(move || {
+        enter(&path);
+        let sock = PacketSocket::open(ifindex, 0, &[insn(0x06, 0, 0, 0)]).expect("send socket");
+        let frames: Vec<&[u8]> = vec![frame.as_slice(); 64];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < dur {
+            if let Some(r) = rate {
+                let due = (start.elapsed().as_secs_f64() * r as f64) as u64;
+                if sent >= due {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let n = (due - sent).min(64) as usize;
+                sent += sock.send_batch(&frames[..n]).unwrap_or(0) as u64;
+            } else {
+                sent += sock.send_batch(&frames).unwrap_or(0) as u64;
+            }
+        }
+        (sent, start.elapsed().as_secs_f64())
+    });
+    let (sent, secs) = sender.join().unwrap();
+    done.store(true, Ordering::Release);
+    Measured {
+        sent,
+        replies: receiver.join().unwrap(),
+        secs,
+    }
+}
+
+/// Busy CPU seconds of the whole machine so far (all cores, /proc/stat).
+fn machine_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let busy: f64 = f.iter().sum::<f64>() - f[3] - f[4];
+    busy / 100.0
+}
+
+/// User + system CPU seconds of a process so far.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .trim_end_matches(" kB")
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing: run only
+    // when benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    netns::require_root();
+    let ferrolb = Lan::new();
+    let speaker = Speaker::start(
+        &ferrolb.server,
+        &config(&[VIP4, VIP6], &[]),
+        &["--gratuitous-count", "0", "--log-level", "warn"],
+    );
+    let kernel = Lan::new();
+    kernel.server.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP4}/32"),
+        "dev",
+        &kernel.server_if,
+    ]);
+    kernel.server.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        &kernel.server_if,
+        "nodad",
+    ]);
+    assert!(
+        ferrolb.arping(VIP4, 1).is_some() && kernel.arping(VIP4, 1).is_some(),
+        "both responders must answer before the bench"
+    );
+
+    println!(
+        "| protocol | responder | offered/s | sent/s | replies/s | reply ratio | responder CPU s per 1M replies | machine CPU s per 1M replies |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for proto in [Proto::Arp, Proto::Ndp] {
+        let name = if proto == Proto::Arp { "ARP" } else { "NDP" };
+        for rate in RATES.iter().copied().map(Some).chain([None]) {
+            for (who, lan) in [("FerroLB", &ferrolb), ("Linux kernel", &kernel)] {
+                let (m0, s0) = (machine_cpu(), process_cpu(speaker.pid()));
+                let m = flood(lan, proto, rate, rate.map_or(MAX_RUN, |_| RATE_RUN));
+                let (m1, s1) = (machine_cpu(), process_cpu(speaker.pid()));
+                let per_m = |cpu: f64| {
+                    if m.replies == 0 {
+                        f64::NAN
+                    } else {
+                        cpu / (m.replies as f64 / 1e6)
+                    }
+                };
+                let own = if who == "FerroLB" {
+                    format!("{:.2}", per_m(s1 - s0))
+                } else {
+                    "(softirq, in machine)".into()
+                };
+                println!(
+                    "| {name} | {who} | {} | {:.0} | {:.0} | {:.4} | {own} | {:.2} |",
+                    rate.map_or("max".to_string(), |r| r.to_string()),
+                    m.sent as f64 / m.secs,
+                    m.replies as f64 / m.secs,
+                    m.replies as f64 / m.sent.max(1) as f64,
+                    per_m(m1 - m0),
+                );
+            }
+        }
+    }
+    drop(speaker);
+
+    // Memory with 10k VIPs (RFC 2544 benchmarking range), answered on one interface.
+    let ns = Netns::new("fm");
+    let (a, _b) = netns::veth(&ns, &Netns::new("fn"));
+    ns.ip(&["link", "set", &a, "up"]);
+    let ips: Vec<String> = (0..10_000u32)
+        .map(|i| std::net::Ipv4Addr::from(0xc612_0001 + i).to_string())
+        .collect();
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    let cfg = config(&refs, &[]).replace("198.51.100.10-198.51.100.250", "198.18.0.0/15");
+    let big = Speaker::start(
+        &ns,
+        &cfg,
+        &["--gratuitous-count", "0", "--log-level", "warn"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    println!();
+    println!(
+        "speaker with 10000 VIPs: RSS {} KiB, peak RSS {} KiB",
+        status_kib(big.pid(), "VmRSS:"),
+        status_kib(big.pid(), "VmHWM:")
+    );
+}

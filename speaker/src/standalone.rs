@@ -93,6 +93,7 @@ impl Speaker {
                 }
                 self.loaded = Some(loaded);
                 self.apply();
+                crate::sys::release_free_memory();
                 Ok(())
             }
             Err(e) => {

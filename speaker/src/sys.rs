@@ -53,6 +53,8 @@ impl PacketSocket {
         };
         // Our own transmissions would otherwise loop back into the receive path.
         sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        // We send complete frames: the qdisc layer only adds cost (and queueing).
+        sock.set_int(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
         sock.set_filter(filter)?;
         let addr = sockaddr_ll(ifindex, protocol);
         // SAFETY: addr is a valid sockaddr_ll and the length passed is its size.
@@ -253,6 +255,13 @@ fn sockaddr_ll(ifindex: i32, protocol: u16) -> libc::sockaddr_ll {
         sll_halen: 0,
         sll_addr: [0; 8],
     }
+}
+
+/// Hands freed heap memory back to the kernel. A reload parses the whole file into
+/// temporary trees; without this, glibc keeps that peak as resident memory.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap; it has no preconditions.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Receive buffers for one socket, reused across calls.

@@ -278,14 +278,12 @@ impl Speaker {
                 "--metrics-bind",
                 METRICS,
             ])
-            .args([
-                "--gratuitous-interval-ms",
-                "100",
-                "--poll-ms",
-                "200",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--gratuitous-interval-ms", "100", "--poll-ms", "200"])
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "debug"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -315,6 +313,10 @@ impl Speaker {
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self.http("/metrics").expect("metrics endpoint");
         sample(&text, name, labels).unwrap_or(0.0)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn alive(&mut self) -> bool {
