@@ -3,7 +3,7 @@
 //! kernel answering for the same address assigned to its interface. Also the speaker's
 //! memory with 10k VIPs.
 //!
-//!     sudo cargo bench -p ferrolb-speaker --bench throughput
+//!     sudo cargo bench -p ferrolb-speaker --bench throughput [-- flood|memory]
 //!
 //! Traffic stays in namespaces made here, on documentation addresses.
 
@@ -203,6 +203,21 @@ fn main() {
         return;
     }
     netns::require_root();
+    // `-- flood` or `-- memory` runs one part; no filter runs both.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wants = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
+    if wants("flood") {
+        flood_bench();
+    }
+    if wants("memory") {
+        memory_bench();
+    }
+}
+
+fn flood_bench() {
     let ferrolb = Lan::new();
     let speaker = Speaker::start(
         &ferrolb.server,
@@ -264,8 +279,9 @@ fn main() {
             }
         }
     }
-    drop(speaker);
+}
 
+fn memory_bench() {
     // Memory with 10k VIPs (RFC 2544 benchmarking range), answered on one interface.
     let ns = Netns::new("fm");
     let (a, _b) = netns::veth(&ns, &Netns::new("fn"));

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns::{Lan, SERVER_MAC, Speaker, config};
+use netns::{KillOnDrop, Lan, SERVER_MAC, Speaker, config};
 
 const VIP4: &str = "198.51.100.10";
 const VIP6: &str = "2001:db8:100::10";
@@ -61,18 +61,20 @@ fn prometheus_scrapes_the_speaker() {
     )
     .unwrap();
     // Started inside the speaker's namespace; killed with it when the test ends.
-    let _prometheus = Command::new("ip")
-        .args(["netns", "exec", &lan.server.name, "prometheus"])
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg("--web.listen-address=127.0.0.1:9090")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (apt-get install prometheus)");
+    let _prometheus = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &lan.server.name, "prometheus"])
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (apt-get install prometheus)"),
+    );
 
     let query = |q: &str| -> Option<f64> {
         // Fails (connection refused) until Prometheus is up.

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::bpf;
 use crate::interfaces::Interface;
-use crate::metrics::{DropLabels, Metrics, SocketLabels, VipCounters};
+use crate::metrics::{DropLabels, IpLabel, Metrics, SocketLabels, VipCounters};
 use crate::responder::{
     Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na,
 };
@@ -256,8 +256,12 @@ impl Core {
                     }
                     Verdict::Dropped(e) => self.drop_frame(e.label()),
                     Verdict::Ignored(Ignored::Conflict(vip)) => {
-                        table.counters[vip as usize].conflicts.inc();
+                        // Rare: the counter is created on first use, not per VIP up front.
                         let ip = table.vips.ips()[vip as usize];
+                        self.metrics
+                            .conflicts
+                            .get_or_create(&IpLabel { ip: ip.to_string() })
+                            .inc();
                         if self.warned_conflicts.insert(ip) {
                             warn!(interface = %iface.name, %ip, "another host announces an address we own");
                         }

@@ -165,7 +165,6 @@ pub struct VipCounters {
     pub requests: BareCounter,
     pub responses: BareCounter,
     pub gratuitous: BareCounter,
-    pub conflicts: Counter,
 }
 
 impl VipCounters {
@@ -175,7 +174,6 @@ impl VipCounters {
             requests: m.requests_received.get_or_create(&l).clone(),
             responses: m.responses_sent.get_or_create(&l).clone(),
             gratuitous: m.gratuitous_sent.get_or_create(&l).clone(),
-            conflicts: m.conflicts.get_or_create(&l).clone(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use ferrolb_proto::config::{self, Loaded, NodeInfo};
+use ferrolb_proto::config::{self, Announcement, NodeInfo};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,7 +39,10 @@ struct Running {
 pub struct Speaker {
     opts: Options,
     metrics: Arc<Metrics>,
-    loaded: Option<Loaded>,
+    /// What this node announces under the last good configuration; `None` before the
+    /// first successful load. Only this is kept, not the parsed file, so memory follows
+    /// the number of addresses announced.
+    announcements: Option<Vec<Announcement>>,
     running: BTreeMap<String, Running>,
     interfaces: Vec<Interface>,
 }
@@ -63,7 +66,7 @@ impl Speaker {
         Speaker {
             opts,
             metrics,
-            loaded: None,
+            announcements: None,
             running: BTreeMap::new(),
             interfaces: Vec::new(),
         }
@@ -91,7 +94,8 @@ impl Speaker {
                 for w in &loaded.warnings {
                     warn!(object = %w.object, field = %w.field, "{}", w.message);
                 }
-                self.loaded = Some(loaded);
+                self.announcements = Some(config::announcements(&loaded.config, &self.opts.node));
+                drop(loaded);
                 self.apply();
                 crate::sys::release_free_memory();
                 Ok(())
@@ -102,7 +106,7 @@ impl Speaker {
                         error!(object = %i.object, field = %i.field, "{}", i.message);
                     }
                 }
-                if self.loaded.is_some() {
+                if self.announcements.is_some() {
                     error!(error = %e, "configuration rejected; the last good configuration keeps serving");
                 }
                 Err(e)
@@ -112,15 +116,16 @@ impl Speaker {
 
     /// Brings the responders in line with the configuration and the interfaces present.
     fn apply(&mut self) {
-        let Some(loaded) = &self.loaded else { return };
-        let announcements = config::announcements(&loaded.config, &self.opts.node);
+        let Some(announcements) = &self.announcements else {
+            return;
+        };
         self.interfaces = interfaces::eligible();
         let mut per_iface: BTreeMap<String, Vec<IpAddr>> = self
             .interfaces
             .iter()
             .map(|i| (i.name.clone(), Vec::new()))
             .collect();
-        for a in &announcements {
+        for a in announcements {
             match &a.interfaces {
                 None => per_iface.values_mut().for_each(|v| v.push(a.ip)),
                 Some(names) => {
@@ -173,7 +178,7 @@ impl Speaker {
             }
         }
         self.metrics.announced.clear();
-        for a in &announcements {
+        for a in announcements {
             for svc in &a.services {
                 let labels = AnnouncedLabels {
                     ip: a.ip.to_string(),

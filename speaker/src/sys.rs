@@ -47,10 +47,8 @@ impl PacketSocket {
             )
         })?;
         // SAFETY: fd was just returned by socket() and is owned by nothing else.
-        let sock = PacketSocket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            ifindex,
-        };
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock = PacketSocket { fd, ifindex };
         // Our own transmissions would otherwise loop back into the receive path.
         sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         // We send complete frames: the qdisc layer only adds cost (and queueing).

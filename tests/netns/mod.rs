@@ -358,6 +358,17 @@ impl Drop for Speaker {
     }
 }
 
+/// A child process killed and reaped on drop.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Finds a sample in the text exposition format.
 pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
