@@ -19,7 +19,7 @@ use crate::metrics::{DropLabels, IpLabel, Metrics, SocketLabels, VipCounters};
 use crate::responder::{
     Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na,
 };
-use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket, RecvBatch};
+use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket};
 
 /// Gratuitous announcements on claiming an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,6 @@ struct Core {
     pending: Vec<Pending>,
     policy: AnnouncePolicy,
     metrics: Arc<Metrics>,
-    batch: Box<RecvBatch>,
     replies: Box<[[u8; REPLY_BUF]; BATCH]>,
     warned_conflicts: HashSet<IpAddr>,
 }
@@ -119,8 +118,9 @@ impl Responder {
         policy: AnnouncePolicy,
         metrics: Arc<Metrics>,
     ) -> io::Result<Responder> {
-        let arp = PacketSocket::open(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
-        let ndp = PacketSocket::open(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
+        let arp = PacketSocket::open_with_ring(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
+        let ndp =
+            PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
         let io = Sockets {
             arp: arp.into_async()?,
             ndp: ndp.into_async()?,
@@ -132,7 +132,6 @@ impl Responder {
             pending: Vec::new(),
             policy,
             metrics,
-            batch: Box::default(),
             replies: Box::new([[0; REPLY_BUF]; BATCH]),
             warned_conflicts: HashSet::new(),
         };
@@ -141,7 +140,7 @@ impl Responder {
 
     /// Serves until the sender of `tables` is dropped.
     pub async fn run(self, mut tables: watch::Receiver<Arc<InterfaceTable>>) {
-        let Responder { io, mut core } = self;
+        let Responder { mut io, mut core } = self;
         let first = tables.borrow_and_update().clone();
         core.apply(&io, first);
         let mut stats = tokio::time::interval(Duration::from_secs(1));
@@ -156,12 +155,12 @@ impl Responder {
                     let t = tables.borrow_and_update().clone();
                     core.apply(&io, t);
                 }
-                ready = io.arp.readable() => match ready {
-                    Ok(mut guard) => if core.drain(io.get(Proto::Arp), Proto::Arp) { guard.clear_ready() },
+                ready = io.arp.readable_mut() => match ready {
+                    Ok(mut guard) => if core.drain(guard.get_inner_mut(), Proto::Arp) { guard.clear_ready() },
                     Err(e) => warn!(interface = %core.iface.name, error = %e, "ARP socket failed"),
                 },
-                ready = io.ndp.readable() => match ready {
-                    Ok(mut guard) => if core.drain(io.get(Proto::Ndp), Proto::Ndp) { guard.clear_ready() },
+                ready = io.ndp.readable_mut() => match ready {
+                    Ok(mut guard) => if core.drain(guard.get_inner_mut(), Proto::Ndp) { guard.clear_ready() },
                     Err(e) => warn!(interface = %core.iface.name, error = %e, "NDP socket failed"),
                 },
                 _ = sleep_until(next_due) => core.announce_due(&io),
@@ -224,30 +223,20 @@ impl Core {
         self.announce_due(io);
     }
 
-    /// Answers what is queued on one socket. Returns true once the socket is empty.
-    fn drain(&mut self, sock: &PacketSocket, proto: Proto) -> bool {
-        let iface = &self.iface;
+    /// Answers what is queued on one socket, a batch at a time. Returns true once the
+    /// socket's ring is empty.
+    fn drain(&mut self, sock: &mut PacketSocket, proto: Proto) -> bool {
         for _ in 0..MAX_BATCHES_PER_WAKE {
-            let n = match sock.recv_batch(&mut self.batch) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) => {
-                    warn!(interface = %iface.name, error = %e, "receive failed");
-                    return true;
-                }
-            };
-            let table = &*self.table;
+            let table = self.table.clone();
             let mut lens = [0usize; BATCH];
             let mut vips = [0u32; BATCH];
             let mut count = 0;
-            for i in 0..n {
-                let (frame, pkttype, truncated) = self.batch.frame(i);
+            let n = sock.for_each_ring_frame(BATCH, |frame, pkttype, truncated| {
                 if truncated || pkttype == PACKET_OTHERHOST {
-                    let reason = if truncated { "oversized" } else { "other_host" };
-                    self.drop_frame(reason);
-                    continue;
+                    self.drop_frame(if truncated { "oversized" } else { "other_host" });
+                    return;
                 }
-                match respond(frame, iface.mac, &table.vips, &mut self.replies[count]) {
+                match respond(frame, self.iface.mac, &table.vips, &mut self.replies[count]) {
                     Verdict::Reply { len, vip } => {
                         table.counters[vip as usize].requests.inc();
                         lens[count] = len;
@@ -256,28 +245,18 @@ impl Core {
                     }
                     Verdict::Dropped(e) => self.drop_frame(e.label()),
                     Verdict::Ignored(Ignored::Conflict(vip)) => {
-                        // Rare: the counter is created on first use, not per VIP up front.
-                        let ip = table.vips.ips()[vip as usize];
-                        self.metrics
-                            .conflicts
-                            .get_or_create(&IpLabel { ip: ip.to_string() })
-                            .inc();
-                        if self.warned_conflicts.insert(ip) {
-                            warn!(interface = %iface.name, %ip, "another host announces an address we own");
-                        }
+                        self.conflict(table.vips.ips()[vip as usize])
                     }
                     Verdict::Ignored(Ignored::FromSelf) => self.drop_frame("from_self"),
                     Verdict::Ignored(Ignored::NotOurs | Ignored::NotRequest) => {
-                        self.metrics
-                            .filter_misses
-                            .get_or_create(&SocketLabels {
-                                interface: iface.name.clone(),
-                                protocol: proto.label().into(),
-                            })
-                            .inc();
+                        let labels = SocketLabels {
+                            interface: self.iface.name.clone(),
+                            protocol: proto.label().into(),
+                        };
+                        self.metrics.filter_misses.get_or_create(&labels).inc();
                     }
                 }
-            }
+            });
             if count > 0 {
                 let frames: Vec<&[u8]> = self.replies[..count]
                     .iter()
@@ -285,7 +264,7 @@ impl Core {
                     .map(|(b, l)| &b[..*l])
                     .collect();
                 let sent = sock.send_batch(&frames).unwrap_or_else(|e| {
-                    warn!(interface = %iface.name, error = %e, "send failed");
+                    warn!(interface = %self.iface.name, error = %e, "send failed");
                     0
                 });
                 for vip in &vips[..sent] {
@@ -297,6 +276,17 @@ impl Core {
             }
         }
         false
+    }
+
+    fn conflict(&mut self, ip: IpAddr) {
+        // Rare: the counter is created on first use, not per VIP up front.
+        self.metrics
+            .conflicts
+            .get_or_create(&IpLabel { ip: ip.to_string() })
+            .inc();
+        if self.warned_conflicts.insert(ip) {
+            warn!(interface = %self.iface.name, %ip, "another host announces an address we own");
+        }
     }
 
     fn drop_frame(&self, reason: &str) {

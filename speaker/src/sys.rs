@@ -23,6 +23,39 @@ pub const PACKET_OTHERHOST: u8 = libc::PACKET_OTHERHOST;
 pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
+    /// Dropped after `fd`: unmapping a ring after closing its socket is fine.
+    ring: Option<RxRing>,
+}
+
+/// Slots in a receive ring: the depth a burst can reach before the kernel drops, which a
+/// plain socket's buffer cannot match without raising `net.core.rmem_max`.
+pub const RING_FRAMES: usize = 2048;
+/// Bytes per slot: the TPACKET_V2 header and address, then up to 192 bytes of frame,
+/// ample for ARP (42-60) and Neighbor Solicitations (86 with one option).
+const RING_FRAME_SIZE: usize = 256;
+const RING_BLOCK_SIZE: usize = 4096;
+
+/// A TPACKET_V2 receive ring mapped into this process: the kernel writes frames into
+/// slots and flags them; user space reads them in place and hands each slot back.
+#[derive(Debug)]
+struct RxRing {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    next: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; frames are only read through
+// `&mut PacketSocket` (one reader at a time), and the kernel synchronises with that
+// reader through each slot's atomic status word.
+unsafe impl Send for RxRing {}
+// SAFETY: shared references give no access to the mapping (see above).
+unsafe impl Sync for RxRing {}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly the mapping made in `attach_ring`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -48,7 +81,11 @@ impl PacketSocket {
         })?;
         // SAFETY: fd was just returned by socket() and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let sock = PacketSocket { fd, ifindex };
+        let sock = PacketSocket {
+            fd,
+            ifindex,
+            ring: None,
+        };
         // Our own transmissions would otherwise loop back into the receive path.
         sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         // We send complete frames: the qdisc layer only adds cost (and queueing).
@@ -64,6 +101,99 @@ impl PacketSocket {
             )
         })?;
         Ok(sock)
+    }
+
+    /// Like [`PacketSocket::open`], with a receive ring: frames are then read with
+    /// [`PacketSocket::for_each_ring_frame`] instead of `recv_batch`.
+    pub fn open_with_ring(
+        ifindex: i32,
+        protocol: u16,
+        filter: &[BpfInsn],
+    ) -> io::Result<PacketSocket> {
+        let mut sock = PacketSocket::open(ifindex, protocol, filter)?;
+        sock.attach_ring()?;
+        Ok(sock)
+    }
+
+    fn attach_ring(&mut self) -> io::Result<()> {
+        self.set_int(
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            libc::tpacket_versions::TPACKET_V2 as libc::c_int,
+        )?;
+        let req = libc::tpacket_req {
+            tp_block_size: RING_BLOCK_SIZE as u32,
+            tp_block_nr: (RING_FRAMES * RING_FRAME_SIZE / RING_BLOCK_SIZE) as u32,
+            tp_frame_size: RING_FRAME_SIZE as u32,
+            tp_frame_nr: RING_FRAMES as u32,
+        };
+        // SAFETY: req is a valid tpacket_req for the call's duration.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                (&raw const req).cast(),
+                mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+            )
+        })?;
+        let len = RING_FRAMES * RING_FRAME_SIZE;
+        // SAFETY: maps the ring just configured on our own descriptor; the kernel checks
+        // the length against it. The result is checked before use.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = std::ptr::NonNull::new(base.cast()).ok_or_else(io::Error::last_os_error)?;
+        self.ring = Some(RxRing { base, len, next: 0 });
+        Ok(())
+    }
+
+    /// Visits up to `max` frames waiting in the receive ring, in order, as (bytes, packet
+    /// type, truncated), handing each slot back to the kernel after `f` returns. Returns
+    /// how many were visited: fewer than `max` means the ring is empty.
+    pub fn for_each_ring_frame(&mut self, max: usize, mut f: impl FnMut(&[u8], u8, bool)) -> usize {
+        let Some(ring) = &mut self.ring else { return 0 };
+        let mut seen = 0;
+        while seen < max {
+            let slot = ring.next;
+            // SAFETY: slot < RING_FRAMES, so the slot lies inside the mapping; slots are
+            // 256-byte aligned, so the status word is aligned for an atomic.
+            let hdr = unsafe { ring.base.as_ptr().add(slot * RING_FRAME_SIZE) };
+            // SAFETY: as above; the kernel writes the status word concurrently, hence atomic.
+            let status = unsafe { &*hdr.cast::<std::sync::atomic::AtomicU32>() };
+            if status.load(std::sync::atomic::Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            // SAFETY: the slot is ours until we hand it back (TP_STATUS_USER was set with
+            // release ordering by the kernel after it wrote the header and frame).
+            let h = unsafe { &*hdr.cast::<libc::tpacket2_hdr>() };
+            let (mac, snap) = (usize::from(h.tp_mac), h.tp_snaplen as usize);
+            let truncated = h.tp_snaplen < h.tp_len;
+            let addr_at = (mem::size_of::<libc::tpacket2_hdr>() + 15) & !15;
+            // SAFETY: the kernel places a sockaddr_ll right after the aligned header.
+            let pkttype = unsafe { (*hdr.add(addr_at).cast::<libc::sockaddr_ll>()).sll_pkttype };
+            if mac + snap <= RING_FRAME_SIZE {
+                // SAFETY: bounds checked just above against the slot size.
+                let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snap) };
+                f(frame, pkttype, truncated);
+            } else {
+                f(&[], pkttype, true);
+            }
+            status.store(libc::TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release);
+            ring.next = (slot + 1) % RING_FRAMES;
+            seen += 1;
+        }
+        seen
     }
 
     fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
