@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ferrolb_proto::wire::{
     ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node,
 };
-use ferrolb_speaker::sys::{BpfInsn, PacketSocket, RecvBatch};
+use ferrolb_speaker::sys::{BpfInsn, PacketSocket};
 use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter};
 
 const VIP4: &str = "198.51.100.10";
@@ -102,17 +102,16 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
         let (path, done) = (path.clone(), done.clone());
         std::thread::spawn(move || {
             enter(&path);
-            let sock = PacketSocket::open(ifindex, ethertype, &filter).expect("receive socket");
-            let mut batch = RecvBatch::default();
+            let mut sock = PacketSocket::open_with_ring(ifindex, ethertype, &filter).expect("receive socket");
             let mut got = 0u64;
             let mut idle_since: Option<Instant> = None;
             loop {
-                match sock.recv_batch(&mut batch) {
-                    Ok(n) => {
+                match sock.for_each_ring_frame(usize::MAX, |_, _, _| {}) {
+                    n @ 1.. => {
                         got += n as u64;
                         idle_since = None;
                     }
-                    Err(_) => {
+                    0 => {
                         if done.load(Ordering::Acquire) {
                             // Replies still in flight get 200 ms after the last request.
                             let since = *idle_since.get_or_insert_with(Instant::now);

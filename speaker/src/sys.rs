@@ -9,10 +9,9 @@ use ferrolb_proto::wire::MacAddr;
 
 pub use libc::sock_filter as BpfInsn;
 
-/// Frames received per `recvmmsg` call.
+/// Frames handled (and replies sent with one `sendmmsg`) per batch.
 pub const BATCH: usize = 64;
-/// Large enough for any ARP or NDP frame on a standard MTU; longer frames are truncated
-/// and reported as such.
+/// Bytes of a frame the kernel filter passes on; the ring slot bounds it further.
 pub const FRAME_BUF: usize = 2048;
 
 /// `sll_pkttype` of a frame addressed to another host (or tagged for a VLAN we are not on).
@@ -257,47 +256,6 @@ impl PacketSocket {
         .map(drop)
     }
 
-    /// Receives up to [`BATCH`] frames without blocking. `Ok(0)` never happens: an empty
-    /// socket gives `WouldBlock`.
-    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let mut iovs: [libc::iovec; BATCH] = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
-        // SAFETY: mmsghdr is plain data for which all-zero is a valid value.
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-        for (i, (buf, name)) in batch
-            .bufs
-            .iter_mut()
-            .zip(batch.names.iter_mut())
-            .enumerate()
-        {
-            iovs[i] = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: FRAME_BUF,
-            };
-            hdrs[i].msg_hdr.msg_iov = &raw mut iovs[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
-            hdrs[i].msg_hdr.msg_name = (name as *mut libc::sockaddr_ll).cast();
-            hdrs[i].msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as u32;
-        }
-        // SAFETY: every header points at a buffer and a name in `batch`, which outlive
-        // the call and are not otherwise borrowed; vlen matches the array length.
-        let n = check(unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                std::ptr::null_mut(),
-            )
-        })? as usize;
-        for (i, hdr) in hdrs.iter().enumerate().take(n) {
-            batch.lens[i] = hdr.msg_len as usize;
-        }
-        Ok(n)
-    }
-
     /// Sends whole Ethernet frames out of the bound interface, in as few syscalls as the
     /// kernel allows. Returns how many were sent.
     pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
@@ -390,39 +348,4 @@ fn sockaddr_ll(ifindex: i32, protocol: u16) -> libc::sockaddr_ll {
 pub fn release_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap; it has no preconditions.
     unsafe { libc::malloc_trim(0) };
-}
-
-/// Receive buffers for one socket, reused across calls.
-pub struct RecvBatch {
-    bufs: Vec<[u8; FRAME_BUF]>,
-    names: Vec<libc::sockaddr_ll>,
-    lens: [usize; BATCH],
-}
-
-impl std::fmt::Debug for RecvBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch").finish_non_exhaustive()
-    }
-}
-
-impl Default for RecvBatch {
-    fn default() -> Self {
-        RecvBatch {
-            bufs: vec![[0; FRAME_BUF]; BATCH],
-            names: vec![sockaddr_ll(0, 0); BATCH],
-            lens: [0; BATCH],
-        }
-    }
-}
-
-impl RecvBatch {
-    /// Frame `i` of the last batch: its bytes, its packet type, and whether it was cut.
-    pub fn frame(&self, i: usize) -> (&[u8], u8, bool) {
-        let len = self.lens[i];
-        (
-            &self.bufs[i][..len.min(FRAME_BUF)],
-            self.names[i].sll_pkttype,
-            len > FRAME_BUF,
-        )
-    }
 }
