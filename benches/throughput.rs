@@ -102,7 +102,8 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
         let (path, done) = (path.clone(), done.clone());
         std::thread::spawn(move || {
             enter(&path);
-            let mut sock = PacketSocket::open_with_ring(ifindex, ethertype, &filter).expect("receive socket");
+            let mut sock =
+                PacketSocket::open_with_ring(ifindex, ethertype, &filter).expect("receive socket");
             let mut got = 0u64;
             let mut idle_since: Option<Instant> = None;
             loop {

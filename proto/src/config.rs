@@ -49,6 +49,8 @@ pub struct Pool {
     pub ranges: Vec<IpRange>,
     pub auto_assign: bool,
     pub avoid_buggy_ips: bool,
+    /// Which Services prefer this pool, and its priority.
+    pub allocation: crate::api::ServiceAllocation,
 }
 
 impl Pool {
@@ -366,6 +368,7 @@ impl Loader<'_> {
                 ranges,
                 auto_assign: pool.spec.auto_assign(),
                 avoid_buggy_ips: pool.spec.avoid_buggy_ips(),
+                allocation: pool.spec.service_allocation.clone().unwrap_or_default(),
             });
             pool_objects.push(object);
         }
@@ -531,7 +534,9 @@ impl Loader<'_> {
 }
 
 /// The addresses a Service asks for and the field it asked through.
-fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String), (String, String)> {
+/// The addresses a Service asks for (annotation or `spec.loadBalancerIP`) and the field
+/// it asked through, or the field and what is wrong with it.
+pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String), (String, String)> {
     if let Some((list, legacy)) = svc.annotation(ANNOTATION_LOAD_BALANCER_IPS) {
         let name = if legacy {
             ANNOTATION_LOAD_BALANCER_IPS.replacen("metallb.io/", api::LEGACY_ANNOTATION_PREFIX, 1)
