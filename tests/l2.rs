@@ -413,3 +413,19 @@ fn unrelated_traffic_never_reaches_the_speakers_sockets() {
         delivered() - baseline >= 1.0
     });
 }
+
+#[test]
+fn a_service_asking_for_no_address_is_allocated_one_and_announced() {
+    let lan = Lan::new();
+    let auto = "---\napiVersion: v1\nkind: Service\nmetadata: {name: auto, namespace: default}\nspec:\n  type: LoadBalancer\n  ports: [{port: 443}]\n";
+    let speaker = Speaker::start(&lan.server, &(config(&[], &[]) + auto), &[]);
+    // The pool's first address, as `ferrolb-controller plan` would print for this file.
+    assert_eq!(lan.arping(VIP4, 2).as_deref(), Some(SERVER_MAC));
+    assert_eq!(
+        speaker.metric(
+            "metallb_speaker_announced",
+            &format!("ip=\"{VIP4}\",node=\"node-a\",protocol=\"layer2\",service=\"default/auto\"")
+        ),
+        1.0
+    );
+}

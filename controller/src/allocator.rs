@@ -471,3 +471,43 @@ fn serves(pool: &Pool, svc: &LoadBalancerService, ns_labels: &BTreeMap<String, S
 
 #[cfg(test)]
 mod tests;
+
+/// A Service that got no address, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unassigned {
+    pub service: String,
+    pub error: AllocError,
+}
+
+/// Allocates for every Service of `config`: first those that already hold addresses
+/// (their status), so that no address in use moves, then the rest in file order.
+pub fn allocate_all(
+    config: &ferrolb_proto::Config,
+) -> (
+    Allocator,
+    Vec<ferrolb_proto::config::ServiceAddresses>,
+    Vec<Unassigned>,
+) {
+    let mut allocator = Allocator::new(&config.pools);
+    let (mut assigned, mut failed) = (Vec::new(), Vec::new());
+    let no_labels = BTreeMap::new();
+    let (holding, asking): (Vec<_>, Vec<_>) = config
+        .services
+        .iter()
+        .partition(|s| !s.ingress_ips.is_empty());
+    for svc in holding.into_iter().chain(asking) {
+        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        match allocator.assign(svc, labels) {
+            Ok(a) => assigned.push(ferrolb_proto::config::ServiceAddresses {
+                service: svc.key(),
+                pool: a.pool,
+                addresses: a.addresses,
+            }),
+            Err(error) => failed.push(Unassigned {
+                service: svc.key(),
+                error,
+            }),
+        }
+    }
+    (allocator, assigned, failed)
+}

@@ -3,4 +3,4 @@
 
 pub mod allocator;
 
-pub use allocator::{AllocError, Allocator, Assignment};
+pub use allocator::{AllocError, Allocator, Assignment, Unassigned, allocate_all};

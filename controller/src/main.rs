@@ -1,8 +1,146 @@
-//! The FerroLB controller. IP allocation from pools is tracked in its own issue; until
-//! then this binary only states that, so nobody mistakes it for a working controller.
+//! `ferrolb-controller`: `plan` runs the allocator on a file of pools and Services;
+//! `convert` turns MetalLB's legacy ConfigMap into IPAddressPool and L2Advertisement
+//! objects. The Kubernetes reconciler is not here yet.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use ferrolb_controller::allocate_all;
+use ferrolb_proto::config;
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(version, about = "FerroLB controller: LoadBalancer address allocation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Yaml,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print, per Service, its addresses and pool or why it got none. Warnings go to stderr.
+    Plan {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Yaml)]
+        output: Output,
+    },
+    /// Convert MetalLB's legacy ConfigMap (address-pools) to IPAddressPool and
+    /// L2Advertisement YAML on stdout; what cannot be converted goes to stderr.
+    Convert {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Serialize)]
+struct PlanEntry {
+    service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn plan(path: &PathBuf, output: Output) -> anyhow::Result<String> {
+    let loaded = config::load(&path.display().to_string(), &read(path)?)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (_, assigned, failed) = allocate_all(&loaded.config);
+    let mut by_service: HashMap<String, PlanEntry> = HashMap::new();
+    for a in assigned {
+        let addresses = a.addresses.iter().map(ToString::to_string).collect();
+        by_service.insert(
+            a.service.clone(),
+            PlanEntry {
+                service: a.service,
+                pool: Some(a.pool),
+                addresses,
+                error: None,
+            },
+        );
+    }
+    for f in failed {
+        let error = Some(f.error.to_string());
+        by_service.insert(
+            f.service.clone(),
+            PlanEntry {
+                service: f.service,
+                pool: None,
+                addresses: Vec::new(),
+                error,
+            },
+        );
+    }
+    let entries: Vec<PlanEntry> = loaded
+        .config
+        .services
+        .iter()
+        .filter_map(|s| by_service.remove(&s.key()))
+        .collect();
+    Ok(match output {
+        Output::Yaml => serde_yaml::to_string(&entries)?,
+        Output::Json => serde_json::to_string_pretty(&entries)? + "\n",
+    })
+}
+
+fn convert(path: &PathBuf) -> anyhow::Result<String> {
+    let text = read(path)?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(doc)
+            .with_context(|| format!("{} is not valid YAML", path.display()))?;
+        if value["kind"].as_str() != Some("ConfigMap") {
+            continue;
+        }
+        let Some(cfg) = value["data"]["config"].as_str() else {
+            continue;
+        };
+        let namespace = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("metallb-system");
+        let converted = ferrolb_proto::legacy::convert(namespace, cfg)?;
+        for w in &converted.warnings {
+            eprintln!("warning: {w}");
+        }
+        for p in &converted.pools {
+            docs.push(serde_yaml::to_string(p)?);
+        }
+        for a in &converted.l2_advertisements {
+            docs.push(serde_yaml::to_string(a)?);
+        }
+    }
+    if docs.is_empty() {
+        bail!(
+            "{}: no MetalLB ConfigMap with an address-pools `config` key",
+            path.display()
+        );
+    }
+    Ok(docs.join("---\n"))
+}
+
+use serde::Deserialize as _;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "ferrolb-controller: IP allocation is not implemented yet; the standalone speaker announces requested IPs"
-    )
+    let out = match Cli::parse().command {
+        Command::Plan { config, output } => plan(&config, output)?,
+        Command::Convert { config } => convert(&config)?,
+    };
+    print!("{out}");
+    Ok(())
 }

@@ -15,10 +15,10 @@ use serde_yaml::Value;
 
 use crate::Error;
 use crate::api::{
-    self, ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS,
-    IPAddressPool, L2Advertisement, LoadBalancerService, selector_matches,
+    self, ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS, IPAddressPool, L2Advertisement,
+    LoadBalancerService, selector_matches,
 };
-use crate::range::{Family, IpRange, is_buggy_ip};
+use crate::range::{Family, IpRange};
 
 /// A problem with one object: where it is, which field, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +59,14 @@ impl Pool {
     }
 }
 
-/// A Service together with the addresses it holds and the pool of each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssignedService {
-    pub service: LoadBalancerService,
-    pub addresses: Vec<(IpAddr, usize)>,
+/// The addresses one Service holds and their pool: what the allocator decides and what
+/// [`announcements`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddresses {
+    /// `namespace/name`.
+    pub service: String,
+    pub pool: String,
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A validated configuration.
@@ -71,8 +74,9 @@ pub struct AssignedService {
 pub struct Config {
     pub pools: Vec<Pool>,
     pub l2_advertisements: Vec<L2Advertisement>,
-    /// Every LoadBalancer Service of the file, in file order, with what it holds.
-    pub services: Vec<AssignedService>,
+    /// Every LoadBalancer Service of the file that is ours (no other
+    /// `loadBalancerClass`), in file order.
+    pub services: Vec<LoadBalancerService>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -394,17 +398,28 @@ impl Loader<'_> {
         }
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 
-        let mut holders: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
         for (object, svc) in raw.services {
-            let addresses = self.service_addresses(&object, &svc, &config, &holders);
-            let index = config.services.len();
-            for (ip, _) in &addresses {
-                holders.entry(*ip).or_default().push(index);
+            if let Some(class) = &svc.load_balancer_class {
+                self.warn(
+                    &object,
+                    "spec.loadBalancerClass",
+                    &format!("class {class:?} is not ours; ignored"),
+                );
+                continue;
             }
-            config.services.push(AssignedService {
-                service: svc,
-                addresses,
-            });
+            match requested_ips(&svc) {
+                Err((field, message)) => self.errors.push(Issue {
+                    object,
+                    field,
+                    message,
+                }),
+                Ok((_, field)) => {
+                    if field.contains(api::LEGACY_ANNOTATION_PREFIX) {
+                        self.warn(&object, &field, "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/");
+                    }
+                    config.services.push(svc);
+                }
+            }
         }
         config
     }
@@ -437,103 +452,8 @@ impl Loader<'_> {
             }
         }
     }
-
-    /// The addresses a Service holds: its status if it has one, else what it asks for.
-    /// A Service that cannot have its addresses gets a warning and none, like a pending
-    /// Service in MetalLB; it does not fail the whole configuration.
-    fn service_addresses(
-        &mut self,
-        object: &str,
-        svc: &LoadBalancerService,
-        config: &Config,
-        holders: &BTreeMap<IpAddr, Vec<usize>>,
-    ) -> Vec<(IpAddr, usize)> {
-        if let Some(class) = &svc.load_balancer_class {
-            self.warn(
-                object,
-                "spec.loadBalancerClass",
-                &format!("class {class:?} is not ours; ignored"),
-            );
-            return Vec::new();
-        }
-        let (requested, field) = match requested_ips(svc) {
-            Ok(r) => r,
-            Err((field, message)) => {
-                self.errors.push(Issue {
-                    object: object.into(),
-                    field,
-                    message,
-                });
-                return Vec::new();
-            }
-        };
-        if field.contains(api::LEGACY_ANNOTATION_PREFIX) {
-            self.warn(
-                object,
-                &field,
-                "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
-            );
-        }
-        let ips = if svc.ingress_ips.is_empty() {
-            requested
-        } else {
-            svc.ingress_ips.clone()
-        };
-        if ips.is_empty() {
-            self.warn(object, "", "no requested address (metallb.io/loadBalancerIPs or spec.loadBalancerIP) and no status; automatic allocation is not available in standalone mode yet, so it is not announced");
-            return Vec::new();
-        }
-        let wanted_pool = svc
-            .annotation(ANNOTATION_ADDRESS_POOL)
-            .map(|(p, _)| p.to_string());
-        let mut out = Vec::new();
-        for ip in ips {
-            let refuse = |loader: &mut Self, why: String| {
-                loader.warn(object, &field, &format!("{ip} not assigned: {why}"))
-            };
-            let Some(pool) = config.pools.iter().position(|p| p.contains(ip)) else {
-                refuse(self, "it is in no pool".into());
-                continue;
-            };
-            let p = &config.pools[pool];
-            if wanted_pool.as_ref().is_some_and(|w| w != &p.name) {
-                refuse(
-                    self,
-                    format!(
-                        "it is in pool {:?}, not in the requested pool {:?}",
-                        p.name,
-                        wanted_pool.as_deref().unwrap_or_default()
-                    ),
-                );
-                continue;
-            }
-            if p.avoid_buggy_ips && is_buggy_ip(ip) {
-                refuse(
-                    self,
-                    format!("pool {:?} avoids buggy IPs (.0 and .255)", p.name),
-                );
-                continue;
-            }
-            if let Some(conflict) = holders
-                .get(&ip)
-                .into_iter()
-                .flatten()
-                .find_map(|&h: &usize| {
-                    let other = &config.services[h].service;
-                    sharing_conflict(svc, other)
-                        .map(|why| format!("already used by {} and {why}", other.key()))
-                })
-            {
-                refuse(self, conflict);
-                continue;
-            }
-            out.push((ip, pool));
-        }
-        out
-    }
 }
 
-/// The addresses a Service asks for and the field it asked through.
 /// The addresses a Service asks for (annotation or `spec.loadBalancerIP`) and the field
 /// it asked through, or the field and what is wrong with it.
 pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String), (String, String)> {
@@ -645,22 +565,27 @@ pub struct Announcement {
     pub interfaces: Option<BTreeSet<String>>,
 }
 
-/// The addresses `node` announces under `config`, sorted by address.
-pub fn announcements(config: &Config, node: &NodeInfo) -> Vec<Announcement> {
-    let mut by_ip: BTreeMap<IpAddr, (usize, Vec<String>)> = BTreeMap::new();
-    for svc in &config.services {
-        for (ip, pool) in &svc.addresses {
+/// The addresses `node` announces under `config` for the allocator's `assigned`
+/// addresses, sorted by address.
+pub fn announcements(
+    config: &Config,
+    assigned: &[ServiceAddresses],
+    node: &NodeInfo,
+) -> Vec<Announcement> {
+    let mut by_ip: BTreeMap<IpAddr, (&str, Vec<String>)> = BTreeMap::new();
+    for a in assigned {
+        for ip in &a.addresses {
             by_ip
                 .entry(*ip)
-                .or_insert_with(|| (*pool, Vec::new()))
+                .or_insert_with(|| (&a.pool, Vec::new()))
                 .1
-                .push(svc.service.key());
+                .push(a.service.clone());
         }
     }
     by_ip
         .into_iter()
-        .filter_map(|(ip, (pool, services))| {
-            let pool = &config.pools[pool];
+        .filter_map(|(ip, (pool_name, services))| {
+            let pool = config.pools.iter().find(|p| p.name == pool_name)?;
             let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
             let mut any = false;
             for adv in config

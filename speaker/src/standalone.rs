@@ -94,7 +94,17 @@ impl Speaker {
                 for w in &loaded.warnings {
                     warn!(object = %w.object, field = %w.field, "{}", w.message);
                 }
-                self.announcements = Some(config::announcements(&loaded.config, &self.opts.node));
+                // The controller's allocator, so Services that ask for no address get one,
+                // the same one on every speaker reading this file.
+                let (_, assigned, failed) = ferrolb_controller::allocate_all(&loaded.config);
+                for f in &failed {
+                    warn!(service = %f.service, "no address: {}", f.error);
+                }
+                self.announcements = Some(config::announcements(
+                    &loaded.config,
+                    &assigned,
+                    &self.opts.node,
+                ));
                 drop(loaded);
                 self.apply();
                 crate::sys::release_free_memory();

@@ -246,7 +246,7 @@ fn office_fixture_gets_its_requested_address() {
     let text = include_str!("../../../tests/fixtures/users/legacy-configmap-office.yaml");
     let cfg = load("office.yaml", text).unwrap().config;
     let mut a = Allocator::new(&cfg.pools);
-    let got = a.assign(&cfg.services[0].service, &none()).unwrap();
+    let got = a.assign(&cfg.services[0], &none()).unwrap();
     assert_eq!(
         (got.pool.as_str(), got.addresses),
         ("company-office", vec![ip("10.10.10.51")])

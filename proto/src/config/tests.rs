@@ -10,6 +10,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn assigned(service: &str, pool: &str, ips: &[&str]) -> Vec<ServiceAddresses> {
+    vec![ServiceAddresses {
+        service: service.into(),
+        pool: pool.into(),
+        addresses: ips.iter().map(|i| ip(i)).collect(),
+    }]
+}
+
 fn issues(e: Error) -> Vec<Issue> {
     match e {
         Error::InvalidConfig(v) => v,
@@ -68,31 +76,20 @@ fn legacy_configmaps_load_and_the_office_service_keeps_its_address() {
     assert_eq!(kubeadm.pools[0].ranges[0].size(), 21);
     assert_eq!(kubeadm.l2_advertisements.len(), 1);
 
-    let office = load("office.yaml", LEGACY_OFFICE).unwrap();
-    let ann = announcements(&office.config, &NodeInfo::new("pi-1"));
+    let office = load("office.yaml", LEGACY_OFFICE).unwrap().config;
+    assert_eq!(
+        office.services[0].load_balancer_ip.as_deref(),
+        Some("10.10.10.51")
+    );
+    let ann = announcements(
+        &office,
+        &assigned("default/my-web-app", "company-office", &["10.10.10.51"]),
+        &NodeInfo::new("pi-1"),
+    );
     assert_eq!(ann.len(), 1);
     assert_eq!(ann[0].ip, ip("10.10.10.51"));
-    assert_eq!(ann[0].pool, "company-office");
     assert_eq!(ann[0].services, ["default/my-web-app"]);
     assert_eq!(ann[0].interfaces, None);
-}
-
-#[test]
-fn requested_addresses_are_announced_per_family() {
-    let text = format!(
-        "{POOL}{}{}",
-        service(
-            "dual",
-            "metallb.io/loadBalancerIPs: '192.0.2.9,2001:db8::11'",
-            ""
-        ),
-        service("old", "", "  loadBalancerIP: 192.0.2.10\n")
-    );
-    let loaded = load("f.yaml", &text).unwrap();
-    let ann = announcements(&loaded.config, &NodeInfo::new("n1"));
-    let ips: Vec<_> = ann.iter().map(|a| a.ip).collect();
-    assert_eq!(ips, [ip("192.0.2.9"), ip("192.0.2.10"), ip("2001:db8::11")]);
-    assert_eq!(ann[0].services, ["web/dual"]);
 }
 
 #[test]
@@ -133,111 +130,16 @@ fn bad_yaml_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn unshareable_address_goes_to_the_first_service_only() {
-    let text = format!(
-        "{POOL}{}{}{}",
-        service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", ""),
-        service("b", "metallb.io/loadBalancerIPs: 192.0.2.9", ""),
-        service("c", "metallb.io/loadBalancerIPs: 192.0.2.200", "")
-    );
-    let loaded = load("s.yaml", &text).unwrap();
-    let svc = &loaded.config.services;
-    assert_eq!(svc[0].addresses.len(), 1);
-    assert!(svc[1].addresses.is_empty());
-    assert!(svc[2].addresses.is_empty());
-    let warned: Vec<_> = loaded.warnings.iter().map(ToString::to_string).collect();
-    assert!(
-        warned
-            .iter()
-            .any(|w| w.contains("(Service web/b)") && w.contains("already used by web/a")),
-        "{warned:?}"
-    );
-    assert!(
-        warned
-            .iter()
-            .any(|w| w.contains("(Service web/c)") && w.contains("in no pool")),
-        "{warned:?}"
-    );
-}
-
-#[test]
-fn sharing_key_allows_tcp_and_udp_on_one_address() {
-    let key = "metallb.io/allow-shared-ip: dns, metallb.io/loadBalancerIPs: 192.0.2.9";
-    let udp = service("dns-udp", key, "").replace("protocol: TCP", "protocol: UDP");
-    let text = format!(
-        "{POOL}{}{udp}{}",
-        service("dns-tcp", key, ""),
-        service("dns-tcp2", key, "")
-    );
-    let loaded = load("s.yaml", &text).unwrap();
-    let ann = announcements(&loaded.config, &NodeInfo::new("n1"));
-    assert_eq!(ann[0].services, ["web/dns-tcp", "web/dns-udp"]);
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("both use port 80/TCP"))
-    );
-}
-
-#[test]
-fn pool_annotation_buggy_ips_and_legacy_prefix() {
-    let pool = POOL
-        .replace("addresses:", "avoidBuggyIPs: true\n  addresses:")
-        .replace("192.0.2.8/29", "192.0.2.0/24");
-    let text = format!(
-        "{pool}{}{}{}",
-        service("buggy", "metallb.io/loadBalancerIPs: 192.0.2.255", ""),
-        service(
-            "wrongpool",
-            "metallb.io/loadBalancerIPs: 192.0.2.7, metallb.io/address-pool: other",
-            ""
-        ),
-        service(
-            "legacy",
-            "metallb.universe.tf/loadBalancerIPs: 192.0.2.7",
-            ""
-        )
-    );
-    let loaded = load("p.yaml", &text).unwrap();
-    let got: Vec<usize> = loaded
-        .config
-        .services
-        .iter()
-        .map(|s| s.addresses.len())
-        .collect();
-    assert_eq!(got, [0, 0, 1]);
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("deprecated"))
-    );
-}
-
-#[test]
 fn node_selectors_and_interfaces() {
     let text = POOL.replace(
         "  ipAddressPools: [lan]\n",
         "  ipAddressPools: [lan]\n  interfaces: [eth1]\n  nodeSelectors:\n  - matchLabels: {kubernetes.io/hostname: n1}\n",
     ) + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
     let cfg = load("n.yaml", &text).unwrap().config;
-    let n1 = announcements(&cfg, &NodeInfo::new("n1"));
+    let a = assigned("web/a", "lan", &["192.0.2.9"]);
+    let n1 = announcements(&cfg, &a, &NodeInfo::new("n1"));
     assert_eq!(n1[0].interfaces, Some(BTreeSet::from(["eth1".to_string()])));
-    assert!(announcements(&cfg, &NodeInfo::new("n2")).is_empty());
-}
-
-#[test]
-fn status_addresses_win_over_requests() {
-    let text = format!(
-        "{POOL}{}status:\n  loadBalancer:\n    ingress: [{{ip: 192.0.2.12}}]\n",
-        service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "")
-    );
-    let cfg = load("n.yaml", &text).unwrap().config;
-    assert_eq!(
-        announcements(&cfg, &NodeInfo::new("n1"))[0].ip,
-        ip("192.0.2.12")
-    );
+    assert!(announcements(&cfg, &a, &NodeInfo::new("n2")).is_empty());
 }
 
 #[test]
@@ -265,7 +167,14 @@ fn no_l2_advertisement_announces_nothing() {
     let text = POOL.split("---").next().unwrap().to_string()
         + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
     let loaded = load("n.yaml", &text).unwrap();
-    assert!(announcements(&loaded.config, &NodeInfo::new("n1")).is_empty());
+    assert!(
+        announcements(
+            &loaded.config,
+            &assigned("web/a", "lan", &["192.0.2.9"]),
+            &NodeInfo::new("n1")
+        )
+        .is_empty()
+    );
     assert!(
         loaded
             .warnings
@@ -279,5 +188,33 @@ fn clean_example_loads_without_warnings() {
     let text = include_str!("../../../examples/documentation-net.yaml");
     let loaded = load("demo.yaml", text).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert_eq!(announcements(&loaded.config, &NodeInfo::new("n1")).len(), 3);
+    assert_eq!(loaded.config.services.len(), 2);
+}
+
+#[test]
+fn bad_requested_address_is_an_error_naming_the_annotation() {
+    let text = format!(
+        "{POOL}{}",
+        service(
+            "a",
+            "metallb.io/loadBalancerIPs: '192.0.2.9,192.0.2.10'",
+            ""
+        )
+    );
+    let errs = issues(load("r.yaml", &text).unwrap_err());
+    assert_eq!(
+        errs[0].field, "metadata.annotations[\"metallb.io/loadBalancerIPs\"]",
+        "{errs:?}"
+    );
+    let text = format!(
+        "{POOL}{}",
+        service("a", "metallb.universe.tf/loadBalancerIPs: 192.0.2.9", "")
+    );
+    assert!(
+        load("r.yaml", &text)
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("deprecated"))
+    );
 }
