@@ -7,9 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrolb_proto::wire::{
-    ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node,
-};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
 use ferrolb_speaker::responder::{REPLY_BUF, Verdict, VipTable, respond};
 
 const OURS: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
@@ -41,13 +39,11 @@ fn arp_request(target: Ipv4Addr) -> Vec<u8> {
 fn solicitation(target: Ipv6Addr) -> Vec<u8> {
     let mut f = vec![0u8; ndp::FRAME_LEN];
     let dst = solicited_node(target);
-    NeighborSolicit {
-        src: "2001:db8:ffff::1".parse().unwrap(),
-        dst,
-        target,
-        source_ll: Some(CLIENT),
-    }
-    .emit_frame(&mut f, MacAddr::ipv6_multicast(dst), CLIENT);
+    NeighborSolicit { src: "2001:db8:ffff::1".parse().unwrap(), dst, target, source_ll: Some(CLIENT) }.emit_frame(
+        &mut f,
+        MacAddr::ipv6_multicast(dst),
+        CLIENT,
+    );
     f
 }
 
@@ -60,31 +56,13 @@ fn hot_path(c: &mut Criterion) {
     for n in [1u32, 1_000, 100_000] {
         let table = VipTable::new((0..n).flat_map(|i| [IpAddr::V4(v4(i)), IpAddr::V6(v6(i))]));
         // A fixed pseudo-random spread of targets over the table.
-        let picks: Vec<u32> = (0..FRAMES as u32)
-            .map(|i| i.wrapping_mul(2_654_435_761) % n)
-            .collect();
+        let picks: Vec<u32> = (0..FRAMES as u32).map(|i| i.wrapping_mul(2_654_435_761) % n).collect();
         for (proto, frames) in [
-            (
-                "arp",
-                picks
-                    .iter()
-                    .map(|i| arp_request(v4(*i)))
-                    .collect::<Vec<_>>(),
-            ),
-            (
-                "ndp",
-                picks
-                    .iter()
-                    .map(|i| solicitation(v6(*i)))
-                    .collect::<Vec<_>>(),
-            ),
+            ("arp", picks.iter().map(|i| arp_request(v4(*i))).collect::<Vec<_>>()),
+            ("ndp", picks.iter().map(|i| solicitation(v6(*i))).collect::<Vec<_>>()),
         ] {
             let mut out = [0u8; REPLY_BUF];
-            assert!(
-                frames
-                    .iter()
-                    .all(|f| matches!(respond(f, OURS, &table, &mut out), Verdict::Reply { .. }))
-            );
+            assert!(frames.iter().all(|f| matches!(respond(f, OURS, &table, &mut out), Verdict::Reply { .. })));
             let mut next = 0;
             group.bench_with_input(BenchmarkId::new(proto, n), &frames, |b, frames| {
                 b.iter(|| {

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_proto::wire::{
-    ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node,
-};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
 use ferrolb_speaker::sys::{BpfInsn, PacketSocket};
 use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter};
 
@@ -53,25 +51,15 @@ fn request(proto: Proto) -> (Vec<u8>, u16, Vec<BpfInsn>) {
             }
             .emit(p);
             // ARP operation == reply
-            let filter = vec![
-                insn(0x28, 0, 0, 20),
-                insn(0x15, 0, 1, 2),
-                insn(0x06, 0, 0, 2048),
-                insn(0x06, 0, 0, 0),
-            ];
+            let filter = vec![insn(0x28, 0, 0, 20), insn(0x15, 0, 1, 2), insn(0x06, 0, 0, 2048), insn(0x06, 0, 0, 0)];
             (f, EtherType::ARP, filter)
         }
         Proto::Ndp => {
             let mut f = vec![0u8; ndp::FRAME_LEN];
             let target: Ipv6Addr = VIP6.parse().unwrap();
             let dst = solicited_node(target);
-            NeighborSolicit {
-                src: netns::CLIENT_V6.parse().unwrap(),
-                dst,
-                target,
-                source_ll: Some(client),
-            }
-            .emit_frame(&mut f, MacAddr::ipv6_multicast(dst), client);
+            NeighborSolicit { src: netns::CLIENT_V6.parse().unwrap(), dst, target, source_ll: Some(client) }
+                .emit_frame(&mut f, MacAddr::ipv6_multicast(dst), client);
             // ICMPv6 Neighbor Advertisement
             let filter = vec![
                 insn(0x30, 0, 0, 20),
@@ -102,8 +90,7 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
         let (path, done) = (path.clone(), done.clone());
         std::thread::spawn(move || {
             enter(&path);
-            let mut sock =
-                PacketSocket::open_with_ring(ifindex, ethertype, &filter).expect("receive socket");
+            let mut sock = PacketSocket::open_with_ring(ifindex, ethertype, &filter).expect("receive socket");
             let mut got = 0u64;
             let mut idle_since: Option<Instant> = None;
             loop {
@@ -152,24 +139,13 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
     });
     let (sent, secs) = sender.join().unwrap();
     done.store(true, Ordering::Release);
-    Measured {
-        sent,
-        replies: receiver.join().unwrap(),
-        secs,
-    }
+    Measured { sent, replies: receiver.join().unwrap(), secs }
 }
 
 /// Busy CPU seconds of the whole machine so far (all cores, /proc/stat).
 fn machine_cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let f: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let f: Vec<f64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
     let busy: f64 = f.iter().sum::<f64>() - f[3] - f[4];
     busy / 100.0
 }
@@ -184,16 +160,7 @@ fn process_cpu(pid: u32) -> f64 {
 
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .trim_end_matches(" kB")
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix(field)?.trim().trim_end_matches(" kB").parse().ok()).unwrap_or(0)
 }
 
 fn main() {
@@ -204,10 +171,7 @@ fn main() {
     }
     netns::require_root();
     // `-- flood` or `-- memory` runs one part; no filter runs both.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     if wants("flood") {
         flood_bench();
@@ -225,21 +189,8 @@ fn flood_bench() {
         &["--gratuitous-count", "0", "--log-level", "warn"],
     );
     let kernel = Lan::new();
-    kernel.server.ip(&[
-        "addr",
-        "add",
-        &format!("{VIP4}/32"),
-        "dev",
-        &kernel.server_if,
-    ]);
-    kernel.server.ip(&[
-        "addr",
-        "add",
-        &format!("{VIP6}/128"),
-        "dev",
-        &kernel.server_if,
-        "nodad",
-    ]);
+    kernel.server.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", &kernel.server_if]);
+    kernel.server.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", &kernel.server_if, "nodad"]);
     assert!(
         ferrolb.arping(VIP4, 1).is_some() && kernel.arping(VIP4, 1).is_some(),
         "both responders must answer before the bench"
@@ -257,17 +208,10 @@ fn flood_bench() {
                 let m = flood(lan, proto, rate, rate.map_or(MAX_RUN, |_| RATE_RUN));
                 let (m1, s1) = (machine_cpu(), process_cpu(speaker.pid()));
                 let per_m = |cpu: f64| {
-                    if m.replies == 0 {
-                        f64::NAN
-                    } else {
-                        cpu / (m.replies as f64 / 1e6)
-                    }
+                    if m.replies == 0 { f64::NAN } else { cpu / (m.replies as f64 / 1e6) }
                 };
-                let own = if who == "FerroLB" {
-                    format!("{:.2}", per_m(s1 - s0))
-                } else {
-                    "(softirq, in machine)".into()
-                };
+                let own =
+                    if who == "FerroLB" { format!("{:.2}", per_m(s1 - s0)) } else { "(softirq, in machine)".into() };
                 println!(
                     "| {name} | {who} | {} | {:.0} | {:.0} | {:.4} | {own} | {:.2} |",
                     rate.map_or("max".to_string(), |r| r.to_string()),
@@ -286,16 +230,10 @@ fn memory_bench() {
     let ns = Netns::new("fm");
     let (a, _b) = netns::veth(&ns, &Netns::new("fn"));
     ns.ip(&["link", "set", &a, "up"]);
-    let ips: Vec<String> = (0..10_000u32)
-        .map(|i| std::net::Ipv4Addr::from(0xc612_0001 + i).to_string())
-        .collect();
+    let ips: Vec<String> = (0..10_000u32).map(|i| std::net::Ipv4Addr::from(0xc612_0001 + i).to_string()).collect();
     let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
     let cfg = config(&refs, &[]).replace("198.51.100.10-198.51.100.250", "198.18.0.0/15");
-    let big = Speaker::start(
-        &ns,
-        &cfg,
-        &["--gratuitous-count", "0", "--log-level", "warn"],
-    );
+    let big = Speaker::start(&ns, &cfg, &["--gratuitous-count", "0", "--log-level", "warn"]);
     std::thread::sleep(Duration::from_secs(1));
     println!();
     println!(

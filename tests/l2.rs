@@ -6,9 +6,7 @@ mod netns;
 
 use std::time::Duration;
 
-use ferrolb_proto::wire::{
-    ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ipv6, ndp, solicited_node,
-};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ipv6, ndp, solicited_node};
 use netns::{CLIENT_MAC, Lan, Netns, SERVER_MAC, Speaker, config, inject, veth};
 
 const VIP4: &str = "198.51.100.10";
@@ -27,22 +25,10 @@ fn arping_ping_and_ndisc6_reach_vips_only_through_the_speaker() {
     let speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &[]);
     assert_eq!(lan.arping(VIP4, 2).as_deref(), Some(SERVER_MAC));
     assert!(lan.ping(VIP4), "ping {VIP4}");
-    assert_eq!(
-        lan.client
-            .neighbor(VIP4, &lan.client_if)
-            .map(|n| n.0)
-            .as_deref(),
-        Some(SERVER_MAC)
-    );
+    assert_eq!(lan.client.neighbor(VIP4, &lan.client_if).map(|n| n.0).as_deref(), Some(SERVER_MAC));
     assert_eq!(lan.ndisc6(VIP6).as_deref(), Some(SERVER_MAC));
     assert!(lan.ping(VIP6), "ping -6 {VIP6}");
-    assert_eq!(
-        lan.client
-            .neighbor(VIP6, &lan.client_if)
-            .map(|n| n.0)
-            .as_deref(),
-        Some(SERVER_MAC)
-    );
+    assert_eq!(lan.client.neighbor(VIP6, &lan.client_if).map(|n| n.0).as_deref(), Some(SERVER_MAC));
 
     // In the pool and accepted by the node, but not a VIP: never answered.
     assert_eq!(lan.arping("198.51.100.12", 1), None);
@@ -66,17 +52,11 @@ fn stale_neighbor_entry_is_confirmed_by_unicast_solicitation() {
     let lan = Lan::new();
     lan.accept_locally(VIP6);
     let dev = &lan.client_if;
-    lan.client
-        .sysctl(&format!("net.ipv6.neigh.{dev}.delay_first_probe_time"), "1");
+    lan.client.sysctl(&format!("net.ipv6.neigh.{dev}.delay_first_probe_time"), "1");
     let speaker = Speaker::start(&lan.server, &config(&[VIP6], &[]), &[]);
     assert_eq!(lan.ndisc6(VIP6).as_deref(), Some(SERVER_MAC));
-    lan.client.ip(&[
-        "-6", "neigh", "replace", VIP6, "dev", dev, "lladdr", SERVER_MAC, "nud", "stale",
-    ]);
-    let before = speaker.metric(
-        "metallb_layer2_requests_received",
-        &format!("ip=\"{VIP6}\""),
-    );
+    lan.client.ip(&["-6", "neigh", "replace", VIP6, "dev", dev, "lladdr", SERVER_MAC, "nud", "stale"]);
+    let before = speaker.metric("metallb_layer2_requests_received", &format!("ip=\"{VIP6}\""));
     // UDP traffic (unlike ping, which confirms neighbors itself) moves STALE to DELAY
     // and then PROBE: the kernel sends unicast solicitations, and only a solicited
     // advertisement makes the entry REACHABLE again. Unanswered, it would go FAILED.
@@ -84,19 +64,10 @@ fn stale_neighbor_entry_is_confirmed_by_unicast_solicitation() {
     assert!(lan.client.exec(&["bash", "-c", &send]).status.success());
     speaker.wait_until("the entry to become REACHABLE", || {
         let state = lan.client.neighbor(VIP6, dev).map(|n| n.1);
-        assert_ne!(
-            state.as_deref(),
-            Some("FAILED"),
-            "unicast NUD went unanswered"
-        );
+        assert_ne!(state.as_deref(), Some("FAILED"), "unicast NUD went unanswered");
         state.as_deref() == Some("REACHABLE")
     });
-    assert!(
-        speaker.metric(
-            "metallb_layer2_requests_received",
-            &format!("ip=\"{VIP6}\"")
-        ) > before
-    );
+    assert!(speaker.metric("metallb_layer2_requests_received", &format!("ip=\"{VIP6}\"")) > before);
 }
 
 #[test]
@@ -104,34 +75,16 @@ fn requests_on_an_unselected_interface_are_not_answered() {
     let lan = Lan::new();
     let other = Netns::new("fo");
     let (server_if2, other_if) = veth(&lan.server, &other);
-    lan.server.ip(&[
-        "link",
-        "set",
-        &server_if2,
-        "address",
-        "02:fe:00:00:00:02",
-        "up",
-    ]);
-    lan.server
-        .ip(&["addr", "add", "203.0.113.2/24", "dev", &server_if2]);
+    lan.server.ip(&["link", "set", &server_if2, "address", "02:fe:00:00:00:02", "up"]);
+    lan.server.ip(&["addr", "add", "203.0.113.2/24", "dev", &server_if2]);
     other.ip(&["link", "set", &other_if, "up"]);
     other.ip(&["addr", "add", "203.0.113.1/24", "dev", &other_if]);
-    other.ip(&[
-        "addr",
-        "add",
-        "2001:db8:200::1/64",
-        "dev",
-        &other_if,
-        "nodad",
-    ]);
+    other.ip(&["addr", "add", "2001:db8:200::1/64", "dev", &other_if, "nodad"]);
     let _speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[&lan.server_if]), &[]);
 
     assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
     let out = other.exec(&["arping", "-c", "2", "-w", "2", "-I", &other_if, VIP4]);
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("bytes from"),
-        "answered on an unselected interface"
-    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("bytes from"), "answered on an unselected interface");
     let out = other.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", VIP6, &other_if]);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("Target link-layer"),
@@ -144,44 +97,22 @@ fn claiming_a_vip_sends_gratuitous_arp_and_unsolicited_na() {
     let lan = Lan::new();
     let dev = &lan.client_if;
     // Let the client's kernel learn from announcements alone: no request is ever sent.
-    lan.client
-        .sysctl(&format!("net.ipv4.conf.{dev}.arp_accept"), "1");
+    lan.client.sysctl(&format!("net.ipv4.conf.{dev}.arp_accept"), "1");
     // Untracked advertisements create entries only on routers: the client plays the
     // LAN's router, the neighbor that matters most after a takeover.
-    lan.client
-        .sysctl(&format!("net.ipv6.conf.{dev}.forwarding"), "1");
-    lan.client
-        .sysctl(&format!("net.ipv6.conf.{dev}.accept_untracked_na"), "1");
-    let speaker = Speaker::start(
-        &lan.server,
-        &config(&[VIP4, VIP6], &[]),
-        &["--gratuitous-count", "3"],
-    );
+    lan.client.sysctl(&format!("net.ipv6.conf.{dev}.forwarding"), "1");
+    lan.client.sysctl(&format!("net.ipv6.conf.{dev}.accept_untracked_na"), "1");
+    let speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &["--gratuitous-count", "3"]);
     speaker.wait_until("the client to learn both VIPs from announcements", || {
-        lan.client
-            .neighbor(VIP4, dev)
-            .is_some_and(|n| n.0 == SERVER_MAC)
-            && lan
-                .client
-                .neighbor(VIP6, dev)
-                .is_some_and(|n| n.0 == SERVER_MAC)
+        lan.client.neighbor(VIP4, dev).is_some_and(|n| n.0 == SERVER_MAC)
+            && lan.client.neighbor(VIP6, dev).is_some_and(|n| n.0 == SERVER_MAC)
     });
     let sent = |ip: &str| speaker.metric("metallb_layer2_gratuitous_sent", &format!("ip=\"{ip}\""));
     // Three rounds: an ARP request and an ARP reply each for IPv4, one NA for IPv6.
     speaker.wait_until("three rounds", || sent(VIP4) == 6.0 && sent(VIP6) == 3.0);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        (sent(VIP4), sent(VIP6)),
-        (6.0, 3.0),
-        "the burst did not stop"
-    );
-    assert_eq!(
-        speaker.metric(
-            "metallb_layer2_requests_received",
-            &format!("ip=\"{VIP4}\"")
-        ),
-        0.0
-    );
+    assert_eq!((sent(VIP4), sent(VIP6)), (6.0, 3.0), "the burst did not stop");
+    assert_eq!(speaker.metric("metallb_layer2_requests_received", &format!("ip=\"{VIP4}\"")), 0.0);
 }
 
 #[test]
@@ -189,49 +120,24 @@ fn reload_claims_and_releases_and_a_bad_config_changes_nothing() {
     let lan = Lan::new();
     let speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &[]);
     assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
-    let groups = || {
-        String::from_utf8_lossy(&lan.server.exec(&["cat", "/proc/net/dev_mcast"]).stdout)
-            .into_owned()
-    };
-    assert!(
-        groups().contains("3333ff000010"),
-        "solicited-node group of {VIP6} not joined:\n{}",
-        groups()
-    );
+    let groups = || String::from_utf8_lossy(&lan.server.exec(&["cat", "/proc/net/dev_mcast"]).stdout).into_owned();
+    assert!(groups().contains("3333ff000010"), "solicited-node group of {VIP6} not joined:\n{}", groups());
 
     speaker.reload(&config(&["198.51.100.13", "2001:db8:100::13"], &[]));
-    let reloads = |result: &str| {
-        speaker.metric(
-            "ferrolb_config_reloads_total",
-            &format!("result=\"{result}\""),
-        )
-    };
+    let reloads = |result: &str| speaker.metric("ferrolb_config_reloads_total", &format!("result=\"{result}\""));
     speaker.wait_until("the reload", || reloads("success") == 2.0);
-    assert_eq!(
-        lan.arping(VIP4, 1),
-        None,
-        "a released VIP is still answered"
-    );
+    assert_eq!(lan.arping(VIP4, 1), None, "a released VIP is still answered");
     assert_eq!(lan.ndisc6(VIP6), None, "a released VIP is still answered");
     assert_eq!(lan.arping("198.51.100.13", 1).as_deref(), Some(SERVER_MAC));
     assert_eq!(lan.ndisc6("2001:db8:100::13").as_deref(), Some(SERVER_MAC));
     let g = groups();
-    assert!(
-        g.contains("3333ff000013") && !g.contains("3333ff000010"),
-        "multicast groups not updated:\n{g}"
-    );
+    assert!(g.contains("3333ff000013") && !g.contains("3333ff000010"), "multicast groups not updated:\n{g}");
 
     // An invalid file, picked up without SIGHUP: rejected, and the last good one serves on.
-    let bad = config(&["198.51.100.13"], &[]).replace(
-        "198.51.100.10-198.51.100.250",
-        "198.51.100.300-198.51.100.310",
-    );
+    let bad = config(&["198.51.100.13"], &[]).replace("198.51.100.10-198.51.100.250", "198.51.100.300-198.51.100.310");
     std::fs::write(&speaker.config, bad).unwrap();
     speaker.wait_until("the rejected reload", || reloads("failure") == 1.0);
-    assert_eq!(
-        speaker.metric("ferrolb_config_last_reload_successful", ""),
-        0.0
-    );
+    assert_eq!(speaker.metric("ferrolb_config_last_reload_successful", ""), 0.0);
     assert_eq!(lan.arping("198.51.100.13", 1).as_deref(), Some(SERVER_MAC));
     let log = speaker.log_text();
     assert!(
@@ -260,13 +166,7 @@ fn ns_frame(target: &str, mutate: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     let mut f = vec![0u8; ndp::FRAME_LEN];
     let target = target.parse().unwrap();
     let dst = solicited_node(target);
-    NeighborSolicit {
-        src: "2001:db8:100::1".parse().unwrap(),
-        dst,
-        target,
-        source_ll: None,
-    }
-    .emit_frame(
+    NeighborSolicit { src: "2001:db8:100::1".parse().unwrap(), dst, target, source_ll: None }.emit_frame(
         &mut f,
         MacAddr::ipv6_multicast(dst),
         CLIENT_MAC.parse().unwrap(),
@@ -321,43 +221,20 @@ fn malformed_flood_is_dropped_counted_and_does_not_stall_the_speaker() {
     }
     // A sustained flood of about 30,000 frames/s: far more than any LAN sends, and well
     // within what one core answers (see the throughput bench for the limits).
-    inject(
-        &lan.client,
-        &lan.client_if,
-        frames,
-        Duration::from_millis(1),
-    );
+    inject(&lan.client, &lan.client_if, frames, Duration::from_millis(1));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(speaker.alive(), "the speaker died:\n{}", speaker.log_text());
-    let dropped = |reason: &str| {
-        speaker.metric(
-            "ferrolb_frames_dropped_total",
-            &format!("reason=\"{reason}\""),
-        )
-    };
+    let dropped = |reason: &str| speaker.metric("ferrolb_frames_dropped_total", &format!("reason=\"{reason}\""));
     let socket_drops = speaker.metric("ferrolb_socket_drops_total", "protocol=\"arp\"")
         + speaker.metric("ferrolb_socket_drops_total", "protocol=\"ndp\"");
-    assert_eq!(
-        socket_drops, 0.0,
-        "the kernel had to drop frames: the speaker stalled"
-    );
+    assert_eq!(socket_drops, 0.0, "the kernel had to drop frames: the speaker stalled");
     assert_eq!(dropped("arp_hardware"), (2 * N) as f64);
-    for reason in [
-        "arp_protocol",
-        "checksum",
-        "hop_limit",
-        "ndp_option",
-        "ipv6_length",
-    ] {
+    for reason in ["arp_protocol", "checksum", "hop_limit", "ndp_option", "ipv6_length"] {
         assert_eq!(dropped(reason), N as f64, "{reason}");
     }
     // The kernel strips a VLAN tag it has no VLAN device for and marks the frame as for
     // another host; a tag left in the frame is caught by the parser instead.
-    assert_eq!(
-        dropped("other_host") + dropped("vlan_tagged"),
-        N as f64,
-        "VLAN-tagged"
-    );
+    assert_eq!(dropped("other_host") + dropped("vlan_tagged"), N as f64, "VLAN-tagged");
     assert_eq!(
         speaker.metric("metallb_layer2_responses_sent", &format!("ip=\"{VIP4}\"")),
         0.0,
@@ -384,10 +261,7 @@ fn unrelated_traffic_never_reaches_the_speakers_sockets() {
         let other4 = format!("198.51.100.{}", 20 + i % 200);
         frames.push(arp_frame(&other4, |_| {}));
         frames.push(arp_frame(VIP4, |f| f[21] = 2)); // an ARP reply
-        frames.push(ns_frame(
-            &format!("2001:db8:100::{:x}", 0x20 + i % 200),
-            |_| {},
-        ));
+        frames.push(ns_frame(&format!("2001:db8:100::{:x}", 0x20 + i % 200), |_| {}));
         frames.push(ns_frame(VIP6, |f| {
             f[54] = 128;
             fix_checksum(f);
@@ -395,23 +269,15 @@ fn unrelated_traffic_never_reaches_the_speakers_sockets() {
         frames.push(ns_frame(VIP6, |f| {
             f[20] = 17;
         })); // UDP
-        frames.push(arp_frame(VIP4, |f| {
-            f[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes())
-        })); // IPv4
+        frames.push(arp_frame(VIP4, |f| f[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes()))); // IPv4
     }
     inject(&lan.client, &lan.client_if, frames, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        delivered() - baseline,
-        0.0,
-        "unrelated frames reached the speaker's sockets"
-    );
+    assert_eq!(delivered() - baseline, 0.0, "unrelated frames reached the speaker's sockets");
     assert_eq!(speaker.metric("ferrolb_filter_misses_total", ""), 0.0);
     // The filter is not simply closed: a real request still gets through.
     assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
-    speaker.wait_until("the request to be counted", || {
-        delivered() - baseline >= 1.0
-    });
+    speaker.wait_until("the request to be counted", || delivered() - baseline >= 1.0);
 }
 
 #[test]

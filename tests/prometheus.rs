@@ -26,22 +26,10 @@ fn promtool_accepts_the_exposition() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool (apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}\n---\n{text}"
-    );
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n---\n{text}");
 }
 
 #[test]
@@ -65,10 +53,7 @@ fn prometheus_scrapes_the_speaker() {
         Command::new("ip")
             .args(["netns", "exec", &lan.server.name, "prometheus"])
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg("--web.listen-address=127.0.0.1:9090")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -106,22 +91,11 @@ fn prometheus_scrapes_the_speaker() {
         }
     };
     expect(r#"up{job="ferrolb-speaker"}"#, &|v| v == 1.0);
+    expect(&format!(r#"metallb_layer2_requests_received{{ip="{VIP4}"}}"#), &|v| v >= 3.0);
+    expect(&format!(r#"metallb_layer2_responses_sent{{ip="{VIP4}"}}"#), &|v| v >= 3.0);
+    expect(&format!(r#"metallb_layer2_gratuitous_sent{{ip="{VIP6}"}}"#), &|v| v >= 1.0);
     expect(
-        &format!(r#"metallb_layer2_requests_received{{ip="{VIP4}"}}"#),
-        &|v| v >= 3.0,
-    );
-    expect(
-        &format!(r#"metallb_layer2_responses_sent{{ip="{VIP4}"}}"#),
-        &|v| v >= 3.0,
-    );
-    expect(
-        &format!(r#"metallb_layer2_gratuitous_sent{{ip="{VIP6}"}}"#),
-        &|v| v >= 1.0,
-    );
-    expect(
-        &format!(
-            r#"metallb_speaker_announced{{ip="{VIP6}",node="node-a",protocol="layer2",service="default/svc1"}}"#
-        ),
+        &format!(r#"metallb_speaker_announced{{ip="{VIP6}",node="node-a",protocol="layer2",service="default/svc1"}}"#),
         &|v| v == 1.0,
     );
     expect("ferrolb_config_last_reload_successful", &|v| v == 1.0);

@@ -16,10 +16,7 @@ fn pools() -> Vec<Pool> {
         namespace: "metallb-system".into(),
         labels: BTreeMap::new(),
         // RFC 2544's benchmarking range and the IPv6 documentation prefix.
-        ranges: vec![
-            "198.18.0.0/16".parse().unwrap(),
-            "2001:db8:1::/64".parse().unwrap(),
-        ],
+        ranges: vec!["198.18.0.0/16".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()],
         auto_assign: true,
         avoid_buggy_ips: false,
         allocation: Default::default(),
@@ -33,10 +30,7 @@ fn services(n: usize) -> Vec<LoadBalancerService> {
             name: format!("svc{i}"),
             type_: "LoadBalancer".into(),
             ip_families: vec![if i % 2 == 0 { "IPv4" } else { "IPv6" }.into()],
-            ports: vec![ServicePort {
-                port: 443,
-                protocol: "TCP".into(),
-            }],
+            ports: vec![ServicePort { port: 443, protocol: "TCP".into() }],
             ..Default::default()
         })
         .collect()
@@ -44,10 +38,7 @@ fn services(n: usize) -> Vec<LoadBalancerService> {
 
 fn allocate(c: &mut Criterion) {
     let mut group = c.benchmark_group("allocate");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     let no_labels = BTreeMap::new();
     for n in [1_000usize, 10_000, 100_000] {
         let svcs = services(n);
@@ -67,10 +58,7 @@ fn allocate(c: &mut Criterion) {
         let mut first = Allocator::new(&pools());
         let restarted: Vec<LoadBalancerService> = svcs
             .iter()
-            .map(|s| LoadBalancerService {
-                ingress_ips: first.assign(s, &no_labels).unwrap().addresses,
-                ..s.clone()
-            })
+            .map(|s| LoadBalancerService { ingress_ips: first.assign(s, &no_labels).unwrap().addresses, ..s.clone() })
             .collect();
         group.bench_with_input(BenchmarkId::new("cold_start", n), &restarted, |b, svcs| {
             b.iter_batched(

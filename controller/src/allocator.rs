@@ -8,9 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use ferrolb_proto::api::{
-    ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches,
-};
+use ferrolb_proto::api::{ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches};
 use ferrolb_proto::config::{Pool, requested_ips, sharing_conflict};
 use ferrolb_proto::range::{Family, IpRange, ip_to_u128, is_buggy_ip, u128_to_ip};
 
@@ -22,19 +20,11 @@ pub enum AllocError {
     #[error("{ip} is in no pool")]
     NotInAnyPool { ip: IpAddr },
     #[error("{ip} is in pool {pool:?}, not in the requested pool {wanted:?}")]
-    WrongPool {
-        ip: IpAddr,
-        pool: String,
-        wanted: String,
-    },
+    WrongPool { ip: IpAddr, pool: String, wanted: String },
     #[error("{ip} is not assignable: pool {pool:?} avoids buggy IPs (.0 and .255)")]
     BuggyIp { ip: IpAddr, pool: String },
     #[error("{ip} is already used by {holder} and {reason}")]
-    InUse {
-        ip: IpAddr,
-        holder: String,
-        reason: String,
-    },
+    InUse { ip: IpAddr, holder: String, reason: String },
     #[error("no pool named {0:?}")]
     NoSuchPool(String),
     #[error("no pool has a free {families} address for this Service")]
@@ -64,10 +54,7 @@ impl FreeSet {
     }
 
     fn contains(&self, n: u128) -> bool {
-        self.intervals
-            .range(..=n)
-            .next_back()
-            .is_some_and(|(_, &end)| end >= n)
+        self.intervals.range(..=n).next_back().is_some_and(|(_, &end)| end >= n)
     }
 
     /// Removes `n` if it is free.
@@ -187,19 +174,10 @@ impl Allocator {
             })
             .collect();
         pools.sort_by(|a, b| {
-            let key = |p: &PoolState| {
-                (
-                    p.pool.allocation.priority.unwrap_or(i32::MAX),
-                    p.pool.name.clone(),
-                )
-            };
+            let key = |p: &PoolState| (p.pool.allocation.priority.unwrap_or(i32::MAX), p.pool.name.clone());
             key(a).cmp(&key(b))
         });
-        Allocator {
-            pools,
-            holders: BTreeMap::new(),
-            by_service: HashMap::new(),
-        }
+        Allocator { pools, holders: BTreeMap::new(), by_service: HashMap::new() }
     }
 
     fn pool_of(&self, ip: IpAddr) -> Option<usize> {
@@ -231,20 +209,18 @@ impl Allocator {
     ) -> Result<Assignment, AllocError> {
         let key = svc.key();
         self.release(&key);
-        let (requested, _) = requested_ips(svc)
-            .map_err(|(field, message)| AllocError::BadRequest { field, message })?;
-        let wanted = if svc.ingress_ips.is_empty() {
-            requested
-        } else {
-            svc.ingress_ips.clone()
-        };
-        let wanted_pool = svc
-            .annotation(ANNOTATION_ADDRESS_POOL)
-            .map(|(p, _)| p.to_string());
-        let result = if wanted.is_empty() {
-            self.auto(svc, wanted_pool.as_deref(), namespace_labels)
-        } else {
-            self.reserve_all(svc, &wanted, wanted_pool.as_deref())
+        let (requested, _) =
+            requested_ips(svc).map_err(|(field, message)| AllocError::BadRequest { field, message })?;
+        let wanted_pool = svc.annotation(ANNOTATION_ADDRESS_POOL).map(|(p, _)| p.to_string());
+        // Keep what the status says the Service holds. If that is no longer possible
+        // (another Service claimed it first, or the pools changed), allocate afresh.
+        let kept = (!svc.ingress_ips.is_empty())
+            .then(|| self.reserve_all(svc, &svc.ingress_ips, wanted_pool.as_deref()).ok())
+            .flatten();
+        let result = match kept {
+            Some(a) => Ok(a),
+            None if requested.is_empty() => self.auto(svc, wanted_pool.as_deref(), namespace_labels),
+            None => self.reserve_all(svc, &requested, wanted_pool.as_deref()),
         };
         if let Ok(a) = &result {
             self.by_service.insert(key, a.addresses.clone());
@@ -264,24 +240,13 @@ impl Allocator {
             let idx = self.pool_of(ip).ok_or(AllocError::NotInAnyPool { ip })?;
             let p = &self.pools[idx].pool;
             if let Some(w) = wanted_pool.filter(|w| *w != p.name) {
-                return Err(AllocError::WrongPool {
-                    ip,
-                    pool: p.name.clone(),
-                    wanted: w.to_string(),
-                });
+                return Err(AllocError::WrongPool { ip, pool: p.name.clone(), wanted: w.to_string() });
             }
             if p.avoid_buggy_ips && is_buggy_ip(ip) {
-                return Err(AllocError::BuggyIp {
-                    ip,
-                    pool: p.name.clone(),
-                });
+                return Err(AllocError::BuggyIp { ip, pool: p.name.clone() });
             }
-            if let Some((holder, reason)) = self
-                .holders
-                .get(&ip)
-                .into_iter()
-                .flatten()
-                .find_map(|h| sharing_conflict(svc, h).map(|r| (h.key(), r)))
+            if let Some((holder, reason)) =
+                self.holders.get(&ip).into_iter().flatten().find_map(|h| sharing_conflict(svc, h).map(|r| (h.key(), r)))
             {
                 return Err(AllocError::InUse { ip, holder, reason });
             }
@@ -290,10 +255,7 @@ impl Allocator {
         for &ip in ips {
             self.hold(ip, svc);
         }
-        Ok(Assignment {
-            addresses: ips.to_vec(),
-            pool: pool_name,
-        })
+        Ok(Assignment { addresses: ips.to_vec(), pool: pool_name })
     }
 
     fn hold(&mut self, ip: IpAddr, svc: &LoadBalancerService) {
@@ -301,9 +263,7 @@ impl Allocator {
         if holders.is_empty()
             && let Some(idx) = self.pools.iter().position(|p| p.pool.contains(ip))
         {
-            self.pools[idx]
-                .free_set(Family::of(ip))
-                .take(ip_to_u128(ip));
+            self.pools[idx].free_set(Family::of(ip)).take(ip_to_u128(ip));
         }
         holders.push(svc.clone());
     }
@@ -323,19 +283,13 @@ impl Allocator {
                     .ok_or_else(|| AllocError::NoSuchPool(w.to_string()))?,
             ],
             None => (0..self.pools.len())
-                .filter(|&i| {
-                    self.pools[i].pool.auto_assign && serves(&self.pools[i].pool, svc, ns_labels)
-                })
+                .filter(|&i| self.pools[i].pool.auto_assign && serves(&self.pools[i].pool, svc, ns_labels))
                 .collect(),
         };
         let require_dual = svc.ip_family_policy.as_deref() == Some("RequireDualStack");
         for idx in candidates {
             let p = &self.pools[idx];
-            let usable: Vec<Family> = families
-                .iter()
-                .copied()
-                .filter(|f| p.has_family(*f))
-                .collect();
+            let usable: Vec<Family> = families.iter().copied().filter(|f| p.has_family(*f)).collect();
             if usable.is_empty() || (require_dual && usable.len() < families.len()) {
                 if require_dual && wanted_pool.is_some() {
                     return Err(AllocError::NotDualStack(p.pool.name.clone()));
@@ -343,29 +297,16 @@ impl Allocator {
                 continue;
             }
             if let Some(addresses) = self.take_in_pool(idx, svc, &usable) {
-                return Ok(Assignment {
-                    addresses,
-                    pool: self.pools[idx].pool.name.clone(),
-                });
+                return Ok(Assignment { addresses, pool: self.pools[idx].pool.name.clone() });
             }
         }
-        let names: Vec<&str> = families
-            .iter()
-            .map(|f| if *f == Family::V4 { "IPv4" } else { "IPv6" })
-            .collect();
-        Err(AllocError::Exhausted {
-            families: names.join("+"),
-        })
+        let names: Vec<&str> = families.iter().map(|f| if *f == Family::V4 { "IPv4" } else { "IPv6" }).collect();
+        Err(AllocError::Exhausted { families: names.join("+") })
     }
 
     /// One address per family from pool `idx`: a shareable one already held under the
     /// same sharing key, else the first free one. All or nothing.
-    fn take_in_pool(
-        &mut self,
-        idx: usize,
-        svc: &LoadBalancerService,
-        families: &[Family],
-    ) -> Option<Vec<IpAddr>> {
+    fn take_in_pool(&mut self, idx: usize, svc: &LoadBalancerService, families: &[Family]) -> Option<Vec<IpAddr>> {
         let sharing = svc.annotation(ANNOTATION_ALLOW_SHARED_IP).is_some();
         let mut chosen = Vec::new();
         let mut fresh = Vec::new();
@@ -416,9 +357,7 @@ impl Allocator {
             if hs.is_empty() {
                 self.holders.remove(&ip);
                 if let Some(idx) = self.pool_of(ip) {
-                    self.pools[idx]
-                        .free_set(Family::of(ip))
-                        .release(ip_to_u128(ip));
+                    self.pools[idx].free_set(Family::of(ip)).release(ip_to_u128(ip));
                 }
             }
         }
@@ -459,13 +398,8 @@ fn serves(pool: &Pool, svc: &LoadBalancerService, ns_labels: &BTreeMap<String, S
     let a = &pool.allocation;
     let ns_ok = (a.namespaces.is_empty() && a.namespace_selectors.is_empty())
         || a.namespaces.contains(&svc.namespace)
-        || a.namespace_selectors
-            .iter()
-            .any(|s| selector_matches(s, ns_labels));
-    let svc_ok = a.service_selectors.is_empty()
-        || a.service_selectors
-            .iter()
-            .any(|s| selector_matches(s, &svc.labels));
+        || a.namespace_selectors.iter().any(|s| selector_matches(s, ns_labels));
+    let svc_ok = a.service_selectors.is_empty() || a.service_selectors.iter().any(|s| selector_matches(s, &svc.labels));
     ns_ok && svc_ok
 }
 
@@ -483,18 +417,13 @@ pub struct Unassigned {
 /// (their status), so that no address in use moves, then the rest in file order.
 pub fn allocate_all(
     config: &ferrolb_proto::Config,
-) -> (
-    Allocator,
-    Vec<ferrolb_proto::config::ServiceAddresses>,
-    Vec<Unassigned>,
-) {
+) -> (Allocator, Vec<ferrolb_proto::config::ServiceAddresses>, Vec<Unassigned>) {
     let mut allocator = Allocator::new(&config.pools);
     let (mut assigned, mut failed) = (Vec::new(), Vec::new());
     let no_labels = BTreeMap::new();
-    let (holding, asking): (Vec<_>, Vec<_>) = config
-        .services
-        .iter()
-        .partition(|s| !s.ingress_ips.is_empty());
+    let (mut holding, asking): (Vec<_>, Vec<_>) = config.services.iter().partition(|s| !s.ingress_ips.is_empty());
+    // Of two Services claiming one address, the older keeps it (stable: file order next).
+    holding.sort_by(|a, b| a.created.cmp(&b.created));
     for svc in holding.into_iter().chain(asking) {
         let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
         match allocator.assign(svc, labels) {
@@ -503,10 +432,7 @@ pub fn allocate_all(
                 pool: a.pool,
                 addresses: a.addresses,
             }),
-            Err(error) => failed.push(Unassigned {
-                service: svc.key(),
-                error,
-            }),
+            Err(error) => failed.push(Unassigned { service: svc.key(), error }),
         }
     }
     (allocator, assigned, failed)

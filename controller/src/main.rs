@@ -65,34 +65,15 @@ fn plan(path: &PathBuf, output: Output) -> anyhow::Result<String> {
     let mut by_service: HashMap<String, PlanEntry> = HashMap::new();
     for a in assigned {
         let addresses = a.addresses.iter().map(ToString::to_string).collect();
-        by_service.insert(
-            a.service.clone(),
-            PlanEntry {
-                service: a.service,
-                pool: Some(a.pool),
-                addresses,
-                error: None,
-            },
-        );
+        by_service
+            .insert(a.service.clone(), PlanEntry { service: a.service, pool: Some(a.pool), addresses, error: None });
     }
     for f in failed {
         let error = Some(f.error.to_string());
-        by_service.insert(
-            f.service.clone(),
-            PlanEntry {
-                service: f.service,
-                pool: None,
-                addresses: Vec::new(),
-                error,
-            },
-        );
+        by_service
+            .insert(f.service.clone(), PlanEntry { service: f.service, pool: None, addresses: Vec::new(), error });
     }
-    let entries: Vec<PlanEntry> = loaded
-        .config
-        .services
-        .iter()
-        .filter_map(|s| by_service.remove(&s.key()))
-        .collect();
+    let entries: Vec<PlanEntry> = loaded.config.services.iter().filter_map(|s| by_service.remove(&s.key())).collect();
     Ok(match output {
         Output::Yaml => serde_yaml::to_string(&entries)?,
         Output::Json => serde_json::to_string_pretty(&entries)? + "\n",
@@ -103,17 +84,15 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
     let text = read(path)?;
     let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(doc)
-            .with_context(|| format!("{} is not valid YAML", path.display()))?;
+        let value =
+            serde_yaml::Value::deserialize(doc).with_context(|| format!("{} is not valid YAML", path.display()))?;
         if value["kind"].as_str() != Some("ConfigMap") {
             continue;
         }
         let Some(cfg) = value["data"]["config"].as_str() else {
             continue;
         };
-        let namespace = value["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("metallb-system");
+        let namespace = value["metadata"]["namespace"].as_str().unwrap_or("metallb-system");
         let converted = ferrolb_proto::legacy::convert(namespace, cfg)?;
         for w in &converted.warnings {
             eprintln!("warning: {w}");
@@ -126,10 +105,7 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
         }
     }
     if docs.is_empty() {
-        bail!(
-            "{}: no MetalLB ConfigMap with an address-pools `config` key",
-            path.display()
-        );
+        bail!("{}: no MetalLB ConfigMap with an address-pools `config` key", path.display());
     }
     Ok(docs.join("---\n"))
 }

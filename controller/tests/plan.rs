@@ -20,11 +20,7 @@ fn plan_fixtures_match_expected_output() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{name}");
         cases += 1;
     }
@@ -42,12 +38,13 @@ fn plan_json_and_invalid_config() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["addresses"][0], v[1]["addresses"][0]);
     let bad = std::env::temp_dir().join(format!("ferrolb-bad-{}.yaml", std::process::id()));
-    std::fs::write(&bad, "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [nonsense]}\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb-controller"))
-        .args(["plan", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [nonsense]}\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ferrolb-controller")).args(["plan", "--config"]).arg(&bad).output().unwrap();
     let _ = std::fs::remove_file(&bad);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("spec.addresses[0]"));
@@ -55,8 +52,8 @@ fn plan_json_and_invalid_config() {
 
 #[test]
 fn convert_turns_the_kubeadm_configmap_into_crds() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/users/legacy-configmap-kubeadm.yaml");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/users/legacy-configmap-kubeadm.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_ferrolb-controller"))
         .args(["convert", "--config"])
         .arg(&fixture)
@@ -68,12 +65,6 @@ fn convert_turns_the_kubeadm_configmap_into_crds() {
     let loaded = ferrolb_proto::config::load("converted.yaml", &text).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.pools[0].name, "default");
-    assert_eq!(
-        loaded.config.pools[0].ranges[0].to_string(),
-        "172.42.42.100-172.42.42.120"
-    );
-    assert_eq!(
-        loaded.config.l2_advertisements[0].spec.ip_address_pools,
-        ["default"]
-    );
+    assert_eq!(loaded.config.pools[0].ranges[0].to_string(), "172.42.42.100-172.42.42.120");
+    assert_eq!(loaded.config.l2_advertisements[0].spec.ip_address_pools, ["default"]);
 }

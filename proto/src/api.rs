@@ -40,11 +40,7 @@ pub struct IPAddressPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_assign: Option<bool>,
     /// Skip IPv4 addresses ending in .0 and .255. Default false.
-    #[serde(
-        default,
-        rename = "avoidBuggyIPs",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "avoidBuggyIPs", skip_serializing_if = "Option::is_none")]
     pub avoid_buggy_ips: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_allocation: Option<ServiceAllocation>,
@@ -89,12 +85,7 @@ pub struct IPAddressPoolStatus {
 
 /// Announces the addresses of the selected pools with ARP/NDP from the selected nodes.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    group = "metallb.io",
-    version = "v1beta1",
-    kind = "L2Advertisement",
-    namespaced
-)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "L2Advertisement", namespaced)]
 #[serde(rename_all = "camelCase")]
 pub struct L2AdvertisementSpec {
     /// Pools by name. With no pools and no selectors, every pool is announced.
@@ -135,6 +126,8 @@ pub struct LoadBalancerService {
     pub selector: BTreeMap<String, String>,
     /// `status.loadBalancer.ingress[].ip`: what has already been assigned.
     pub ingress_ips: Vec<IpAddr>,
+    /// `metadata.creationTimestamp`: the older of two Services claiming one address keeps it.
+    pub created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 impl LoadBalancerService {
@@ -186,13 +179,11 @@ impl From<&Service> for LoadBalancerService {
                 .ports
                 .unwrap_or_default()
                 .into_iter()
-                .map(|p| ServicePort {
-                    port: p.port,
-                    protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
-                })
+                .map(|p| ServicePort { port: p.port, protocol: p.protocol.unwrap_or_else(|| "TCP".into()) })
                 .collect(),
             selector: spec.selector.unwrap_or_default(),
             ingress_ips,
+            created: meta.creation_timestamp.clone(),
         }
     }
 }
@@ -200,11 +191,7 @@ impl From<&Service> for LoadBalancerService {
 /// Whether `labels` match `selector` (matchLabels and matchExpressions, as Kubernetes
 /// evaluates them). An unknown operator matches nothing.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
+    let labels_ok = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
     let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
         let values = e.values.as_deref().unwrap_or_default();
         let value = labels.get(&e.key);
@@ -229,10 +216,7 @@ mod tests {
     fn selectors() {
         let labels: BTreeMap<String, String> = [("zone".to_string(), "a".to_string())].into();
         let mut sel = LabelSelector::default();
-        assert!(
-            selector_matches(&sel, &labels),
-            "the empty selector matches everything"
-        );
+        assert!(selector_matches(&sel, &labels), "the empty selector matches everything");
         sel.match_labels = Some([("zone".to_string(), "b".to_string())].into());
         assert!(!selector_matches(&sel, &labels));
         sel.match_labels = None;

@@ -91,11 +91,7 @@ pub struct Loaded {
 /// ignored objects, Services that get no address) do not fail the load; errors (bad YAML,
 /// bad fields, invalid or overlapping pools) do, all of them reported at once.
 pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
-    let mut loader = Loader {
-        file,
-        warnings: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut loader = Loader { file, warnings: Vec::new(), errors: Vec::new() };
     let mut raw = RawObjects::default();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let place = format!("{file}: document {}", index + 1);
@@ -105,21 +101,14 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
             Err(e) => {
                 // The stream cannot be resynchronised after a syntax error: its iterator
                 // would yield the same error forever.
-                loader.errors.push(Issue {
-                    object: place,
-                    field: String::new(),
-                    message: e.to_string(),
-                });
+                loader.errors.push(Issue { object: place, field: String::new(), message: e.to_string() });
                 break;
             }
         }
     }
     let config = loader.validate(raw);
     if loader.errors.is_empty() {
-        Ok(Loaded {
-            config,
-            warnings: loader.warnings,
-        })
+        Ok(Loaded { config, warnings: loader.warnings })
     } else {
         Err(Error::InvalidConfig(loader.errors))
     }
@@ -186,12 +175,10 @@ impl Loader<'_> {
             }
             ("metallb.io/v1beta1", "L2Advertisement") => {
                 if let Some(adv) = self.typed::<L2Advertisement>(&object, value) {
-                    let no_pool_choice = adv.spec.ip_address_pools.is_empty()
-                        && adv.spec.ip_address_pool_selectors.is_empty();
-                    let misspelt_pools = self
-                        .warnings
-                        .iter()
-                        .any(|w| w.object == object && w.field.starts_with("spec."));
+                    let no_pool_choice =
+                        adv.spec.ip_address_pools.is_empty() && adv.spec.ip_address_pool_selectors.is_empty();
+                    let misspelt_pools =
+                        self.warnings.iter().any(|w| w.object == object && w.field.starts_with("spec."));
                     if no_pool_choice && misspelt_pools {
                         self.warn(&object, "spec", "names no pool through ipAddressPools or ipAddressPoolSelectors, so it covers every pool (as MetalLB does)");
                     }
@@ -207,31 +194,22 @@ impl Loader<'_> {
                 }
             }
             ("v1", "Namespace") => {
-                if let Some(ns) =
-                    self.typed::<k8s_openapi::api::core::v1::Namespace>(&object, value)
-                {
-                    raw.namespaces.insert(
-                        ns.metadata.name.unwrap_or_default(),
-                        ns.metadata.labels.unwrap_or_default(),
-                    );
+                if let Some(ns) = self.typed::<k8s_openapi::api::core::v1::Namespace>(&object, value) {
+                    raw.namespaces.insert(ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default());
                 }
             }
             ("v1", "ConfigMap") => self.legacy_config_map(&object, &namespace, &value, raw),
-            (v, k) if v.starts_with("metallb.io/") => self.warn(
-                &object,
-                "",
-                &format!("{k} ({v}) is ignored: FerroLB implements MetalLB's layer-2 mode only"),
-            ),
+            (v, k) if v.starts_with("metallb.io/") => {
+                self.warn(&object, "", &format!("{k} ({v}) is ignored: FerroLB implements MetalLB's layer-2 mode only"))
+            }
             ("", _) | (_, "") => self.errors.push(Issue {
                 object,
                 field: String::new(),
                 message: "not a Kubernetes object: apiVersion and kind are required".into(),
             }),
-            (v, k) => self.warn(
-                &object,
-                "",
-                &format!("{k} ({v}) is not part of the load balancer configuration; ignored"),
-            ),
+            (v, k) => {
+                self.warn(&object, "", &format!("{k} ({v}) is not part of the load balancer configuration; ignored"))
+            }
         }
     }
 
@@ -243,43 +221,24 @@ impl Loader<'_> {
         let de = serde_ignored::Deserializer::new(value, &mut record);
         let result: Result<T, _> = serde_path_to_error::deserialize(de);
         // kube's derived CRD types take apiVersion and kind as given, without reading them.
-        for field in unknown
-            .into_iter()
-            .filter(|f| f != "apiVersion" && f != "kind")
-        {
+        for field in unknown.into_iter().filter(|f| f != "apiVersion" && f != "kind") {
             let leaf = field.rsplit('.').next().unwrap_or(&field);
-            let hint = did_you_mean(leaf)
-                .map(|k| format!(" (did you mean {k}?)"))
-                .unwrap_or_default();
+            let hint = did_you_mean(leaf).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
             self.warn(object, &field, &format!("unknown field, ignored{hint}"));
         }
         match result {
             Ok(t) => Some(t),
             Err(e) => {
                 let field = e.path().to_string();
-                self.errors.push(Issue {
-                    object: object.into(),
-                    field,
-                    message: e.into_inner().to_string(),
-                });
+                self.errors.push(Issue { object: object.into(), field, message: e.into_inner().to_string() });
                 None
             }
         }
     }
 
-    fn legacy_config_map(
-        &mut self,
-        object: &str,
-        namespace: &str,
-        value: &Value,
-        raw: &mut RawObjects,
-    ) {
+    fn legacy_config_map(&mut self, object: &str, namespace: &str, value: &Value, raw: &mut RawObjects) {
         let Some(text) = value["data"]["config"].as_str() else {
-            self.warn(
-                object,
-                "",
-                "ConfigMap without a MetalLB `config` key; ignored",
-            );
+            self.warn(object, "", "ConfigMap without a MetalLB `config` key; ignored");
             return;
         };
         match crate::legacy::convert(namespace, text) {
@@ -294,45 +253,25 @@ impl Loader<'_> {
                 }
                 let from = |kind: &str, name: &str| format!("{object} -> {kind} {name}");
                 for p in converted.pools {
-                    raw.pools.push((
-                        from(
-                            "IPAddressPool",
-                            p.metadata.name.as_deref().unwrap_or_default(),
-                        ),
-                        p,
-                    ));
+                    raw.pools.push((from("IPAddressPool", p.metadata.name.as_deref().unwrap_or_default()), p));
                 }
                 for a in converted.l2_advertisements {
-                    raw.l2_advertisements.push((
-                        from(
-                            "L2Advertisement",
-                            a.metadata.name.as_deref().unwrap_or_default(),
-                        ),
-                        a,
-                    ));
+                    raw.l2_advertisements
+                        .push((from("L2Advertisement", a.metadata.name.as_deref().unwrap_or_default()), a));
                 }
             }
-            Err(e) => self.errors.push(Issue {
-                object: object.into(),
-                field: "data.config".into(),
-                message: e.to_string(),
-            }),
+            Err(e) => {
+                self.errors.push(Issue { object: object.into(), field: "data.config".into(), message: e.to_string() })
+            }
         }
     }
 
     fn warn(&mut self, object: &str, field: &str, message: &str) {
-        self.warnings.push(Issue {
-            object: object.into(),
-            field: field.into(),
-            message: message.into(),
-        });
+        self.warnings.push(Issue { object: object.into(), field: field.into(), message: message.into() });
     }
 
     fn validate(&mut self, raw: RawObjects) -> Config {
-        let mut config = Config {
-            namespaces: raw.namespaces,
-            ..Config::default()
-        };
+        let mut config = Config { namespaces: raw.namespaces, ..Config::default() };
         let mut pool_objects = Vec::new();
         for (object, pool) in raw.pools {
             let name = pool.metadata.name.clone().unwrap_or_default();
@@ -340,10 +279,7 @@ impl Loader<'_> {
                 self.errors.push(Issue {
                     object,
                     field: "metadata.name".into(),
-                    message: format!(
-                        "a pool named {name:?} is already defined by {}",
-                        pool_objects[prev]
-                    ),
+                    message: format!("a pool named {name:?} is already defined by {}", pool_objects[prev]),
                 });
                 continue;
             }
@@ -381,41 +317,29 @@ impl Loader<'_> {
         for (object, adv) in &raw.l2_advertisements {
             for (i, name) in adv.spec.ip_address_pools.iter().enumerate() {
                 if !config.pools.iter().any(|p| &p.name == name) {
-                    self.warn(
-                        object,
-                        &format!("spec.ipAddressPools[{i}]"),
-                        &format!("no pool named {name:?}"),
-                    );
+                    self.warn(object, &format!("spec.ipAddressPools[{i}]"), &format!("no pool named {name:?}"));
                 }
             }
         }
         if raw.l2_advertisements.is_empty() && !config.pools.is_empty() {
-            self.warn(
-                self.file,
-                "",
-                "no L2Advertisement: addresses are assigned but not announced (as in MetalLB)",
-            );
+            self.warn(self.file, "", "no L2Advertisement: addresses are assigned but not announced (as in MetalLB)");
         }
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 
         for (object, svc) in raw.services {
             if let Some(class) = &svc.load_balancer_class {
-                self.warn(
-                    &object,
-                    "spec.loadBalancerClass",
-                    &format!("class {class:?} is not ours; ignored"),
-                );
+                self.warn(&object, "spec.loadBalancerClass", &format!("class {class:?} is not ours; ignored"));
                 continue;
             }
             match requested_ips(&svc) {
-                Err((field, message)) => self.errors.push(Issue {
-                    object,
-                    field,
-                    message,
-                }),
+                Err((field, message)) => self.errors.push(Issue { object, field, message }),
                 Ok((_, field)) => {
                     if field.contains(api::LEGACY_ANNOTATION_PREFIX) {
-                        self.warn(&object, &field, "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/");
+                        self.warn(
+                            &object,
+                            &field,
+                            "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
+                        );
                     }
                     config.services.push(svc);
                 }
@@ -427,11 +351,8 @@ impl Loader<'_> {
     /// Overlapping pools are rejected: one address must have one pool. Sorting makes
     /// this O(n log n) in the number of ranges.
     fn reject_overlaps(&mut self, pools: &[Pool], objects: &[String]) {
-        let mut all: Vec<(IpRange, usize)> = pools
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.ranges.iter().map(move |r| (*r, i)))
-            .collect();
+        let mut all: Vec<(IpRange, usize)> =
+            pools.iter().enumerate().flat_map(|(i, p)| p.ranges.iter().map(move |r| (*r, i))).collect();
         all.sort();
         for pair in all.windows(2) {
             let ((a, ai), (b, bi)) = (pair[0], pair[1]);
@@ -439,16 +360,9 @@ impl Loader<'_> {
                 let message = if ai == bi {
                     format!("ranges {a} and {b} overlap")
                 } else {
-                    format!(
-                        "range {b} overlaps range {a} of pool {:?} ({})",
-                        pools[ai].name, objects[ai]
-                    )
+                    format!("range {b} overlaps range {a} of pool {:?} ({})", pools[ai].name, objects[ai])
                 };
-                self.errors.push(Issue {
-                    object: objects[bi].clone(),
-                    field: "spec.addresses".into(),
-                    message,
-                });
+                self.errors.push(Issue { object: objects[bi].clone(), field: "spec.addresses".into(), message });
             }
         }
     }
@@ -466,9 +380,7 @@ pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String),
         let field = format!("metadata.annotations[{name:?}]");
         let mut ips: Vec<IpAddr> = Vec::new();
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let ip = part
-                .parse()
-                .map_err(|_| (field.clone(), format!("{part:?} is not an IP address")))?;
+            let ip = part.parse().map_err(|_| (field.clone(), format!("{part:?} is not an IP address")))?;
             if ips.iter().any(|i| Family::of(*i) == Family::of(ip)) {
                 return Err((field, "at most one address per family".into()));
             }
@@ -490,16 +402,11 @@ pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String),
 /// same non-empty `allow-shared-ip` key, no common port, and with
 /// `externalTrafficPolicy: Local` on either, the same pods).
 pub fn sharing_conflict(a: &LoadBalancerService, b: &LoadBalancerService) -> Option<String> {
-    let key = |s: &LoadBalancerService| {
-        s.annotation(ANNOTATION_ALLOW_SHARED_IP)
-            .map(|(k, _)| k.to_string())
-    };
+    let key = |s: &LoadBalancerService| s.annotation(ANNOTATION_ALLOW_SHARED_IP).map(|(k, _)| k.to_string());
     match (key(a), key(b)) {
         (Some(x), Some(y)) if !x.is_empty() && x == y => {}
         _ => {
-            return Some(format!(
-                "the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"
-            ));
+            return Some(format!("the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"));
         }
     }
     if let Some(p) = a.ports.iter().find(|p| b.ports.contains(p)) {
@@ -547,10 +454,7 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// A node with the `kubernetes.io/hostname` label every Kubernetes node carries.
     pub fn new(name: &str) -> NodeInfo {
-        NodeInfo {
-            name: name.into(),
-            labels: [("kubernetes.io/hostname".to_string(), name.to_string())].into(),
-        }
+        NodeInfo { name: name.into(), labels: [("kubernetes.io/hostname".to_string(), name.to_string())].into() }
     }
 }
 
@@ -567,19 +471,11 @@ pub struct Announcement {
 
 /// The addresses `node` announces under `config` for the allocator's `assigned`
 /// addresses, sorted by address.
-pub fn announcements(
-    config: &Config,
-    assigned: &[ServiceAddresses],
-    node: &NodeInfo,
-) -> Vec<Announcement> {
+pub fn announcements(config: &Config, assigned: &[ServiceAddresses], node: &NodeInfo) -> Vec<Announcement> {
     let mut by_ip: BTreeMap<IpAddr, (&str, Vec<String>)> = BTreeMap::new();
     for a in assigned {
         for ip in &a.addresses {
-            by_ip
-                .entry(*ip)
-                .or_insert_with(|| (&a.pool, Vec::new()))
-                .1
-                .push(a.service.clone());
+            by_ip.entry(*ip).or_insert_with(|| (&a.pool, Vec::new())).1.push(a.service.clone());
         }
     }
     by_ip
@@ -588,11 +484,7 @@ pub fn announcements(
             let pool = config.pools.iter().find(|p| p.name == pool_name)?;
             let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
             let mut any = false;
-            for adv in config
-                .l2_advertisements
-                .iter()
-                .filter(|a| advertises(a, pool, node))
-            {
+            for adv in config.l2_advertisements.iter().filter(|a| advertises(a, pool, node)) {
                 any = true;
                 match (&mut interfaces, adv.spec.interfaces.is_empty()) {
                     (_, true) => interfaces = None,
@@ -600,12 +492,7 @@ pub fn announcements(
                     (None, false) => {}
                 }
             }
-            any.then(|| Announcement {
-                ip,
-                pool: pool.name.clone(),
-                services,
-                interfaces,
-            })
+            any.then(|| Announcement { ip, pool: pool.name.clone(), services, interfaces })
         })
         .collect()
 }
@@ -614,15 +501,9 @@ fn advertises(adv: &L2Advertisement, pool: &Pool, node: &NodeInfo) -> bool {
     let spec = &adv.spec;
     let pool_ok = (spec.ip_address_pools.is_empty() && spec.ip_address_pool_selectors.is_empty())
         || spec.ip_address_pools.contains(&pool.name)
-        || spec
-            .ip_address_pool_selectors
-            .iter()
-            .any(|s| selector_matches(s, &pool.labels));
-    let node_ok = spec.node_selectors.is_empty()
-        || spec
-            .node_selectors
-            .iter()
-            .any(|s| selector_matches(s, &node.labels));
+        || spec.ip_address_pool_selectors.iter().any(|s| selector_matches(s, &pool.labels));
+    let node_ok =
+        spec.node_selectors.is_empty() || spec.node_selectors.iter().any(|s| selector_matches(s, &node.labels));
     pool_ok && node_ok
 }
 

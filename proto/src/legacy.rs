@@ -40,20 +40,14 @@ pub struct Converted {
 /// peers are reported, not converted.
 pub fn convert(namespace: &str, config: &str) -> Result<Converted, Error> {
     let mut warnings = Vec::new();
-    let legacy: LegacyConfig =
-        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(config), |path| {
-            warnings.push(format!("unknown key {path} ignored"));
-        })
-        .map_err(|e| Error::InvalidLegacyConfig(e.to_string()))?;
-    let mut out = Converted {
-        warnings,
-        ..Converted::default()
-    };
+    let legacy: LegacyConfig = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(config), |path| {
+        warnings.push(format!("unknown key {path} ignored"));
+    })
+    .map_err(|e| Error::InvalidLegacyConfig(e.to_string()))?;
+    let mut out = Converted { warnings, ..Converted::default() };
     if !legacy.peers.is_empty() {
-        out.warnings.push(format!(
-            "{} BGP peer(s) not converted: FerroLB implements layer-2 mode only",
-            legacy.peers.len()
-        ));
+        out.warnings
+            .push(format!("{} BGP peer(s) not converted: FerroLB implements layer-2 mode only", legacy.peers.len()));
     }
     for pool in legacy.address_pools {
         if pool.protocol != "layer2" {
@@ -63,11 +57,8 @@ pub fn convert(namespace: &str, config: &str) -> Result<Converted, Error> {
             ));
             continue;
         }
-        let meta = ObjectMeta {
-            name: Some(pool.name.clone()),
-            namespace: Some(namespace.into()),
-            ..ObjectMeta::default()
-        };
+        let meta =
+            ObjectMeta { name: Some(pool.name.clone()), namespace: Some(namespace.into()), ..ObjectMeta::default() };
         out.pools.push(IPAddressPool {
             metadata: meta.clone(),
             spec: IPAddressPoolSpec {
@@ -80,10 +71,7 @@ pub fn convert(namespace: &str, config: &str) -> Result<Converted, Error> {
         });
         out.l2_advertisements.push(L2Advertisement {
             metadata: meta,
-            spec: L2AdvertisementSpec {
-                ip_address_pools: vec![pool.name],
-                ..L2AdvertisementSpec::default()
-            },
+            spec: L2AdvertisementSpec { ip_address_pools: vec![pool.name], ..L2AdvertisementSpec::default() },
         });
     }
     Ok(out)

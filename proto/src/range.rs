@@ -58,12 +58,7 @@ impl IpRange {
 
 impl fmt::Display for IpRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{}",
-            u128_to_ip(self.family, self.start),
-            u128_to_ip(self.family, self.end)
-        )
+        write!(f, "{}-{}", u128_to_ip(self.family, self.start), u128_to_ip(self.family, self.end))
     }
 }
 
@@ -71,51 +66,26 @@ impl FromStr for IpRange {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::InvalidRange {
-            range: s.to_string(),
-            reason: why.to_string(),
-        };
+        let bad = |why: &str| Error::InvalidRange { range: s.to_string(), reason: why.to_string() };
         let text = s.trim();
         if let Some((addr, len)) = text.split_once('/') {
-            let ip: IpAddr = addr
-                .trim()
-                .parse()
-                .map_err(|_| bad("not an IP address before '/'"))?;
+            let ip: IpAddr = addr.trim().parse().map_err(|_| bad("not an IP address before '/'"))?;
             let bits = if ip.is_ipv4() { 32 } else { 128 };
-            let len: u32 = len
-                .trim()
-                .parse()
-                .map_err(|_| bad("prefix length is not a number"))?;
+            let len: u32 = len.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
             if len > bits {
                 return Err(bad("prefix length is longer than the address"));
             }
             // Host bits are masked off, as `net.ParseCIDR` does for MetalLB.
             let host = u128::MAX.checked_shr(128 - (bits - len)).unwrap_or(0);
             let n = ip_to_u128(ip);
-            return Ok(IpRange {
-                family: Family::of(ip),
-                start: n & !host,
-                end: n | host,
-            });
+            return Ok(IpRange { family: Family::of(ip), start: n & !host, end: n | host });
         }
         let Some((a, b)) = text.split_once('-') else {
-            let ip: IpAddr = text
-                .parse()
-                .map_err(|_| bad("not a CIDR (a.b.c.d/n) or a range (a-b)"))?;
-            return Ok(IpRange {
-                family: Family::of(ip),
-                start: ip_to_u128(ip),
-                end: ip_to_u128(ip),
-            });
+            let ip: IpAddr = text.parse().map_err(|_| bad("not a CIDR (a.b.c.d/n) or a range (a-b)"))?;
+            return Ok(IpRange { family: Family::of(ip), start: ip_to_u128(ip), end: ip_to_u128(ip) });
         };
-        let start: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| bad("range start is not an IP address"))?;
-        let end: IpAddr = b
-            .trim()
-            .parse()
-            .map_err(|_| bad("range end is not an IP address"))?;
+        let start: IpAddr = a.trim().parse().map_err(|_| bad("range start is not an IP address"))?;
+        let end: IpAddr = b.trim().parse().map_err(|_| bad("range end is not an IP address"))?;
         if Family::of(start) != Family::of(end) {
             return Err(bad("range mixes IPv4 and IPv6"));
         }
@@ -123,11 +93,7 @@ impl FromStr for IpRange {
         if start_n > end_n {
             return Err(bad("range start is after its end"));
         }
-        Ok(IpRange {
-            family: Family::of(start),
-            start: start_n,
-            end: end_n,
-        })
+        Ok(IpRange { family: Family::of(start), start: start_n, end: end_n })
     }
 }
 
@@ -160,14 +126,9 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in [
-            "192.0.2.0/33",
-            "192.0.2.300-192.0.2.310",
-            "192.0.2.9-192.0.2.1",
-            "192.0.2.1-2001:db8::1",
-            "pool",
-            "",
-        ] {
+        for bad in
+            ["192.0.2.0/33", "192.0.2.300-192.0.2.310", "192.0.2.9-192.0.2.1", "192.0.2.1-2001:db8::1", "pool", ""]
+        {
             assert!(bad.parse::<IpRange>().is_err(), "{bad} parsed");
         }
     }

@@ -3,8 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ferrolb_proto::wire::{
-    ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage,
-    NeighborAdvert, NeighborSolicit, arp, ethernet, ndp,
+    ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert,
+    NeighborSolicit, arp, ethernet, ndp,
 };
 use proptest::prelude::*;
 
@@ -13,9 +13,7 @@ fn mac() -> impl Strategy<Value = MacAddr> {
 }
 
 fn unicast_v6() -> impl Strategy<Value = Ipv6Addr> {
-    any::<u128>()
-        .prop_map(Ipv6Addr::from)
-        .prop_filter("unicast", |a| !a.is_multicast() && !a.is_unspecified())
+    any::<u128>().prop_map(Ipv6Addr::from).prop_filter("unicast", |a| !a.is_multicast() && !a.is_unspecified())
 }
 
 /// Parses a frame the way the speaker does; the result is only inspected, never trusted.

@@ -80,11 +80,7 @@ pub fn run(prog: &[BpfInsn], frame: &[u8]) -> u32 {
     let mut pc = 0;
     while let Some(i) = prog.get(pc) {
         let k = i.k as usize;
-        let load = |n: usize| {
-            frame
-                .get(k..k + n)
-                .map(|b| b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x)))
-        };
+        let load = |n: usize| frame.get(k..k + n).map(|b| b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x)));
         match i.code {
             LD_W_ABS | LD_H_ABS | LD_B_ABS => {
                 let n = match i.code {
@@ -108,20 +104,13 @@ pub fn run(prog: &[BpfInsn], frame: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use ferrolb_proto::wire::{
-        ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node,
-    };
+    use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
 
     use super::*;
 
     fn arp(op: ArpOp, target: Ipv4Addr) -> Vec<u8> {
         let mut f = vec![0u8; 42];
-        let p = ethernet::emit_header(
-            &mut f,
-            MacAddr::BROADCAST,
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            EtherType::ARP,
-        );
+        let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), EtherType::ARP);
         ArpRepr {
             op,
             sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
@@ -135,13 +124,8 @@ mod tests {
 
     fn ns(target: Ipv6Addr) -> Vec<u8> {
         let mut f = vec![0u8; ndp::FRAME_LEN];
-        NeighborSolicit {
-            src: "2001:db8::1".parse().unwrap(),
-            dst: solicited_node(target),
-            target,
-            source_ll: None,
-        }
-        .emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
+        NeighborSolicit { src: "2001:db8::1".parse().unwrap(), dst: solicited_node(target), target, source_ll: None }
+            .emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
         f
     }
 
@@ -153,60 +137,34 @@ mod tests {
             assert_eq!(run(&prog, &arp(ArpOp::Request, *v)), ACCEPT, "{v}");
             assert_eq!(run(&prog, &arp(ArpOp::Reply, *v)), 0);
         }
-        assert_eq!(
-            run(
-                &prog,
-                &arp(ArpOp::Request, Ipv4Addr::new(198, 51, 100, 201))
-            ),
-            0
-        );
-        assert_eq!(
-            run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(192, 0, 2, 1))),
-            0
-        );
-        assert_eq!(
-            run(&prog, &arp(ArpOp::Request, vips[0])[..30]),
-            0,
-            "truncated"
-        );
+        assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(198, 51, 100, 201))), 0);
+        assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(192, 0, 2, 1))), 0);
+        assert_eq!(run(&prog, &arp(ArpOp::Request, vips[0])[..30]), 0, "truncated");
         assert_eq!(run(&arp_filter(&[]), &arp(ArpOp::Request, vips[0])), 0);
     }
 
     #[test]
     fn large_tables_fall_back_to_every_request() {
-        let vips: Vec<Ipv4Addr> = (0..2000u32)
-            .map(|i| Ipv4Addr::from(0xc633_6400 + i))
-            .collect();
+        let vips: Vec<Ipv4Addr> = (0..2000u32).map(|i| Ipv4Addr::from(0xc633_6400 + i)).collect();
         let prog = arp_filter(&vips);
         assert!(prog.len() < 10);
-        assert_eq!(
-            run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(203, 0, 113, 1))),
-            ACCEPT
-        );
+        assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(203, 0, 113, 1))), ACCEPT);
         assert!(arp_filter(&vips[..MAX_V4_IN_FILTER]).len() <= 4096);
-        let v6: Vec<Ipv6Addr> = (0..MAX_V6_IN_FILTER as u128)
-            .map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | i))
-            .collect();
+        let v6: Vec<Ipv6Addr> =
+            (0..MAX_V6_IN_FILTER as u128).map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | i)).collect();
         assert!(ndp_filter(&v6).len() <= 4096);
     }
 
     #[test]
     fn ndp_filter_matches_whole_address() {
-        let vips: Vec<Ipv6Addr> = ["2001:db8::10", "2001:db8:1::10", "2001:db8::1:10"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let vips: Vec<Ipv6Addr> =
+            ["2001:db8::10", "2001:db8:1::10", "2001:db8::1:10"].iter().map(|s| s.parse().unwrap()).collect();
         let prog = ndp_filter(&vips);
         for v in &vips {
             assert_eq!(run(&prog, &ns(*v)), ACCEPT, "{v}");
         }
         // Differs from a VIP in one word only.
-        for other in [
-            "2001:db8::11",
-            "2001:db9::10",
-            "2001:db8:2::10",
-            "2001:db8::2:10",
-        ] {
+        for other in ["2001:db8::11", "2001:db9::10", "2001:db8:2::10", "2001:db8::2:10"] {
             assert_eq!(run(&prog, &ns(other.parse().unwrap())), 0, "{other}");
         }
         let mut na = ns(vips[0]);

@@ -16,9 +16,7 @@ use tracing::{debug, info, warn};
 use crate::bpf;
 use crate::interfaces::Interface;
 use crate::metrics::{DropLabels, IpLabel, Metrics, SocketLabels, VipCounters};
-use crate::responder::{
-    Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na,
-};
+use crate::responder::{Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na};
 use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket};
 
 /// Gratuitous announcements on claiming an address.
@@ -34,11 +32,7 @@ pub struct AnnouncePolicy {
 
 impl Default for AnnouncePolicy {
     fn default() -> Self {
-        AnnouncePolicy {
-            count: 5,
-            interval: Duration::from_secs(1),
-            refresh: None,
-        }
+        AnnouncePolicy { count: 5, interval: Duration::from_secs(1), refresh: None }
     }
 }
 
@@ -52,11 +46,7 @@ pub struct InterfaceTable {
 impl InterfaceTable {
     pub fn new(ips: impl IntoIterator<Item = IpAddr>, metrics: &Metrics) -> InterfaceTable {
         let vips = VipTable::new(ips);
-        let counters = vips
-            .ips()
-            .iter()
-            .map(|ip| VipCounters::new(metrics, *ip))
-            .collect();
+        let counters = vips.ips().iter().map(|ip| VipCounters::new(metrics, *ip)).collect();
         InterfaceTable { vips, counters }
     }
 }
@@ -104,27 +94,17 @@ struct Core {
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Responder")
-            .field("iface", &self.core.iface)
-            .finish_non_exhaustive()
+        f.debug_struct("Responder").field("iface", &self.core.iface).finish_non_exhaustive()
     }
 }
 
 impl Responder {
     /// Opens the interface's sockets with filters for nothing yet; [`Responder::run`]
     /// applies tables as they arrive.
-    pub fn open(
-        iface: Interface,
-        policy: AnnouncePolicy,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<Responder> {
+    pub fn open(iface: Interface, policy: AnnouncePolicy, metrics: Arc<Metrics>) -> io::Result<Responder> {
         let arp = PacketSocket::open_with_ring(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
-        let ndp =
-            PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
-        let io = Sockets {
-            arp: arp.into_async()?,
-            ndp: ndp.into_async()?,
-        };
+        let ndp = PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
+        let io = Sockets { arp: arp.into_async()?, ndp: ndp.into_async()? };
         let core = Core {
             iface,
             table: Arc::default(),
@@ -185,10 +165,7 @@ impl Core {
         if let Err(e) = io.ndp.get_ref().set_filter(&bpf::ndp_filter(&v6)) {
             warn!(interface = %name, error = %e, "cannot update the NDP filter");
         }
-        let groups: BTreeSet<MacAddr> = v6
-            .iter()
-            .map(|ip| MacAddr::ipv6_multicast(solicited_node(*ip)))
-            .collect();
+        let groups: BTreeSet<MacAddr> = v6.iter().map(|ip| MacAddr::ipv6_multicast(solicited_node(*ip))).collect();
         for (g, join) in self
             .groups
             .difference(&groups)
@@ -201,17 +178,12 @@ impl Core {
         }
         self.groups = groups;
         let now = Instant::now();
-        self.pending
-            .retain(|p| self.table.vips.index_of(p.ip).is_some());
+        self.pending.retain(|p| self.table.vips.index_of(p.ip).is_some());
         for ip in self.table.vips.ips() {
             if old.vips.index_of(*ip).is_none() {
                 info!(interface = %name, %ip, "announcing");
                 if self.policy.count > 0 {
-                    self.pending.push(Pending {
-                        ip: *ip,
-                        rounds_left: self.policy.count,
-                        due: now,
-                    });
+                    self.pending.push(Pending { ip: *ip, rounds_left: self.policy.count, due: now });
                 }
             }
         }
@@ -244,25 +216,17 @@ impl Core {
                         count += 1;
                     }
                     Verdict::Dropped(e) => self.drop_frame(e.label()),
-                    Verdict::Ignored(Ignored::Conflict(vip)) => {
-                        self.conflict(table.vips.ips()[vip as usize])
-                    }
+                    Verdict::Ignored(Ignored::Conflict(vip)) => self.conflict(table.vips.ips()[vip as usize]),
                     Verdict::Ignored(Ignored::FromSelf) => self.drop_frame("from_self"),
                     Verdict::Ignored(Ignored::NotOurs | Ignored::NotRequest) => {
-                        let labels = SocketLabels {
-                            interface: self.iface.name.clone(),
-                            protocol: proto.label().into(),
-                        };
+                        let labels =
+                            SocketLabels { interface: self.iface.name.clone(), protocol: proto.label().into() };
                         self.metrics.filter_misses.get_or_create(&labels).inc();
                     }
                 }
             });
             if count > 0 {
-                let frames: Vec<&[u8]> = self.replies[..count]
-                    .iter()
-                    .zip(&lens)
-                    .map(|(b, l)| &b[..*l])
-                    .collect();
+                let frames: Vec<&[u8]> = self.replies[..count].iter().zip(&lens).map(|(b, l)| &b[..*l]).collect();
                 let sent = sock.send_batch(&frames).unwrap_or_else(|e| {
                     warn!(interface = %self.iface.name, error = %e, "send failed");
                     0
@@ -280,10 +244,7 @@ impl Core {
 
     fn conflict(&mut self, ip: IpAddr) {
         // Rare: the counter is created on first use, not per VIP up front.
-        self.metrics
-            .conflicts
-            .get_or_create(&IpLabel { ip: ip.to_string() })
-            .inc();
+        self.metrics.conflicts.get_or_create(&IpLabel { ip: ip.to_string() }).inc();
         if self.warned_conflicts.insert(ip) {
             warn!(interface = %self.iface.name, %ip, "another host announces an address we own");
         }
@@ -292,10 +253,7 @@ impl Core {
     fn drop_frame(&self, reason: &str) {
         self.metrics
             .frames_dropped
-            .get_or_create(&DropLabels {
-                interface: self.iface.name.clone(),
-                reason: reason.into(),
-            })
+            .get_or_create(&DropLabels { interface: self.iface.name.clone(), reason: reason.into() })
             .inc();
     }
 
@@ -319,9 +277,7 @@ impl Core {
                     io.ndp.get_ref().send_batch(&[&buf[..len]]).unwrap_or(0)
                 }
             };
-            self.table.counters[vip as usize]
-                .gratuitous
-                .inc_by(sent as u64);
+            self.table.counters[vip as usize].gratuitous.inc_by(sent as u64);
             p.rounds_left -= 1;
             p.due = now + self.policy.interval;
             if p.rounds_left == 0
@@ -338,10 +294,7 @@ impl Core {
         for proto in [Proto::Arp, Proto::Ndp] {
             let sock = io.get(proto);
             if let Ok((frames, drops)) = sock.take_stats() {
-                let l = SocketLabels {
-                    interface: self.iface.name.clone(),
-                    protocol: proto.label().into(),
-                };
+                let l = SocketLabels { interface: self.iface.name.clone(), protocol: proto.label().into() };
                 self.metrics.socket_frames.get_or_create(&l).inc_by(frames);
                 self.metrics.socket_drops.get_or_create(&l).inc_by(drops);
             }

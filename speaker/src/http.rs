@@ -21,15 +21,9 @@ pub fn router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
         .route(
             "/metrics",
             get(move |headers: HeaderMap| async move {
-                let accept = headers
-                    .get(header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
+                let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 if accept.contains("application/openmetrics-text") {
-                    (
-                        [(header::CONTENT_TYPE, OPENMETRICS)],
-                        render_openmetrics(&registry),
-                    )
+                    ([(header::CONTENT_TYPE, OPENMETRICS)], render_openmetrics(&registry))
                 } else {
                     ([(header::CONTENT_TYPE, TEXT)], render_text(&registry))
                 }

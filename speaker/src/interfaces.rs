@@ -18,9 +18,7 @@ pub struct Interface {
 }
 
 fn read(dir: &Path, file: &str) -> Option<String> {
-    fs::read_to_string(dir.join(file))
-        .ok()
-        .map(|s| s.trim().to_string())
+    fs::read_to_string(dir.join(file)).ok().map(|s| s.trim().to_string())
 }
 
 fn read_hex(dir: &Path, file: &str) -> Option<u32> {

@@ -16,10 +16,7 @@ use tracing_subscriber::EnvFilter;
 const DEMO_CONFIG: &str = include_str!("../../examples/documentation-net.yaml");
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "FerroLB speaker: answers ARP and NDP for LoadBalancer addresses"
-)]
+#[command(version, about = "FerroLB speaker: answers ARP and NDP for LoadBalancer addresses")]
 struct Cli {
     /// Log level or filter, used when RUST_LOG is unset.
     #[arg(long, global = true, default_value = "info")]
@@ -66,22 +63,16 @@ enum Command {
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not key=value"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
-    s.parse()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("{s:?} is not a number of milliseconds"))
+    s.parse().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a number of milliseconds"))
 }
 
 fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -121,24 +112,14 @@ async fn main() -> anyhow::Result<()> {
             let config = match config {
                 Some(path) => path,
                 None => {
-                    let path = std::env::temp_dir()
-                        .join(format!("ferrolb-demo-{}.yaml", std::process::id()));
-                    std::fs::write(&path, DEMO_CONFIG)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    let path = std::env::temp_dir().join(format!("ferrolb-demo-{}.yaml", std::process::id()));
+                    std::fs::write(&path, DEMO_CONFIG).with_context(|| format!("cannot write {}", path.display()))?;
                     tracing::info!(path = %path.display(), "no --config: serving the embedded demo configuration");
                     path
                 }
             };
             let demo_path = config.clone();
-            let speaker = Speaker::new(
-                Options {
-                    config,
-                    node,
-                    policy,
-                    poll: poll_ms,
-                },
-                metrics,
-            );
+            let speaker = Speaker::new(Options { config, node, policy, poll: poll_ms }, metrics);
             let result = speaker.run(ready).await;
             if embedded {
                 let _ = std::fs::remove_file(&demo_path);

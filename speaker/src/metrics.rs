@@ -109,11 +109,7 @@ impl Metrics {
             "Number of gratuitous layer2 packets sent for owned IPs",
             m.gratuitous_sent.clone(),
         );
-        r.register(
-            "metallb_speaker_announced",
-            "The node announcing this service",
-            m.announced.clone(),
-        );
+        r.register("metallb_speaker_announced", "The node announcing this service", m.announced.clone());
         r.register(
             "ferrolb_frames_dropped",
             "Frames dropped as malformed or invalid, by reason",
@@ -134,26 +130,14 @@ impl Metrics {
             "Frames the kernel dropped because a socket's buffer was full",
             m.socket_drops.clone(),
         );
-        r.register(
-            "ferrolb_conflicts",
-            "Announcements of an owned IP by another MAC",
-            m.conflicts.clone(),
-        );
-        r.register(
-            "ferrolb_config_reloads",
-            "Configuration loads, by result",
-            m.config_reloads.clone(),
-        );
+        r.register("ferrolb_conflicts", "Announcements of an owned IP by another MAC", m.conflicts.clone());
+        r.register("ferrolb_config_reloads", "Configuration loads, by result", m.config_reloads.clone());
         r.register(
             "ferrolb_config_last_reload_successful",
             "Whether the last configuration load succeeded",
             m.config_last_reload_successful.clone(),
         );
-        r.register(
-            "ferrolb_vips",
-            "Addresses this speaker announces",
-            m.vips.clone(),
-        );
+        r.register("ferrolb_vips", "Addresses this speaker announces", m.vips.clone());
         r
     }
 }
@@ -181,8 +165,7 @@ impl VipCounters {
 /// Renders the registry in the OpenMetrics text format.
 pub fn render_openmetrics(registry: &Registry) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)
-        .expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
     out
 }
 
@@ -231,33 +214,14 @@ mod tests {
         let m = Arc::new(Metrics::default());
         let ip = "192.0.2.10".parse().unwrap();
         VipCounters::new(&m, ip).requests.inc_by(3);
-        m.config_reloads
-            .get_or_create(&ResultLabel {
-                result: "success".into(),
-            })
-            .inc();
+        m.config_reloads.get_or_create(&ResultLabel { result: "success".into() }).inc();
         let text = render_text(&m.registry());
-        assert!(
-            text.contains("# TYPE metallb_layer2_requests_received untyped\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("metallb_layer2_requests_received{ip=\"192.0.2.10\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# HELP ferrolb_config_reloads_total Configuration loads, by result.\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# TYPE ferrolb_config_reloads_total counter\n"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE metallb_layer2_requests_received untyped\n"), "{text}");
+        assert!(text.contains("metallb_layer2_requests_received{ip=\"192.0.2.10\"} 3\n"), "{text}");
+        assert!(text.contains("# HELP ferrolb_config_reloads_total Configuration loads, by result.\n"), "{text}");
+        assert!(text.contains("# TYPE ferrolb_config_reloads_total counter\n"), "{text}");
         assert!(!text.contains("# EOF"));
         let om = render_openmetrics(&m.registry());
-        assert!(
-            om.contains("# TYPE metallb_layer2_requests_received unknown\n")
-                && om.ends_with("# EOF\n")
-        );
+        assert!(om.contains("# TYPE metallb_layer2_requests_received unknown\n") && om.ends_with("# EOF\n"));
     }
 }

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ferrolb_proto::wire::{
-    ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage,
-    NeighborAdvert, WireError, arp, ethernet, ndp,
+    ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert, WireError,
+    arp, ethernet, ndp,
 };
 use rustc_hash::FxHashMap;
 
@@ -123,22 +123,14 @@ fn respond_arp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
     };
     let target = req.target_ip();
     let Some(&vip) = table.v4.get(&u32::from(target)) else {
-        return Verdict::Ignored(if req.op() == ArpOp::Request {
-            Ignored::NotOurs
-        } else {
-            Ignored::NotRequest
-        });
+        return Verdict::Ignored(if req.op() == ArpOp::Request { Ignored::NotOurs } else { Ignored::NotRequest });
     };
     // A gratuitous request or any reply claiming our address comes from someone else.
     if req.op() == ArpOp::Reply || req.sender_ip() == target {
         return Verdict::Ignored(Ignored::Conflict(vip));
     }
     let sender_mac = req.sender_mac();
-    let to = if sender_mac.is_multicast() || sender_mac == MacAddr::ZERO {
-        eth.src()
-    } else {
-        sender_mac
-    };
+    let to = if sender_mac.is_multicast() || sender_mac == MacAddr::ZERO { eth.src() } else { sender_mac };
     let payload = ethernet::emit_header(out, to, mac, EtherType::ARP);
     ArpRepr {
         op: ArpOp::Reply,
@@ -148,10 +140,7 @@ fn respond_arp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
         target_ip: req.sender_ip(),
     }
     .emit(payload);
-    Verdict::Reply {
-        len: ethernet::HEADER_LEN + arp::PACKET_LEN,
-        vip,
-    }
+    Verdict::Reply { len: ethernet::HEADER_LEN + arp::PACKET_LEN, vip }
 }
 
 fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mut [u8]) -> Verdict {
@@ -175,10 +164,7 @@ fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
     // RFC 4861 §7.2.4: a DAD probe (from ::) is answered to all-nodes, unsolicited.
     let dad = ns.src.is_unspecified();
     let (ip_dst, eth_dst) = if dad {
-        (
-            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
-            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
-        )
+        (Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), MacAddr([0x33, 0x33, 0, 0, 0, 1]))
     } else {
         (ns.src, ns.source_ll.unwrap_or(eth.src()))
     };
@@ -191,29 +177,15 @@ fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
         target: ns.target,
         target_ll: Some(mac),
     };
-    Verdict::Reply {
-        len: na.emit_frame(out, eth_dst, mac),
-        vip,
-    }
+    Verdict::Reply { len: na.emit_frame(out, eth_dst, mac), vip }
 }
 
 /// A gratuitous ARP of `ip` as an ARP request or reply (MetalLB sends both, as some
 /// devices only heed one). Returns the frame length.
 pub fn gratuitous_arp(out: &mut [u8], mac: MacAddr, ip: Ipv4Addr, op: ArpOp) -> usize {
     let payload = ethernet::emit_header(out, MacAddr::BROADCAST, mac, EtherType::ARP);
-    let target_mac = if op == ArpOp::Reply {
-        MacAddr::BROADCAST
-    } else {
-        MacAddr::ZERO
-    };
-    ArpRepr {
-        op,
-        sender_mac: mac,
-        sender_ip: ip,
-        target_mac,
-        target_ip: ip,
-    }
-    .emit(payload);
+    let target_mac = if op == ArpOp::Reply { MacAddr::BROADCAST } else { MacAddr::ZERO };
+    ArpRepr { op, sender_mac: mac, sender_ip: ip, target_mac, target_ip: ip }.emit(payload);
     ethernet::HEADER_LEN + arp::PACKET_LEN
 }
 

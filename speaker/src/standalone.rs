@@ -49,9 +49,7 @@ pub struct Speaker {
 
 impl std::fmt::Debug for Speaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Speaker")
-            .field("opts", &self.opts)
-            .finish_non_exhaustive()
+        f.debug_struct("Speaker").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
@@ -63,13 +61,7 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 
 impl Speaker {
     pub fn new(opts: Options, metrics: Arc<Metrics>) -> Speaker {
-        Speaker {
-            opts,
-            metrics,
-            announcements: None,
-            running: BTreeMap::new(),
-            interfaces: Vec::new(),
-        }
+        Speaker { opts, metrics, announcements: None, running: BTreeMap::new(), interfaces: Vec::new() }
     }
 
     /// Reads and validates the file. On success the new configuration is applied; on
@@ -82,13 +74,9 @@ impl Speaker {
         let ok = result.is_ok();
         self.metrics
             .config_reloads
-            .get_or_create(&ResultLabel {
-                result: if ok { "success" } else { "failure" }.into(),
-            })
+            .get_or_create(&ResultLabel { result: if ok { "success" } else { "failure" }.into() })
             .inc();
-        self.metrics
-            .config_last_reload_successful
-            .set(i64::from(ok));
+        self.metrics.config_last_reload_successful.set(i64::from(ok));
         match result {
             Ok(loaded) => {
                 for w in &loaded.warnings {
@@ -100,11 +88,7 @@ impl Speaker {
                 for f in &failed {
                     warn!(service = %f.service, "no address: {}", f.error);
                 }
-                self.announcements = Some(config::announcements(
-                    &loaded.config,
-                    &assigned,
-                    &self.opts.node,
-                ));
+                self.announcements = Some(config::announcements(&loaded.config, &assigned, &self.opts.node));
                 drop(loaded);
                 self.apply();
                 crate::sys::release_free_memory();
@@ -130,11 +114,8 @@ impl Speaker {
             return;
         };
         self.interfaces = interfaces::eligible();
-        let mut per_iface: BTreeMap<String, Vec<IpAddr>> = self
-            .interfaces
-            .iter()
-            .map(|i| (i.name.clone(), Vec::new()))
-            .collect();
+        let mut per_iface: BTreeMap<String, Vec<IpAddr>> =
+            self.interfaces.iter().map(|i| (i.name.clone(), Vec::new())).collect();
         for a in announcements {
             match &a.interfaces {
                 None => per_iface.values_mut().for_each(|v| v.push(a.ip)),
@@ -173,14 +154,7 @@ impl Speaker {
                 Ok(responder) => {
                     let (tx, rx) = watch::channel(table);
                     let task = tokio::spawn(responder.run(rx));
-                    self.running.insert(
-                        iface.name.clone(),
-                        Running {
-                            iface: iface.clone(),
-                            tables: tx,
-                            task,
-                        },
-                    );
+                    self.running.insert(iface.name.clone(), Running { iface: iface.clone(), tables: tx, task });
                 }
                 Err(e) => {
                     error!(interface = %iface.name, error = %e, "cannot open packet sockets (needs CAP_NET_RAW)")
@@ -200,11 +174,7 @@ impl Speaker {
             }
         }
         self.metrics.vips.set(announcements.len() as i64);
-        info!(
-            addresses = announcements.len(),
-            interfaces = self.running.len(),
-            "configuration applied"
-        );
+        info!(addresses = announcements.len(), interfaces = self.running.len(), "configuration applied");
     }
 
     /// Whether every responder that should run is running.

@@ -58,11 +58,7 @@ impl Drop for RxRing {
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 impl PacketSocket {
@@ -72,19 +68,11 @@ impl PacketSocket {
         // SAFETY: plain syscall with constant arguments; protocol 0 means the socket
         // receives nothing until bind() names a protocol.
         let fd = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
         })?;
         // SAFETY: fd was just returned by socket() and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let sock = PacketSocket {
-            fd,
-            ifindex,
-            ring: None,
-        };
+        let sock = PacketSocket { fd, ifindex, ring: None };
         // Our own transmissions would otherwise loop back into the receive path.
         sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
         // We send complete frames: the qdisc layer only adds cost (and queueing).
@@ -104,22 +92,14 @@ impl PacketSocket {
 
     /// Like [`PacketSocket::open`], with a receive ring: frames are then read with
     /// [`PacketSocket::for_each_ring_frame`] instead of `recv_batch`.
-    pub fn open_with_ring(
-        ifindex: i32,
-        protocol: u16,
-        filter: &[BpfInsn],
-    ) -> io::Result<PacketSocket> {
+    pub fn open_with_ring(ifindex: i32, protocol: u16, filter: &[BpfInsn]) -> io::Result<PacketSocket> {
         let mut sock = PacketSocket::open(ifindex, protocol, filter)?;
         sock.attach_ring()?;
         Ok(sock)
     }
 
     fn attach_ring(&mut self) -> io::Result<()> {
-        self.set_int(
-            libc::SOL_PACKET,
-            libc::PACKET_VERSION,
-            libc::tpacket_versions::TPACKET_V2 as libc::c_int,
-        )?;
+        self.set_int(libc::SOL_PACKET, libc::PACKET_VERSION, libc::tpacket_versions::TPACKET_V2 as libc::c_int)?;
         let req = libc::tpacket_req {
             tp_block_size: RING_BLOCK_SIZE as u32,
             tp_block_nr: (RING_FRAMES * RING_FRAME_SIZE / RING_BLOCK_SIZE) as u32,
@@ -211,10 +191,7 @@ impl PacketSocket {
 
     /// Replaces the socket's filter atomically: each frame sees the old or the new one.
     pub fn set_filter(&self, filter: &[BpfInsn]) -> io::Result<()> {
-        let prog = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr().cast_mut(),
-        };
+        let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
         // SAFETY: prog points at `filter`, which outlives the call; the kernel copies it.
         check(unsafe {
             libc::setsockopt(
@@ -238,11 +215,7 @@ impl PacketSocket {
             mr_address: [0; 8],
         };
         mreq.mr_address[..6].copy_from_slice(&group.0);
-        let op = if join {
-            libc::PACKET_ADD_MEMBERSHIP
-        } else {
-            libc::PACKET_DROP_MEMBERSHIP
-        };
+        let op = if join { libc::PACKET_ADD_MEMBERSHIP } else { libc::PACKET_DROP_MEMBERSHIP };
         // SAFETY: mreq is a valid packet_mreq for the call's duration.
         check(unsafe {
             libc::setsockopt(
@@ -261,29 +234,18 @@ impl PacketSocket {
     pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
         for chunk in frames.chunks(BATCH) {
-            let mut iovs: [libc::iovec; BATCH] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
+            let mut iovs: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
             // SAFETY: mmsghdr is plain data for which all-zero is a valid value.
             let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
             for (i, f) in chunk.iter().enumerate() {
-                iovs[i] = libc::iovec {
-                    iov_base: f.as_ptr().cast_mut().cast(),
-                    iov_len: f.len(),
-                };
+                iovs[i] = libc::iovec { iov_base: f.as_ptr().cast_mut().cast(), iov_len: f.len() };
                 hdrs[i].msg_hdr.msg_iov = &raw mut iovs[i];
                 hdrs[i].msg_hdr.msg_iovlen = 1;
             }
             // SAFETY: the headers point at the caller's frames, which outlive the call and
             // which the kernel only reads; vlen is the chunk length.
             let n = check(unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    chunk.len() as u32,
-                    libc::MSG_DONTWAIT,
-                )
+                libc::sendmmsg(self.fd.as_raw_fd(), hdrs.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT)
             })?;
             sent += n as usize;
             if (n as usize) < chunk.len() {
@@ -296,10 +258,7 @@ impl PacketSocket {
     /// Frames that passed the filter and frames the kernel dropped for lack of buffer
     /// space, since the last call (the kernel resets the counters on read).
     pub fn take_stats(&self) -> io::Result<(u64, u64)> {
-        let mut stats = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
+        let mut stats = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
         let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
         // SAFETY: stats and len are valid for writes of the sizes given.
         check(unsafe {

@@ -22,35 +22,23 @@ pub const CLIENT_V6: &str = "2001:db8:100::1";
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "packet-level tests need root (network namespaces, raw sockets): run them as root, as CI does"
-    );
+    assert_eq!(euid, 0, "packet-level tests need root (network namespaces, raw sockets): run them as root, as CI does");
 }
 
 /// A name unique to this process and call, short enough for an interface (15 bytes).
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command that must succeed.
 pub fn must(args: &[&str]) -> String {
     let out = run(Command::new(args[0]).args(&args[1..]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -63,9 +51,7 @@ pub struct Netns {
 impl Netns {
     pub fn new(prefix: &str) -> Netns {
         require_root();
-        let ns = Netns {
-            name: unique(prefix),
-        };
+        let ns = Netns { name: unique(prefix) };
         must(&["ip", "netns", "add", &ns.name]);
         ns.ip(&["link", "set", "lo", "up"]);
         ns
@@ -80,18 +66,12 @@ impl Netns {
 
     /// A command run inside the namespace; its output whatever the exit status.
     pub fn exec(&self, args: &[&str]) -> Output {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args))
+        run(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
     }
 
     pub fn sysctl(&self, key: &str, value: &str) {
         let out = self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
-        assert!(
-            out.status.success(),
-            "sysctl {key}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "sysctl {key}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn ifindex(&self, ifname: &str) -> i32 {
@@ -103,8 +83,7 @@ impl Netns {
     /// The kernel's neighbor entry for `ip`: link-layer address and NUD state.
     pub fn neighbor(&self, ip: &str, dev: &str) -> Option<(String, String)> {
         let json = self.ip(&["-j", "neigh", "show", "to", ip, "dev", dev]);
-        let v: serde_json::Value =
-            serde_json::from_str(if json.trim().is_empty() { "[]" } else { &json }).ok()?;
+        let v: serde_json::Value = serde_json::from_str(if json.trim().is_empty() { "[]" } else { &json }).ok()?;
         let e = v.as_array()?.first()?;
         let state = e["state"].as_array()?.first()?.as_str()?.to_string();
         Some((e["lladdr"].as_str().unwrap_or_default().to_string(), state))
@@ -113,27 +92,19 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-9", pid]).status();
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
 /// Creates a veth pair between two namespaces; returns the two interface names.
 pub fn veth(a: &Netns, b: &Netns) -> (String, String) {
     let (ia, ib) = (unique("va"), unique("vb"));
-    must(&[
-        "ip", "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns",
-        &b.name,
-    ]);
+    must(&["ip", "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns", &b.name]);
     (ia, ib)
 }
 
@@ -155,29 +126,10 @@ impl Lan {
         server.ip(&["link", "set", &server_if, "address", SERVER_MAC, "up"]);
         client.ip(&["link", "set", &client_if, "address", CLIENT_MAC, "up"]);
         server.ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", &server_if]);
-        server.ip(&[
-            "addr",
-            "add",
-            &format!("{SERVER_V6}/64"),
-            "dev",
-            &server_if,
-            "nodad",
-        ]);
+        server.ip(&["addr", "add", &format!("{SERVER_V6}/64"), "dev", &server_if, "nodad"]);
         client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &client_if]);
-        client.ip(&[
-            "addr",
-            "add",
-            &format!("{CLIENT_V6}/64"),
-            "dev",
-            &client_if,
-            "nodad",
-        ]);
-        let lan = Lan {
-            client,
-            server,
-            client_if,
-            server_if,
-        };
+        client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", &client_if, "nodad"]);
+        let lan = Lan { client, server, client_if, server_if };
         // Like kube-proxy in IPVS mode with strictARP: the node accepts traffic for the
         // VIPs (held on lo here, as LVS-DR does; kube-proxy uses a dummy device), and its
         // kernel answers ARP only for addresses on the receiving interface, so the
@@ -191,57 +143,26 @@ impl Lan {
     /// answering ARP/NDP for it.
     pub fn accept_locally(&self, ip: &str) {
         let prefix = if ip.contains(':') { "128" } else { "32" };
-        self.server.ip(&[
-            "addr",
-            "add",
-            &format!("{ip}/{prefix}"),
-            "dev",
-            "lo",
-            "nodad",
-        ]);
+        self.server.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "lo", "nodad"]);
     }
 
     /// `arping` from the client: the MAC that answered, if any.
     pub fn arping(&self, ip: &str, count: u32) -> Option<String> {
-        let out = self.client.exec(&[
-            "arping",
-            "-c",
-            &count.to_string(),
-            "-w",
-            "2",
-            "-I",
-            &self.client_if,
-            ip,
-        ]);
+        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
         let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| {
-            l.split("bytes from ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(str::to_lowercase)
-        })
+        text.lines().find_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
     }
 
     /// `ndisc6` from the client: the target link-layer address advertised, if any.
     pub fn ndisc6(&self, ip: &str) -> Option<String> {
-        let out = self
-            .client
-            .exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
+        let out = self.client.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
         let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| {
-            l.split("Target link-layer address: ")
-                .nth(1)
-                .map(|m| m.trim().to_lowercase())
-        })
+        text.lines().find_map(|l| l.split("Target link-layer address: ").nth(1).map(|m| m.trim().to_lowercase()))
     }
 
     pub fn ping(&self, ip: &str) -> bool {
         let v6 = if ip.contains(':') { "-6" } else { "-4" };
-        self.client
-            .exec(&["ping", v6, "-c", "1", "-W", "2", ip])
-            .status
-            .success()
+        self.client.exec(&["ping", v6, "-c", "1", "-W", "2", ip]).status.success()
     }
 }
 
@@ -263,38 +184,16 @@ impl Speaker {
         let log = std::env::temp_dir().join(format!("ferrolb-{id}.log"));
         std::fs::write(&path, config).expect("write config");
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.name,
-                env!("CARGO_BIN_EXE_ferrolb-speaker"),
-                "standalone",
-            ])
-            .args([
-                "--config",
-                path.to_str().unwrap(),
-                "--node-name",
-                "node-a",
-                "--metrics-bind",
-                METRICS,
-            ])
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_ferrolb-speaker"), "standalone"])
+            .args(["--config", path.to_str().unwrap(), "--node-name", "node-a", "--metrics-bind", METRICS])
             .args(["--gratuitous-interval-ms", "100", "--poll-ms", "200"])
-            .args(if extra.contains(&"--log-level") {
-                &[][..]
-            } else {
-                &["--log-level", "debug"][..]
-            })
+            .args(if extra.contains(&"--log-level") { &[][..] } else { &["--log-level", "debug"][..] })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start speaker");
-        let s = Speaker {
-            child,
-            ns: ns.name.clone(),
-            config: path,
-            log,
-        };
+        let s = Speaker { child, ns: ns.name.clone(), config: path, log };
         s.wait_until("ready", || s.http("/readyz").is_some_and(|b| b == "ready"));
         s
     }
@@ -304,9 +203,7 @@ impl Speaker {
         let out = run(Command::new("ip")
             .args(["netns", "exec", &self.ns, "curl", "-sf", "--max-time", "2"])
             .arg(format!("http://{METRICS}{path}")));
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The value of one sample, by metric name and a label-set substring (`""` for none).
@@ -342,10 +239,7 @@ impl Speaker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "timed out waiting for {what}; speaker log:\n{}",
-            self.log_text()
-        );
+        panic!("timed out waiting for {what}; speaker log:\n{}", self.log_text());
     }
 }
 
@@ -404,12 +298,8 @@ pub fn inject(ns: &Netns, ifname: &str, frames: Vec<Vec<u8>>, pause: Duration) {
     std::thread::spawn(move || {
         enter(&path);
         // Protocol 0: this socket only sends, it receives nothing.
-        let sock = ferrolb_speaker::sys::PacketSocket::open(
-            ifindex,
-            0,
-            &ferrolb_speaker::bpf::arp_filter(&[]),
-        )
-        .expect("packet socket");
+        let sock = ferrolb_speaker::sys::PacketSocket::open(ifindex, 0, &ferrolb_speaker::bpf::arp_filter(&[]))
+            .expect("packet socket");
         for chunk in frames.chunks(32) {
             let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
             let mut sent = 0;

@@ -30,10 +30,7 @@ fn svc(name: &str) -> LoadBalancerService {
         namespace: "web".into(),
         name: name.into(),
         type_: "LoadBalancer".into(),
-        ports: vec![ferrolb_proto::api::ServicePort {
-            port: 80,
-            protocol: "TCP".into(),
-        }],
+        ports: vec![ferrolb_proto::api::ServicePort { port: 80, protocol: "TCP".into() }],
         ..Default::default()
     }
 }
@@ -67,11 +64,7 @@ fn a_slash_64_costs_what_is_allocated() {
         s.ip_families = vec!["IPv6".into()];
         a.assign(&s, &none()).unwrap();
     }
-    assert_eq!(
-        a.pools[0].v6.intervals.len(),
-        1,
-        "sequential allocation keeps one free interval"
-    );
+    assert_eq!(a.pools[0].v6.intervals.len(), 1, "sequential allocation keeps one free interval");
     let u = a.usage("v6").unwrap();
     assert_eq!((u.total_v6, u.in_use_v6), (1 << 64, 1000));
     assert_eq!(a.addresses_of("web/s999"), [ip("2001:db8::3e7")]);
@@ -88,16 +81,8 @@ fn avoid_buggy_ips_skips_dot_0_and_dot_255() {
     let mut p = pool("p", &["192.0.2.255-198.51.100.1"]);
     p.avoid_buggy_ips = true;
     let mut a = Allocator::new(&[p]);
-    assert_eq!(
-        a.assign(&svc("a"), &none()).unwrap().addresses,
-        [ip("192.0.3.1")]
-    );
-    let err = a
-        .assign(
-            &with(svc("b"), "metallb.io/loadBalancerIPs", "192.0.3.255"),
-            &none(),
-        )
-        .unwrap_err();
+    assert_eq!(a.assign(&svc("a"), &none()).unwrap().addresses, [ip("192.0.3.1")]);
+    let err = a.assign(&with(svc("b"), "metallb.io/loadBalancerIPs", "192.0.3.255"), &none()).unwrap_err();
     assert!(matches!(err, AllocError::BuggyIp { .. }), "{err}");
 }
 
@@ -111,10 +96,7 @@ fn priority_then_name_and_auto_assign() {
     let mut a = Allocator::new(&[unset, manual, low]);
     assert_eq!(a.assign(&svc("x"), &none()).unwrap().pool, "z-low");
     let by_name = with(svc("y"), "metallb.io/address-pool", "b-manual");
-    assert_eq!(
-        a.assign(&by_name, &none()).unwrap().addresses,
-        [ip("192.0.2.0")]
-    );
+    assert_eq!(a.assign(&by_name, &none()).unwrap().addresses, [ip("192.0.2.0")]);
     assert!(matches!(
         a.assign(&with(svc("q"), "metallb.io/address-pool", "nope"), &none()),
         Err(AllocError::NoSuchPool(_))
@@ -143,22 +125,13 @@ fn dual_stack_policies() {
     prefer.ip_family_policy = Some("PreferDualStack".into());
     prefer.ip_families = vec!["IPv6".into()];
     // The first pool by name has IPv4 only: PreferDualStack falls back to one family.
-    assert_eq!(
-        a.assign(&prefer, &none()).unwrap().addresses,
-        [ip("198.51.100.0")]
-    );
+    assert_eq!(a.assign(&prefer, &none()).unwrap().addresses, [ip("198.51.100.0")]);
     let mut require = svc("r");
     require.ip_family_policy = Some("RequireDualStack".into());
     let got = a.assign(&require, &none()).unwrap();
-    assert_eq!(
-        (got.pool.as_str(), got.addresses),
-        ("b-dual", vec![ip("203.0.113.0"), ip("2001:db8::")])
-    );
+    assert_eq!((got.pool.as_str(), got.addresses), ("b-dual", vec![ip("203.0.113.0"), ip("2001:db8::")]));
     let pinned = with(require.clone(), "metallb.io/address-pool", "a-v4only");
-    assert!(matches!(
-        a.assign(&pinned, &none()),
-        Err(AllocError::NotDualStack(_))
-    ));
+    assert!(matches!(a.assign(&pinned, &none()), Err(AllocError::NotDualStack(_))));
 }
 
 #[test]
@@ -169,11 +142,8 @@ fn tcp_and_udp_share_with_one_key_and_two_tcp_do_not() {
     udp.ports[0].protocol = "UDP".into();
     let first = a.assign(&tcp, &none()).unwrap().addresses;
     assert_eq!(a.assign(&udp, &none()).unwrap().addresses, first);
-    let tcp2 = with(
-        with(svc("dns-tcp2"), "metallb.io/allow-shared-ip", "dns"),
-        "metallb.io/loadBalancerIPs",
-        "198.51.100.0",
-    );
+    let tcp2 =
+        with(with(svc("dns-tcp2"), "metallb.io/allow-shared-ip", "dns"), "metallb.io/loadBalancerIPs", "198.51.100.0");
     let err = a.assign(&tcp2, &none()).unwrap_err();
     assert!(err.to_string().contains("both use port 80/TCP"), "{err}");
     // Releasing one sharer keeps the address taken for the other.
@@ -186,18 +156,8 @@ fn tcp_and_udp_share_with_one_key_and_two_tcp_do_not() {
 #[test]
 fn requested_outside_every_pool_is_refused() {
     let mut a = Allocator::new(&[pool("p", &["198.51.100.0/30"])]);
-    let err = a
-        .assign(
-            &with(svc("x"), "metallb.io/loadBalancerIPs", "192.0.2.1"),
-            &none(),
-        )
-        .unwrap_err();
-    assert_eq!(
-        err,
-        AllocError::NotInAnyPool {
-            ip: ip("192.0.2.1")
-        }
-    );
+    let err = a.assign(&with(svc("x"), "metallb.io/loadBalancerIPs", "192.0.2.1"), &none()).unwrap_err();
+    assert_eq!(err, AllocError::NotInAnyPool { ip: ip("192.0.2.1") });
 }
 
 #[test]
@@ -205,10 +165,7 @@ fn exhausted_pool_is_reported() {
     let mut a = Allocator::new(&[pool("p", &["198.51.100.0/31"])]);
     a.assign(&svc("a"), &none()).unwrap();
     a.assign(&svc("b"), &none()).unwrap();
-    assert!(matches!(
-        a.assign(&svc("c"), &none()),
-        Err(AllocError::Exhausted { .. })
-    ));
+    assert!(matches!(a.assign(&svc("c"), &none()), Err(AllocError::Exhausted { .. })));
 }
 
 #[test]
@@ -216,20 +173,14 @@ fn restart_keeps_addresses_in_use() {
     let pools = [pool("p", &["198.51.100.0/28"])];
     let mut first = Allocator::new(&pools);
     let services: Vec<_> = (0..5).map(|i| svc(&format!("s{i}"))).collect();
-    let given: Vec<IpAddr> = services
-        .iter()
-        .map(|s| first.assign(s, &none()).unwrap().addresses[0])
-        .collect();
+    let given: Vec<IpAddr> = services.iter().map(|s| first.assign(s, &none()).unwrap().addresses[0]).collect();
     // A restarted controller sees the status and a new Service listed first.
     let mut again = Allocator::new(&pools);
     let newcomer = svc("new");
     let with_status: Vec<_> = services
         .iter()
         .zip(&given)
-        .map(|(s, ip)| LoadBalancerService {
-            ingress_ips: vec![*ip],
-            ..s.clone()
-        })
+        .map(|(s, ip)| LoadBalancerService { ingress_ips: vec![*ip], ..s.clone() })
         .collect();
     for s in &with_status {
         again.assign(s, &none()).unwrap();
@@ -247,34 +198,19 @@ fn office_fixture_gets_its_requested_address() {
     let cfg = load("office.yaml", text).unwrap().config;
     let mut a = Allocator::new(&cfg.pools);
     let got = a.assign(&cfg.services[0], &none()).unwrap();
-    assert_eq!(
-        (got.pool.as_str(), got.addresses),
-        ("company-office", vec![ip("10.10.10.51")])
-    );
+    assert_eq!((got.pool.as_str(), got.addresses), ("company-office", vec![ip("10.10.10.51")]));
 }
 
 fn arb_service(i: usize) -> impl Strategy<Value = LoadBalancerService> {
-    (
-        proptest::option::of(0u8..40),
-        proptest::option::of(0u8..3),
-        prop_oneof![Just("TCP"), Just("UDP")],
-        79i32..82,
-    )
+    (proptest::option::of(0u8..40), proptest::option::of(0u8..3), prop_oneof![Just("TCP"), Just("UDP")], 79i32..82)
         .prop_map(move |(req, key, proto, port)| {
             let mut s = svc(&format!("s{i}"));
-            s.ports[0] = ferrolb_proto::api::ServicePort {
-                port,
-                protocol: proto.into(),
-            };
+            s.ports[0] = ferrolb_proto::api::ServicePort { port, protocol: proto.into() };
             if let Some(r) = req {
-                s.annotations.insert(
-                    "metallb.io/loadBalancerIPs".into(),
-                    format!("198.51.100.{r}"),
-                );
+                s.annotations.insert("metallb.io/loadBalancerIPs".into(), format!("198.51.100.{r}"));
             }
             if let Some(k) = key {
-                s.annotations
-                    .insert("metallb.io/allow-shared-ip".into(), format!("k{k}"));
+                s.annotations.insert("metallb.io/allow-shared-ip".into(), format!("k{k}"));
             }
             s
         })
@@ -313,4 +249,20 @@ proptest! {
             prop_assert_eq!(&again.assign(&with_status, &none()).unwrap().addresses, &r.addresses);
         }
     }
+}
+
+#[test]
+fn a_conflicting_status_claim_gets_a_new_address() {
+    let mut a = Allocator::new(&[pool("p", &["198.51.100.0/30"])]);
+    let holder = LoadBalancerService { ingress_ips: vec![ip("198.51.100.2")], ..svc("older") };
+    let claimant = LoadBalancerService { ingress_ips: vec![ip("198.51.100.2")], ..svc("newer") };
+    assert_eq!(a.assign(&holder, &none()).unwrap().addresses, [ip("198.51.100.2")]);
+    assert_eq!(a.assign(&claimant, &none()).unwrap().addresses, [ip("198.51.100.0")]);
+}
+
+#[test]
+fn a_status_address_outside_the_pools_now_is_reallocated() {
+    let mut a = Allocator::new(&[pool("p", &["198.51.100.0/30"])]);
+    let moved = LoadBalancerService { ingress_ips: vec![ip("203.0.113.9")], ..svc("s") };
+    assert_eq!(a.assign(&moved, &none()).unwrap().addresses, [ip("198.51.100.0")]);
 }

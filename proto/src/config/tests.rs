@@ -1,10 +1,8 @@
 use super::*;
 
 const K3S_HOMELAB: &str = include_str!("../../../tests/fixtures/users/k3s-homelab-l2.yaml");
-const LEGACY_KUBEADM: &str =
-    include_str!("../../../tests/fixtures/users/legacy-configmap-kubeadm.yaml");
-const LEGACY_OFFICE: &str =
-    include_str!("../../../tests/fixtures/users/legacy-configmap-office.yaml");
+const LEGACY_KUBEADM: &str = include_str!("../../../tests/fixtures/users/legacy-configmap-kubeadm.yaml");
+const LEGACY_OFFICE: &str = include_str!("../../../tests/fixtures/users/legacy-configmap-office.yaml");
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -36,37 +34,13 @@ fn service(name: &str, annotations: &str, extra_spec: &str) -> String {
 #[test]
 fn k3s_homelab_fixture_warns_about_misspelt_field_and_covers_every_pool() {
     let loaded = load("k3s.yaml", K3S_HOMELAB).unwrap();
-    let misspelt = loaded
-        .warnings
-        .iter()
-        .find(|w| w.field == "spec.addresspools")
-        .expect("a warning naming the field");
-    assert!(
-        misspelt.message.contains("did you mean ipAddressPools"),
-        "{misspelt}"
-    );
-    assert!(
-        misspelt
-            .object
-            .contains("L2Advertisement default/l2-advertisement"),
-        "{misspelt}"
-    );
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("covers every pool"))
-    );
+    let misspelt = loaded.warnings.iter().find(|w| w.field == "spec.addresspools").expect("a warning naming the field");
+    assert!(misspelt.message.contains("did you mean ipAddressPools"), "{misspelt}");
+    assert!(misspelt.object.contains("L2Advertisement default/l2-advertisement"), "{misspelt}");
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("covers every pool")));
     let cfg = &loaded.config;
-    assert_eq!(
-        cfg.pools[0].ranges,
-        vec!["10.0.0.5-10.0.0.10".parse::<IpRange>().unwrap()]
-    );
-    assert!(advertises(
-        &cfg.l2_advertisements[0],
-        &cfg.pools[0],
-        &NodeInfo::new("vm1")
-    ));
+    assert_eq!(cfg.pools[0].ranges, vec!["10.0.0.5-10.0.0.10".parse::<IpRange>().unwrap()]);
+    assert!(advertises(&cfg.l2_advertisements[0], &cfg.pools[0], &NodeInfo::new("vm1")));
 }
 
 #[test]
@@ -77,10 +51,7 @@ fn legacy_configmaps_load_and_the_office_service_keeps_its_address() {
     assert_eq!(kubeadm.l2_advertisements.len(), 1);
 
     let office = load("office.yaml", LEGACY_OFFICE).unwrap().config;
-    assert_eq!(
-        office.services[0].load_balancer_ip.as_deref(),
-        Some("10.10.10.51")
-    );
+    assert_eq!(office.services[0].load_balancer_ip.as_deref(), Some("10.10.10.51"));
     let ann = announcements(
         &office,
         &assigned("default/my-web-app", "company-office", &["10.10.10.51"]),
@@ -97,10 +68,7 @@ fn invalid_pool_names_file_object_and_field() {
     let text = POOL.replace("192.0.2.8/29", "192.0.2.300-192.0.2.310");
     let errs = issues(load("bad.yaml", &text).unwrap_err());
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(
-        errs[0].object,
-        "bad.yaml: document 1 (IPAddressPool metallb-system/lan)"
-    );
+    assert_eq!(errs[0].object, "bad.yaml: document 1 (IPAddressPool metallb-system/lan)");
     assert_eq!(errs[0].field, "spec.addresses[0]");
     assert!(errs[0].message.contains("192.0.2.300"), "{}", errs[0]);
 }
@@ -148,39 +116,17 @@ fn ignored_objects_are_warned_about() {
         "{POOL}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: p}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n"
     );
     let loaded = load("i.yaml", &text).unwrap();
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("layer-2 mode only"))
-    );
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("Deployment (apps/v1) is not part"))
-    );
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("layer-2 mode only")));
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("Deployment (apps/v1) is not part")));
 }
 
 #[test]
 fn no_l2_advertisement_announces_nothing() {
-    let text = POOL.split("---").next().unwrap().to_string()
-        + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
+    let text =
+        POOL.split("---").next().unwrap().to_string() + &service("a", "metallb.io/loadBalancerIPs: 192.0.2.9", "");
     let loaded = load("n.yaml", &text).unwrap();
-    assert!(
-        announcements(
-            &loaded.config,
-            &assigned("web/a", "lan", &["192.0.2.9"]),
-            &NodeInfo::new("n1")
-        )
-        .is_empty()
-    );
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("no L2Advertisement"))
-    );
+    assert!(announcements(&loaded.config, &assigned("web/a", "lan", &["192.0.2.9"]), &NodeInfo::new("n1")).is_empty());
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("no L2Advertisement")));
 }
 
 #[test]
@@ -193,28 +139,9 @@ fn clean_example_loads_without_warnings() {
 
 #[test]
 fn bad_requested_address_is_an_error_naming_the_annotation() {
-    let text = format!(
-        "{POOL}{}",
-        service(
-            "a",
-            "metallb.io/loadBalancerIPs: '192.0.2.9,192.0.2.10'",
-            ""
-        )
-    );
+    let text = format!("{POOL}{}", service("a", "metallb.io/loadBalancerIPs: '192.0.2.9,192.0.2.10'", ""));
     let errs = issues(load("r.yaml", &text).unwrap_err());
-    assert_eq!(
-        errs[0].field, "metadata.annotations[\"metallb.io/loadBalancerIPs\"]",
-        "{errs:?}"
-    );
-    let text = format!(
-        "{POOL}{}",
-        service("a", "metallb.universe.tf/loadBalancerIPs: 192.0.2.9", "")
-    );
-    assert!(
-        load("r.yaml", &text)
-            .unwrap()
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("deprecated"))
-    );
+    assert_eq!(errs[0].field, "metadata.annotations[\"metallb.io/loadBalancerIPs\"]", "{errs:?}");
+    let text = format!("{POOL}{}", service("a", "metallb.universe.tf/loadBalancerIPs: 192.0.2.9", ""));
+    assert!(load("r.yaml", &text).unwrap().warnings.iter().any(|w| w.message.contains("deprecated")));
 }

@@ -49,11 +49,7 @@ impl<'a> ArpPacket<'a> {
 
     #[inline]
     pub fn op(&self) -> ArpOp {
-        if be16(self.buf, 6) == 1 {
-            ArpOp::Request
-        } else {
-            ArpOp::Reply
-        }
+        if be16(self.buf, 6) == 1 { ArpOp::Request } else { ArpOp::Reply }
     }
 
     #[inline]
@@ -135,10 +131,7 @@ mod tests {
         }
         .emit(&mut p);
         assert!(ArpPacket::parse(&p).is_ok());
-        assert_eq!(
-            ArpPacket::parse(&p[..27]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(ArpPacket::parse(&p[..27]).unwrap_err(), WireError::Truncated);
 
         let mut bad = p;
         bad[1] = 6; // IEEE 802 hardware

@@ -71,10 +71,7 @@ impl<'a> EthernetFrame<'a> {
     /// The outermost VLAN tag, if the frame carries one.
     #[inline]
     pub fn vlan(&self) -> Option<VlanTag> {
-        (self.type_at > 12).then(|| VlanTag {
-            tpid: be16(self.buf, 12),
-            tci: be16(self.buf, 14),
-        })
+        (self.type_at > 12).then(|| VlanTag { tpid: be16(self.buf, 12), tci: be16(self.buf, 14) })
     }
 
     #[inline]
@@ -122,10 +119,7 @@ mod tests {
 
     #[test]
     fn rejects_short_frames() {
-        assert_eq!(
-            EthernetFrame::parse(&[0; 13]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(EthernetFrame::parse(&[0; 13]).unwrap_err(), WireError::Truncated);
         let mut f = [0u8; 16];
         f[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
         assert_eq!(EthernetFrame::parse(&f).unwrap_err(), WireError::Truncated);

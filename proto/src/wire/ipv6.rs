@@ -65,14 +65,7 @@ pub(crate) fn addr(b: &[u8]) -> Ipv6Addr {
 
 /// Writes a fixed IPv6 header into `buf[..40]`.
 #[inline]
-pub fn emit_header(
-    buf: &mut [u8],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    next_header: u8,
-    hop_limit: u8,
-    payload_len: u16,
-) {
+pub fn emit_header(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, hop_limit: u8, payload_len: u16) {
     buf[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
     buf[4..6].copy_from_slice(&payload_len.to_be_bytes());
     buf[6] = next_header;
@@ -93,20 +86,11 @@ pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
         sum + u64::from(carry)
     }
     let (s, d) = (u128::from(src), u128::from(dst));
-    let mut acc = add(
-        add(s as u64, (s >> 64) as u64),
-        add(d as u64, (d >> 64) as u64),
-    );
-    acc = add(
-        acc,
-        ((msg.len() as u64) << 32) | u64::from(NEXT_HEADER_ICMPV6),
-    );
+    let mut acc = add(add(s as u64, (s >> 64) as u64), add(d as u64, (d >> 64) as u64));
+    acc = add(acc, ((msg.len() as u64) << 32) | u64::from(NEXT_HEADER_ICMPV6));
     let mut chunks = msg.chunks_exact(8);
     for c in &mut chunks {
-        acc = add(
-            acc,
-            u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
-        );
+        acc = add(acc, u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
     }
     let rest = chunks.remainder();
     let mut tail = [0u8; 8];
@@ -129,14 +113,8 @@ mod tests {
         emit_header(&mut p, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST, 58, 255, 8);
         let v = Ipv6Packet::parse(&p).unwrap();
         assert_eq!(v.payload().len(), 8);
-        assert_eq!(
-            Ipv6Packet::parse(&p[..47]).unwrap_err(),
-            WireError::Ipv6Length
-        );
-        assert_eq!(
-            Ipv6Packet::parse(&p[..39]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Ipv6Packet::parse(&p[..47]).unwrap_err(), WireError::Ipv6Length);
+        assert_eq!(Ipv6Packet::parse(&p[..39]).unwrap_err(), WireError::Truncated);
         p[0] = 0x45;
         assert_eq!(Ipv6Packet::parse(&p).unwrap_err(), WireError::Ipv6Version);
     }
@@ -152,10 +130,7 @@ mod tests {
         if data.len() % 2 == 1 {
             data.push(0);
         }
-        let mut sum: u32 = data
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
+        let mut sum: u32 = data.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }

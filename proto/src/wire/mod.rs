@@ -109,11 +109,7 @@ impl fmt::Display for MacAddr {
     #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -131,9 +127,7 @@ impl FromStr for MacAddr {
         let mut out = [0u8; 6];
         let mut parts = s.trim().split([':', '-']);
         for byte in &mut out {
-            let p = parts
-                .next()
-                .ok_or_else(|| crate::Error::InvalidMac(s.into()))?;
+            let p = parts.next().ok_or_else(|| crate::Error::InvalidMac(s.into()))?;
             if p.is_empty() || p.len() > 2 {
                 return Err(crate::Error::InvalidMac(s.into()));
             }
@@ -150,9 +144,7 @@ impl FromStr for MacAddr {
 #[inline]
 pub fn solicited_node(ip: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
     let o = ip.octets();
-    std::net::Ipv6Addr::from([
-        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
-    ])
+    std::net::Ipv6Addr::from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15]])
 }
 
 #[inline]
@@ -177,13 +169,7 @@ mod tests {
     #[test]
     fn solicited_node_group() {
         let ip: std::net::Ipv6Addr = "2001:db8::1:2345:6789".parse().unwrap();
-        assert_eq!(
-            solicited_node(ip),
-            "ff02::1:ff45:6789".parse::<std::net::Ipv6Addr>().unwrap()
-        );
-        assert_eq!(
-            MacAddr::ipv6_multicast(solicited_node(ip)).to_string(),
-            "33:33:ff:45:67:89"
-        );
+        assert_eq!(solicited_node(ip), "ff02::1:ff45:6789".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(MacAddr::ipv6_multicast(solicited_node(ip)).to_string(), "33:33:ff:45:67:89");
     }
 }

@@ -74,25 +74,13 @@ impl NdpMessage {
             return Err(WireError::NdpTarget);
         }
         let (src, dst) = (ip.src(), ip.dst());
-        let ll = link_layer_option(
-            &msg[BODY_LEN..],
-            if kind == TYPE_NS {
-                OPT_SOURCE_LL
-            } else {
-                OPT_TARGET_LL
-            },
-        )?;
+        let ll = link_layer_option(&msg[BODY_LEN..], if kind == TYPE_NS { OPT_SOURCE_LL } else { OPT_TARGET_LL })?;
         if kind == TYPE_NS {
             // A DAD probe comes from :: to the solicited-node group, without a source option.
             if src.is_unspecified() && (ll.is_some() || !is_solicited_node(dst)) {
                 return Err(WireError::NdpSource);
             }
-            Ok(NdpMessage::Solicit(NeighborSolicit {
-                src,
-                dst,
-                target,
-                source_ll: ll,
-            }))
+            Ok(NdpMessage::Solicit(NeighborSolicit { src, dst, target, source_ll: ll }))
         } else {
             let flags = msg[4];
             let solicited = flags & 0x40 != 0;
@@ -170,19 +158,9 @@ impl NeighborAdvert {
     /// option with `ll`. Returns the frame length ([`FRAME_LEN`]).
     #[inline]
     pub fn emit_frame(&self, buf: &mut [u8], eth_dst: MacAddr, ll: MacAddr) -> usize {
-        let flags = (u8::from(self.router) << 7)
-            | (u8::from(self.solicited) << 6)
-            | (u8::from(self.override_) << 5);
+        let flags = (u8::from(self.router) << 7) | (u8::from(self.solicited) << 6) | (u8::from(self.override_) << 5);
         let head = [TYPE_NA, 0, 0, 0, flags, 0, 0, 0];
-        emit_frame(
-            buf,
-            eth_dst,
-            ll,
-            (self.src, self.dst),
-            head,
-            self.target,
-            (OPT_TARGET_LL, ll),
-        )
+        emit_frame(buf, eth_dst, ll, (self.src, self.dst), head, self.target, (OPT_TARGET_LL, ll))
     }
 }
 
@@ -193,15 +171,7 @@ impl NeighborSolicit {
     pub fn emit_frame(&self, buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> usize {
         let head = [TYPE_NS, 0, 0, 0, 0, 0, 0, 0];
         let ll = self.source_ll.unwrap_or(eth_src);
-        emit_frame(
-            buf,
-            eth_dst,
-            eth_src,
-            (self.src, self.dst),
-            head,
-            self.target,
-            (OPT_SOURCE_LL, ll),
-        )
+        emit_frame(buf, eth_dst, eth_src, (self.src, self.dst), head, self.target, (OPT_SOURCE_LL, ll))
     }
 }
 
@@ -219,11 +189,7 @@ mod tests {
             target,
             source_ll: None,
         }
-        .emit_frame(
-            &mut f,
-            MacAddr([0x33, 0x33, 0xff, 0, 0, 0x10]),
-            MacAddr([2, 0, 0, 0, 0, 1]),
-        );
+        .emit_frame(&mut f, MacAddr([0x33, 0x33, 0xff, 0, 0, 0x10]), MacAddr([2, 0, 0, 0, 0, 1]));
         f
     }
 
@@ -234,9 +200,7 @@ mod tests {
 
     #[test]
     fn emitted_solicit_parses() {
-        let NdpMessage::Solicit(ns) = parse(&ns_frame()).unwrap() else {
-            panic!("not NS")
-        };
+        let NdpMessage::Solicit(ns) = parse(&ns_frame()).unwrap() else { panic!("not NS") };
         assert_eq!(ns.target, "2001:db8::10".parse::<Ipv6Addr>().unwrap());
         assert_eq!(ns.source_ll, Some(MacAddr([2, 0, 0, 0, 0, 1])));
     }
@@ -278,13 +242,11 @@ mod tests {
     fn dad_probe_rules() {
         let target: Ipv6Addr = "2001:db8::10".parse().unwrap();
         let mut f = vec![0u8; FRAME_LEN];
-        NeighborSolicit {
-            src: Ipv6Addr::UNSPECIFIED,
-            dst: target,
-            target,
-            source_ll: None,
-        }
-        .emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
+        NeighborSolicit { src: Ipv6Addr::UNSPECIFIED, dst: target, target, source_ll: None }.emit_frame(
+            &mut f,
+            MacAddr::BROADCAST,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+        );
         // From :: but unicast and with a source option: both forbidden.
         assert_eq!(parse(&f).unwrap_err(), WireError::NdpSource);
     }
@@ -301,11 +263,7 @@ mod tests {
             target_ll: Some(MacAddr([2, 0, 0, 0, 0, 2])),
         };
         let mut f = vec![0u8; FRAME_LEN];
-        na.emit_frame(
-            &mut f,
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            MacAddr([2, 0, 0, 0, 0, 2]),
-        );
+        na.emit_frame(&mut f, MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
         assert_eq!(parse(&f).unwrap(), NdpMessage::Advert(na));
     }
 }

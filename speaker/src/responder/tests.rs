@@ -7,47 +7,27 @@ const OURS: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
 const CLIENT: MacAddr = MacAddr([0x02, 0xc1, 0, 0, 0, 2]);
 
 fn table() -> VipTable {
-    VipTable::new(
-        ["198.51.100.10", "198.51.100.11", "2001:db8::10"]
-            .iter()
-            .map(|s| s.parse().unwrap()),
-    )
+    VipTable::new(["198.51.100.10", "198.51.100.11", "2001:db8::10"].iter().map(|s| s.parse().unwrap()))
 }
 
 fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 60]; // padded to the Ethernet minimum, as on the wire
     let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, CLIENT, EtherType::ARP);
-    ArpRepr {
-        op: ArpOp::Request,
-        sender_mac: CLIENT,
-        sender_ip: sender,
-        target_mac: MacAddr::ZERO,
-        target_ip: target,
-    }
-    .emit(p);
+    ArpRepr { op: ArpOp::Request, sender_mac: CLIENT, sender_ip: sender, target_mac: MacAddr::ZERO, target_ip: target }
+        .emit(p);
     f
 }
 
 fn ns(src: Ipv6Addr, dst: Ipv6Addr, target: Ipv6Addr, sll: Option<MacAddr>) -> Vec<u8> {
     let mut f = vec![0u8; ndp::FRAME_LEN];
-    NeighborSolicit {
-        src,
-        dst,
-        target,
-        source_ll: sll,
-    }
-    .emit_frame(&mut f, MacAddr::ipv6_multicast(dst), CLIENT);
+    NeighborSolicit { src, dst, target, source_ll: sll }.emit_frame(&mut f, MacAddr::ipv6_multicast(dst), CLIENT);
     f
 }
 
 fn reply(frame: &[u8]) -> (Verdict, Vec<u8>) {
     let mut out = [0u8; REPLY_BUF];
     let v = respond(frame, OURS, &table(), &mut out);
-    let len = if let Verdict::Reply { len, .. } = v {
-        len
-    } else {
-        0
-    };
+    let len = if let Verdict::Reply { len, .. } = v { len } else { 0 };
     (v, out[..len].to_vec())
 }
 
@@ -64,9 +44,7 @@ const CAPTURED_DAD_WITH_NONCE: &str = "3333ff00000202c10000000286dd6000000000203
 fn answers_captured_arping_request_byte_exact() {
     let (v, out) = reply(&hex(CAPTURED_ARPING));
     assert_eq!(v, Verdict::Reply { len: 42, vip: 0 });
-    let expected = hex(
-        "02c100000002 02fe00000001 0806 0001080006040002 02fe00000001c633640a 02c100000002c6336401",
-    );
+    let expected = hex("02c100000002 02fe00000001 0806 0001080006040002 02fe00000001c633640a 02c100000002c6336401");
     assert_eq!(out, expected);
 }
 
@@ -74,13 +52,7 @@ fn answers_captured_arping_request_byte_exact() {
 fn answers_captured_ndisc6_solicitation() {
     let frame = hex(CAPTURED_NDISC6);
     let (v, out) = reply(&frame);
-    assert_eq!(
-        v,
-        Verdict::Reply {
-            len: ndp::FRAME_LEN,
-            vip: 2
-        }
-    );
+    assert_eq!(v, Verdict::Reply { len: ndp::FRAME_LEN, vip: 2 });
     let ip = Ipv6Packet::parse(&out[14..]).unwrap();
     assert_eq!(ip.dst(), "fe80::c1:ff:fe00:2".parse::<Ipv6Addr>().unwrap());
     assert_eq!(&out[0..6], &CLIENT.0);
@@ -95,12 +67,7 @@ fn answers_captured_ndisc6_solicitation() {
 fn defends_against_captured_dad_probe() {
     let target: Ipv6Addr = "fe80::c1:ff:fe00:2".parse().unwrap();
     let mut out = [0u8; REPLY_BUF];
-    let v = respond(
-        &hex(CAPTURED_DAD_WITH_NONCE),
-        OURS,
-        &VipTable::new([IpAddr::V6(target)]),
-        &mut out,
-    );
+    let v = respond(&hex(CAPTURED_DAD_WITH_NONCE), OURS, &VipTable::new([IpAddr::V6(target)]), &mut out);
     assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
     let ip = Ipv6Packet::parse(&out[14..]).unwrap();
     assert_eq!(ip.dst(), "ff02::1".parse::<Ipv6Addr>().unwrap());
@@ -108,23 +75,14 @@ fn defends_against_captured_dad_probe() {
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 #[test]
 fn never_answers_for_others_or_self() {
-    let f = arp_request(
-        "198.51.100.1".parse().unwrap(),
-        "198.51.100.99".parse().unwrap(),
-    );
+    let f = arp_request("198.51.100.1".parse().unwrap(), "198.51.100.99".parse().unwrap());
     assert_eq!(reply(&f).0, Verdict::Ignored(Ignored::NotOurs));
-    let mut own = arp_request(
-        "198.51.100.1".parse().unwrap(),
-        "198.51.100.10".parse().unwrap(),
-    );
+    let mut own = arp_request("198.51.100.1".parse().unwrap(), "198.51.100.10".parse().unwrap());
     own[6..12].copy_from_slice(&OURS.0);
     assert_eq!(reply(&own).0, Verdict::Ignored(Ignored::FromSelf));
 }
@@ -132,10 +90,7 @@ fn never_answers_for_others_or_self() {
 #[test]
 fn gratuitous_arp_from_another_host_is_a_conflict() {
     let vip: Ipv4Addr = "198.51.100.11".parse().unwrap();
-    assert_eq!(
-        reply(&arp_request(vip, vip)).0,
-        Verdict::Ignored(Ignored::Conflict(1))
-    );
+    assert_eq!(reply(&arp_request(vip, vip)).0, Verdict::Ignored(Ignored::Conflict(1)));
     let mut g = [0u8; 42];
     gratuitous_arp(&mut g, CLIENT, vip, ArpOp::Reply);
     assert_eq!(reply(&g).0, Verdict::Ignored(Ignored::Conflict(1)));
@@ -151,10 +106,7 @@ fn arp_probe_from_unspecified_sender_is_answered() {
 
 #[test]
 fn vlan_tagged_request_is_dropped() {
-    let f = arp_request(
-        "198.51.100.1".parse().unwrap(),
-        "198.51.100.10".parse().unwrap(),
-    );
+    let f = arp_request("198.51.100.1".parse().unwrap(), "198.51.100.10".parse().unwrap());
     let mut tagged = f[..12].to_vec();
     tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
     tagged.extend_from_slice(&f[12..]);
@@ -166,21 +118,13 @@ fn multicast_ns_gets_solicited_na_to_sender() {
     let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
     let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
     let (v, out) = reply(&ns(src, solicited_node(vip), vip, Some(CLIENT)));
-    assert_eq!(
-        v,
-        Verdict::Reply {
-            len: ndp::FRAME_LEN,
-            vip: 2
-        }
-    );
+    assert_eq!(v, Verdict::Reply { len: ndp::FRAME_LEN, vip: 2 });
     let eth = EthernetFrame::parse(&out).unwrap();
     assert_eq!((eth.dst(), eth.src()), (CLIENT, OURS));
     let ip = Ipv6Packet::parse(eth.payload()).unwrap();
     assert_eq!(ip.hop_limit(), 255);
     assert_eq!((ip.src(), ip.dst()), (vip, src));
-    let NdpMessage::Advert(na) = NdpMessage::parse(&ip).unwrap() else {
-        panic!()
-    };
+    let NdpMessage::Advert(na) = NdpMessage::parse(&ip).unwrap() else { panic!() };
     assert!(na.solicited && na.override_ && !na.router);
     assert_eq!(na.target_ll, Some(OURS));
 }
@@ -190,22 +134,13 @@ fn unicast_nud_probe_without_source_option_is_answered() {
     let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
     let (v, out) = reply(&ns("2001:db8::1".parse().unwrap(), vip, vip, None));
     assert!(matches!(v, Verdict::Reply { .. }));
-    assert_eq!(
-        EthernetFrame::parse(&out).unwrap().dst(),
-        CLIENT,
-        "replied to the frame's source MAC"
-    );
+    assert_eq!(EthernetFrame::parse(&out).unwrap().dst(), CLIENT, "replied to the frame's source MAC");
 }
 
 #[test]
 fn bad_hop_limit_and_checksum_are_dropped() {
     let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
-    let good = ns(
-        "2001:db8::1".parse().unwrap(),
-        solicited_node(vip),
-        vip,
-        None,
-    );
+    let good = ns("2001:db8::1".parse().unwrap(), solicited_node(vip), vip, None);
     let mut hop = good.clone();
     hop[14 + 7] = 64;
     assert_eq!(reply(&hop).0, Verdict::Dropped(WireError::HopLimit));
@@ -218,13 +153,7 @@ fn bad_hop_limit_and_checksum_are_dropped() {
 fn ns_for_other_address_is_not_answered() {
     let other: Ipv6Addr = "2001:db8::99".parse().unwrap();
     assert_eq!(
-        reply(&ns(
-            "2001:db8::1".parse().unwrap(),
-            solicited_node(other),
-            other,
-            None
-        ))
-        .0,
+        reply(&ns("2001:db8::1".parse().unwrap(), solicited_node(other), other, None)).0,
         Verdict::Ignored(Ignored::NotOurs)
     );
 }
@@ -234,9 +163,7 @@ fn unsolicited_na_parses() {
     let mut out = [0u8; REPLY_BUF];
     let len = unsolicited_na(&mut out, OURS, "2001:db8::10".parse().unwrap());
     let ip = Ipv6Packet::parse(&out[14..len]).unwrap();
-    let NdpMessage::Advert(na) = NdpMessage::parse(&ip).unwrap() else {
-        panic!()
-    };
+    let NdpMessage::Advert(na) = NdpMessage::parse(&ip).unwrap() else { panic!() };
     assert!(na.override_ && !na.solicited);
 }
 
