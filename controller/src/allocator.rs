@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use ferrolb_proto::api::ServicePort;
 use ferrolb_proto::api::{ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches};
-use ferrolb_proto::config::{Pool, requested_ips, sharing_conflict};
+use ferrolb_proto::config::{Pool, requested_ips};
 use ferrolb_proto::range::{Family, IpRange, ip_to_u128, is_buggy_ip, u128_to_ip};
 
 /// Why a Service got no address. Messages name the pool, address or rule involved.
@@ -138,6 +139,54 @@ impl PoolState {
     }
 }
 
+/// What address sharing needs to know of a Service (MetalLB's rules): only Services
+/// with an `allow-shared-ip` key have one, so holders stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharingProfile {
+    key: String,
+    ports: Vec<ServicePort>,
+    selector: BTreeMap<String, String>,
+    local: bool,
+}
+
+impl SharingProfile {
+    pub fn of(svc: &LoadBalancerService) -> Option<SharingProfile> {
+        let (key, _) = svc.annotation(ANNOTATION_ALLOW_SHARED_IP)?;
+        (!key.is_empty()).then(|| SharingProfile {
+            key: key.to_string(),
+            ports: svc.ports.clone(),
+            selector: svc.selector.clone(),
+            local: svc.external_traffic_policy.as_deref() == Some("Local"),
+        })
+    }
+}
+
+/// Why a Service with profile `a` may not share an address with one with profile `b`, or
+/// `None` if it may: the same key, no common port, and with `externalTrafficPolicy:
+/// Local` on either, the same pods.
+pub fn sharing_conflict(a: Option<&SharingProfile>, b: Option<&SharingProfile>) -> Option<String> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return Some(format!("the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"));
+    };
+    if a.key != b.key {
+        return Some(format!("the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"));
+    }
+    if let Some(p) = a.ports.iter().find(|p| b.ports.contains(p)) {
+        return Some(format!("both use port {}/{}", p.port, p.protocol));
+    }
+    if (a.local || b.local) && a.selector != b.selector {
+        return Some("externalTrafficPolicy is Local and they select different pods".into());
+    }
+    None
+}
+
+/// A Service holding an address.
+#[derive(Debug, Clone)]
+struct Holder {
+    key: String,
+    sharing: Option<SharingProfile>,
+}
+
 /// Counters of one pool, for `IPAddressPool.status` and the allocator metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolUsage {
@@ -152,7 +201,7 @@ pub struct PoolUsage {
 pub struct Allocator {
     /// In the order pools are tried: priority (lowest first, unset last), then name.
     pools: Vec<PoolState>,
-    holders: BTreeMap<IpAddr, Vec<LoadBalancerService>>,
+    holders: BTreeMap<IpAddr, Vec<Holder>>,
     by_service: HashMap<String, Vec<IpAddr>>,
 }
 
@@ -236,6 +285,7 @@ impl Allocator {
         wanted_pool: Option<&str>,
     ) -> Result<Assignment, AllocError> {
         let mut pool_name = String::new();
+        let profile = SharingProfile::of(svc);
         for &ip in ips {
             let idx = self.pool_of(ip).ok_or(AllocError::NotInAnyPool { ip })?;
             let p = &self.pools[idx].pool;
@@ -245,27 +295,31 @@ impl Allocator {
             if p.avoid_buggy_ips && is_buggy_ip(ip) {
                 return Err(AllocError::BuggyIp { ip, pool: p.name.clone() });
             }
-            if let Some((holder, reason)) =
-                self.holders.get(&ip).into_iter().flatten().find_map(|h| sharing_conflict(svc, h).map(|r| (h.key(), r)))
+            if let Some((holder, reason)) = self
+                .holders
+                .get(&ip)
+                .into_iter()
+                .flatten()
+                .find_map(|h| sharing_conflict(profile.as_ref(), h.sharing.as_ref()).map(|r| (h.key.clone(), r)))
             {
                 return Err(AllocError::InUse { ip, holder, reason });
             }
             pool_name = p.name.clone();
         }
         for &ip in ips {
-            self.hold(ip, svc);
+            self.hold(ip, svc.key(), profile.clone());
         }
         Ok(Assignment { addresses: ips.to_vec(), pool: pool_name })
     }
 
-    fn hold(&mut self, ip: IpAddr, svc: &LoadBalancerService) {
+    fn hold(&mut self, ip: IpAddr, key: String, sharing: Option<SharingProfile>) {
         let holders = self.holders.entry(ip).or_default();
         if holders.is_empty()
             && let Some(idx) = self.pools.iter().position(|p| p.pool.contains(ip))
         {
             self.pools[idx].free_set(Family::of(ip)).take(ip_to_u128(ip));
         }
-        holders.push(svc.clone());
+        holders.push(Holder { key, sharing });
     }
 
     fn auto(
@@ -307,17 +361,17 @@ impl Allocator {
     /// One address per family from pool `idx`: a shareable one already held under the
     /// same sharing key, else the first free one. All or nothing.
     fn take_in_pool(&mut self, idx: usize, svc: &LoadBalancerService, families: &[Family]) -> Option<Vec<IpAddr>> {
-        let sharing = svc.annotation(ANNOTATION_ALLOW_SHARED_IP).is_some();
+        let profile = SharingProfile::of(svc);
         let mut chosen = Vec::new();
         let mut fresh = Vec::new();
         for &family in families {
             // Sharing candidates are found by scanning holders: fine for the few Services
             // that share; an index by sharing key would make it logarithmic.
-            let shared = if sharing {
+            let shared = if profile.is_some() {
                 self.holders.iter().find_map(|(ip, hs)| {
                     (Family::of(*ip) == family
                         && self.pools[idx].pool.contains(*ip)
-                        && hs.iter().all(|h| sharing_conflict(svc, h).is_none()))
+                        && hs.iter().all(|h| sharing_conflict(profile.as_ref(), h.sharing.as_ref()).is_none()))
                     .then_some(*ip)
                 })
             } else {
@@ -342,7 +396,7 @@ impl Allocator {
         }
         // `hold` finds the fresh ones already taken from the free set and records them.
         for &ip in &chosen {
-            self.hold(ip, svc);
+            self.hold(ip, svc.key(), profile.clone());
         }
         Some(chosen)
     }
@@ -353,7 +407,7 @@ impl Allocator {
             let Some(hs) = self.holders.get_mut(&ip) else {
                 continue;
             };
-            hs.retain(|h| h.key() != key);
+            hs.retain(|h| h.key != key);
             if hs.is_empty() {
                 self.holders.remove(&ip);
                 if let Some(idx) = self.pool_of(ip) {

@@ -15,8 +15,7 @@ use serde_yaml::Value;
 
 use crate::Error;
 use crate::api::{
-    self, ANNOTATION_ALLOW_SHARED_IP, ANNOTATION_LOAD_BALANCER_IPS, IPAddressPool, L2Advertisement,
-    LoadBalancerService, selector_matches,
+    self, ANNOTATION_LOAD_BALANCER_IPS, IPAddressPool, L2Advertisement, LoadBalancerService, selector_matches,
 };
 use crate::range::{Family, IpRange};
 
@@ -396,27 +395,6 @@ pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String),
         },
         None => Ok((Vec::new(), field)),
     }
-}
-
-/// Why `a` may not share an address with `b`, or `None` if it may (MetalLB's rules: the
-/// same non-empty `allow-shared-ip` key, no common port, and with
-/// `externalTrafficPolicy: Local` on either, the same pods).
-pub fn sharing_conflict(a: &LoadBalancerService, b: &LoadBalancerService) -> Option<String> {
-    let key = |s: &LoadBalancerService| s.annotation(ANNOTATION_ALLOW_SHARED_IP).map(|(k, _)| k.to_string());
-    match (key(a), key(b)) {
-        (Some(x), Some(y)) if !x.is_empty() && x == y => {}
-        _ => {
-            return Some(format!("the two do not have the same {ANNOTATION_ALLOW_SHARED_IP} key"));
-        }
-    }
-    if let Some(p) = a.ports.iter().find(|p| b.ports.contains(p)) {
-        return Some(format!("both use port {}/{}", p.port, p.protocol));
-    }
-    let local = |s: &LoadBalancerService| s.external_traffic_policy.as_deref() == Some("Local");
-    if (local(a) || local(b)) && a.selector != b.selector {
-        return Some("externalTrafficPolicy is Local and they select different pods".into());
-    }
-    None
 }
 
 fn did_you_mean(field: &str) -> Option<&'static str> {

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::bpf;
 use crate::interfaces::Interface;
-use crate::metrics::{DropLabels, IpLabel, Metrics, SocketLabels, VipCounters};
+use crate::metrics::{DropLabels, IpLabel, IpValue, Metrics, SocketLabels, VipCounters};
 use crate::responder::{Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na};
 use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket};
 
@@ -244,7 +244,7 @@ impl Core {
 
     fn conflict(&mut self, ip: IpAddr) {
         // Rare: the counter is created on first use, not per VIP up front.
-        self.metrics.conflicts.get_or_create(&IpLabel { ip: ip.to_string() }).inc();
+        self.metrics.conflicts.get_or_create(&IpLabel { ip: IpValue(ip) }).inc();
         if self.warned_conflicts.insert(ip) {
             warn!(interface = %self.iface.name, %ip, "another host announces an address we own");
         }

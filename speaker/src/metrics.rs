@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,16 +43,37 @@ impl EncodeMetric for BareCounter {
     }
 }
 
+/// An address as a label value, formatted only when scraped: per-VIP series then hold
+/// 17 bytes instead of a heap string.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct IpValue(pub std::net::IpAddr);
+
+impl EncodeLabelValue for IpValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_fmt(encoder, format_args!("{}", self.0))
+    }
+}
+
+/// A label value shared by many series (the node name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct SharedValue(pub Arc<str>);
+
+impl EncodeLabelValue for SharedValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IpLabel {
-    pub ip: String,
+    pub ip: IpValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AnnouncedLabels {
-    pub ip: String,
-    pub node: String,
-    pub protocol: String,
+    pub ip: IpValue,
+    pub node: SharedValue,
+    pub protocol: &'static str,
     pub service: String,
 }
 
@@ -153,7 +174,7 @@ pub struct VipCounters {
 
 impl VipCounters {
     pub fn new(m: &Metrics, ip: std::net::IpAddr) -> VipCounters {
-        let l = IpLabel { ip: ip.to_string() };
+        let l = IpLabel { ip: IpValue(ip) };
         VipCounters {
             requests: m.requests_received.get_or_create(&l).clone(),
             responses: m.responses_sent.get_or_create(&l).clone(),

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::dataplane::{AnnouncePolicy, InterfaceTable, Responder};
 use crate::interfaces::{self, Interface};
-use crate::metrics::{AnnouncedLabels, Metrics, ResultLabel};
+use crate::metrics::{AnnouncedLabels, IpValue, Metrics, ResultLabel, SharedValue};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -162,14 +162,11 @@ impl Speaker {
             }
         }
         self.metrics.announced.clear();
+        let node = SharedValue(self.opts.node.name.as_str().into());
         for a in announcements {
             for svc in &a.services {
-                let labels = AnnouncedLabels {
-                    ip: a.ip.to_string(),
-                    node: self.opts.node.name.clone(),
-                    protocol: "layer2".into(),
-                    service: svc.clone(),
-                };
+                let labels =
+                    AnnouncedLabels { ip: IpValue(a.ip), node: node.clone(), protocol: "layer2", service: svc.clone() };
                 self.metrics.announced.get_or_create(&labels).set(1);
             }
         }

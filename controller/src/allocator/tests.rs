@@ -236,7 +236,7 @@ proptest! {
                 prop_assert!(p.contains(*ip), "{ip} outside pool {}", p.name);
                 for (o, ro) in services.iter().zip(&results) {
                     if o.key() != s.key() && ro.as_ref().is_some_and(|ro| ro.addresses.contains(ip)) {
-                        prop_assert!(sharing_conflict(s, o).is_none(), "{ip} on {} and {} without sharing", s.key(), o.key());
+                        prop_assert!(sharing_conflict(SharingProfile::of(s).as_ref(), SharingProfile::of(o).as_ref()).is_none(), "{ip} on {} and {} without sharing", s.key(), o.key());
                     }
                 }
             }
