@@ -53,6 +53,23 @@ impl std::fmt::Debug for Speaker {
     }
 }
 
+/// Reads, validates and allocates `path`, logging warnings; returns what `node` announces.
+fn load_and_allocate(path: &std::path::Path, node: &NodeInfo) -> anyhow::Result<Vec<Announcement>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let loaded = config::load(&name, &text)?;
+    for w in &loaded.warnings {
+        warn!(object = %w.object, field = %w.field, "{}", w.message);
+    }
+    // The controller's allocator, so Services that ask for no address get one, the same
+    // one on every speaker reading this file.
+    let (_, assigned, failed) = ferrolb_controller::allocate_all(&loaded.config);
+    for f in &failed {
+        warn!(service = %f.service, "no address: {}", f.error);
+    }
+    Ok(config::announcements(&loaded.config, &assigned, node))
+}
+
 /// File identity for change detection: modification time and length.
 fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -67,10 +84,17 @@ impl Speaker {
     /// Reads and validates the file. On success the new configuration is applied; on
     /// failure every problem is logged and the previous configuration stays.
     pub fn reload(&mut self) -> anyhow::Result<()> {
-        let path = self.opts.config.display().to_string();
-        let result = std::fs::read_to_string(&self.opts.config)
-            .with_context(|| format!("cannot read {path}"))
-            .and_then(|text| config::load(&path, &text).map_err(anyhow::Error::from));
+        // Parsing and allocating build large temporary trees. Done on a short-lived thread,
+        // they live in that thread's malloc arena, which is handed back whole afterwards;
+        // only the (cloned, compact) announcements stay, instead of long-lived tables
+        // being scattered through the holes the temporaries left in the main heap.
+        let (config_path, node) = (&self.opts.config, &self.opts.node);
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| load_and_allocate(config_path, node))
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("configuration loading panicked")))
+        });
         let ok = result.is_ok();
         self.metrics
             .config_reloads
@@ -78,18 +102,9 @@ impl Speaker {
             .inc();
         self.metrics.config_last_reload_successful.set(i64::from(ok));
         match result {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    warn!(object = %w.object, field = %w.field, "{}", w.message);
-                }
-                // The controller's allocator, so Services that ask for no address get one,
-                // the same one on every speaker reading this file.
-                let (_, assigned, failed) = ferrolb_controller::allocate_all(&loaded.config);
-                for f in &failed {
-                    warn!(service = %f.service, "no address: {}", f.error);
-                }
-                self.announcements = Some(config::announcements(&loaded.config, &assigned, &self.opts.node));
-                drop(loaded);
+            Ok(announcements) => {
+                self.announcements = Some(announcements.clone());
+                drop(announcements);
                 self.apply();
                 crate::sys::release_free_memory();
                 Ok(())
