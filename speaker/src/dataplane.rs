@@ -226,8 +226,11 @@ impl Core {
                 }
             });
             if count > 0 {
-                let frames: Vec<&[u8]> = self.replies[..count].iter().zip(&lens).map(|(b, l)| &b[..*l]).collect();
-                let sent = sock.send_batch(&frames).unwrap_or_else(|e| {
+                let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+                for (f, (buf, len)) in frames.iter_mut().zip(self.replies.iter().zip(&lens)).take(count) {
+                    *f = &buf[..*len];
+                }
+                let sent = sock.send_batch(&frames[..count]).unwrap_or_else(|e| {
                     warn!(interface = %self.iface.name, error = %e, "send failed");
                     0
                 });

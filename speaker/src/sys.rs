@@ -106,16 +106,7 @@ impl PacketSocket {
             tp_frame_size: RING_FRAME_SIZE as u32,
             tp_frame_nr: RING_FRAMES as u32,
         };
-        // SAFETY: req is a valid tpacket_req for the call's duration.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_RX_RING,
-                (&raw const req).cast(),
-                mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-            )
-        })?;
+        self.set_opt(libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         let len = RING_FRAMES * RING_FRAME_SIZE;
         // SAFETY: maps the ring just configured on our own descriptor; the kernel checks
         // the length against it. The result is checked before use.
@@ -176,14 +167,20 @@ impl PacketSocket {
     }
 
     fn set_int(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-        // SAFETY: value lives for the call and the length is its size.
+        self.set_opt(level, name, &value)
+    }
+
+    /// `setsockopt` with a plain-data option value.
+    fn set_opt<T: Copy>(&self, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+        // SAFETY: `value` is a live, initialised T for the call's duration and the length
+        // passed is its size; the kernel copies it and keeps no pointer.
         check(unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
                 level,
                 name,
-                (&raw const value).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
+                (value as *const T).cast(),
+                mem::size_of::<T>() as libc::socklen_t,
             )
         })
         .map(drop)
@@ -191,18 +188,9 @@ impl PacketSocket {
 
     /// Replaces the socket's filter atomically: each frame sees the old or the new one.
     pub fn set_filter(&self, filter: &[BpfInsn]) -> io::Result<()> {
+        // `filter` outlives the call; the kernel copies the program it points to.
         let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-        // SAFETY: prog points at `filter`, which outlives the call; the kernel copies it.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&raw const prog).cast(),
-                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        })
-        .map(drop)
+        self.set_opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
     }
 
     /// Joins (or leaves) a link-layer multicast group, so that a NIC filtering multicast
@@ -216,17 +204,7 @@ impl PacketSocket {
         };
         mreq.mr_address[..6].copy_from_slice(&group.0);
         let op = if join { libc::PACKET_ADD_MEMBERSHIP } else { libc::PACKET_DROP_MEMBERSHIP };
-        // SAFETY: mreq is a valid packet_mreq for the call's duration.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                op,
-                (&raw const mreq).cast(),
-                mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        })
-        .map(drop)
+        self.set_opt(libc::SOL_PACKET, op, &mreq)
     }
 
     /// Sends whole Ethernet frames out of the bound interface, in as few syscalls as the
