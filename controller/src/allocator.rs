@@ -467,15 +467,31 @@ pub struct Unassigned {
     pub error: AllocError,
 }
 
-/// Allocates for every Service of `config`: first those that already hold addresses
+/// The outcome of [`allocate_all`].
+#[derive(Debug)]
+pub struct Allocation {
+    pub allocator: Allocator,
+    pub assigned: Vec<ferrolb_proto::config::ServiceAddresses>,
+    pub failed: Vec<Unassigned>,
+    /// Services of another `loadBalancerClass`, left alone: `(service, class)`.
+    pub ignored: Vec<(String, String)>,
+}
+
+/// Allocates for every Service of `config` that is ours: no `loadBalancerClass` when
+/// `lb_class` is `None`, else exactly that class. First those that already hold addresses
 /// (their status), so that no address in use moves, then the rest in file order.
-pub fn allocate_all(
-    config: &ferrolb_proto::Config,
-) -> (Allocator, Vec<ferrolb_proto::config::ServiceAddresses>, Vec<Unassigned>) {
+pub fn allocate_all(config: &ferrolb_proto::Config, lb_class: Option<&str>) -> Allocation {
     let mut allocator = Allocator::new(&config.pools);
-    let (mut assigned, mut failed) = (Vec::new(), Vec::new());
+    let (mut assigned, mut failed, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
     let no_labels = BTreeMap::new();
-    let (mut holding, asking): (Vec<_>, Vec<_>) = config.services.iter().partition(|s| !s.ingress_ips.is_empty());
+    let ours = config.services.iter().filter(|s| {
+        let mine = s.load_balancer_class.as_deref() == lb_class;
+        if !mine {
+            ignored.push((s.key(), s.load_balancer_class.clone().unwrap_or_default()));
+        }
+        mine
+    });
+    let (mut holding, asking): (Vec<_>, Vec<_>) = ours.partition(|s| !s.ingress_ips.is_empty());
     // Of two Services claiming one address, the older keeps it (stable: file order next).
     holding.sort_by(|a, b| a.created.cmp(&b.created));
     for svc in holding.into_iter().chain(asking) {
@@ -489,5 +505,5 @@ pub fn allocate_all(
             Err(error) => failed.push(Unassigned { service: svc.key(), error }),
         }
     }
-    (allocator, assigned, failed)
+    Allocation { allocator, assigned, failed, ignored }
 }

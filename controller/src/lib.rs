@@ -3,4 +3,4 @@
 
 pub mod allocator;
 
-pub use allocator::{AllocError, Allocator, Assignment, Unassigned, allocate_all};
+pub use allocator::{AllocError, Allocation, Allocator, Assignment, Unassigned, allocate_all};

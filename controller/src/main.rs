@@ -32,6 +32,9 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Yaml)]
         output: Output,
+        /// Serve Services of this `loadBalancerClass` (default: those without a class).
+        #[arg(long)]
+        lb_class: Option<String>,
     },
     /// Convert MetalLB's legacy ConfigMap (address-pools) to IPAddressPool and
     /// L2Advertisement YAML on stdout; what cannot be converted goes to stderr.
@@ -56,12 +59,16 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn plan(path: &PathBuf, output: Output) -> anyhow::Result<String> {
+fn plan(path: &PathBuf, output: Output, lb_class: Option<&str>) -> anyhow::Result<String> {
     let loaded = config::load(&path.display().to_string(), &read(path)?)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let (_, assigned, failed) = allocate_all(&loaded.config);
+    let allocation = allocate_all(&loaded.config, lb_class);
+    for (service, class) in &allocation.ignored {
+        eprintln!("warning: {service}: loadBalancerClass {class:?} is not ours; left alone");
+    }
+    let (assigned, failed) = (allocation.assigned, allocation.failed);
     let mut by_service: HashMap<String, PlanEntry> = HashMap::new();
     for a in assigned {
         let addresses = a.addresses.iter().map(ToString::to_string).collect();
@@ -114,7 +121,7 @@ use serde::Deserialize as _;
 
 fn main() -> anyhow::Result<()> {
     let out = match Cli::parse().command {
-        Command::Plan { config, output } => plan(&config, output)?,
+        Command::Plan { config, output, lb_class } => plan(&config, output, lb_class.as_deref())?,
         Command::Convert { config } => convert(&config)?,
     };
     print!("{out}");

@@ -68,3 +68,27 @@ fn convert_turns_the_kubeadm_configmap_into_crds() {
     assert_eq!(loaded.config.pools[0].ranges[0].to_string(), "172.42.42.100-172.42.42.120");
     assert_eq!(loaded.config.l2_advertisements[0].spec.ip_address_pools, ["default"]);
 }
+
+#[test]
+fn lb_class_selects_which_services_are_ours() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/plan/restart-keeps-status-and-other-classes-are-ignored.yaml");
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferrolb-controller"))
+            .args(["plan", "--output", "json", "--config"])
+            .arg(&fixture)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let names: Vec<String> =
+            v.as_array().unwrap().iter().map(|e| e["service"].as_str().unwrap().to_string()).collect();
+        (names, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (default, stderr) = run(&[]);
+    assert_eq!(default, ["default/old", "default/new"]);
+    assert!(stderr.contains("default/other-class: loadBalancerClass \"example.com/other\" is not ours"), "{stderr}");
+    let (other, _) = run(&["--lb-class", "example.com/other"]);
+    assert_eq!(other, ["default/other-class"]);
+}

@@ -73,8 +73,8 @@ pub struct ServiceAddresses {
 pub struct Config {
     pub pools: Vec<Pool>,
     pub l2_advertisements: Vec<L2Advertisement>,
-    /// Every LoadBalancer Service of the file that is ours (no other
-    /// `loadBalancerClass`), in file order.
+    /// Every LoadBalancer Service of the file, in file order. Which are ours (by
+    /// `loadBalancerClass`) is the allocator's call.
     pub services: Vec<LoadBalancerService>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -326,10 +326,6 @@ impl Loader<'_> {
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 
         for (object, svc) in raw.services {
-            if let Some(class) = &svc.load_balancer_class {
-                self.warn(&object, "spec.loadBalancerClass", &format!("class {class:?} is not ours; ignored"));
-                continue;
-            }
             match requested_ips(&svc) {
                 Err((field, message)) => self.errors.push(Issue { object, field, message }),
                 Ok((_, field)) => {

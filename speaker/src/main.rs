@@ -59,6 +59,9 @@ enum Command {
         /// How often to check the file and the interfaces for changes.
         #[arg(long, default_value = "1000", value_parser = parse_ms)]
         poll_ms: Duration,
+        /// Serve Services of this `loadBalancerClass` (default: those without a class).
+        #[arg(long)]
+        lb_class: Option<String>,
     },
 }
 
@@ -93,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
             gratuitous_interval_ms,
             gratuitous_refresh_ms,
             poll_ms,
+            lb_class,
         } => {
             let mut node = NodeInfo::new(&node_name);
             node.labels.extend(node_labels);
@@ -119,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let demo_path = config.clone();
-            let speaker = Speaker::new(Options { config, node, policy, poll: poll_ms }, metrics);
+            let speaker = Speaker::new(Options { config, node, policy, poll: poll_ms, lb_class }, metrics);
             let result = speaker.run(ready).await;
             if embedded {
                 let _ = std::fs::remove_file(&demo_path);

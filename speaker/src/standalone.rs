@@ -27,6 +27,8 @@ pub struct Options {
     pub policy: AnnouncePolicy,
     /// How often the file and the interfaces are checked for changes.
     pub poll: Duration,
+    /// The `loadBalancerClass` served; `None` serves Services without one.
+    pub lb_class: Option<String>,
 }
 
 struct Running {
@@ -54,7 +56,11 @@ impl std::fmt::Debug for Speaker {
 }
 
 /// Reads, validates and allocates `path`, logging warnings; returns what `node` announces.
-fn load_and_allocate(path: &std::path::Path, node: &NodeInfo) -> anyhow::Result<Vec<Announcement>> {
+fn load_and_allocate(
+    path: &std::path::Path,
+    node: &NodeInfo,
+    lb_class: Option<&str>,
+) -> anyhow::Result<Vec<Announcement>> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
     let loaded = config::load(&name, &text)?;
@@ -63,11 +69,14 @@ fn load_and_allocate(path: &std::path::Path, node: &NodeInfo) -> anyhow::Result<
     }
     // The controller's allocator, so Services that ask for no address get one, the same
     // one on every speaker reading this file.
-    let (_, assigned, failed) = ferrolb_controller::allocate_all(&loaded.config);
-    for f in &failed {
+    let allocation = ferrolb_controller::allocate_all(&loaded.config, lb_class);
+    for f in &allocation.failed {
         warn!(service = %f.service, "no address: {}", f.error);
     }
-    Ok(config::announcements(&loaded.config, &assigned, node))
+    for (service, class) in &allocation.ignored {
+        info!(%service, %class, "loadBalancerClass is not ours; left alone");
+    }
+    Ok(config::announcements(&loaded.config, &allocation.assigned, node))
 }
 
 /// File identity for change detection: modification time and length.
@@ -88,10 +97,10 @@ impl Speaker {
         // they live in that thread's malloc arena, which is handed back whole afterwards;
         // only the (cloned, compact) announcements stay, instead of long-lived tables
         // being scattered through the holes the temporaries left in the main heap.
-        let (config_path, node) = (&self.opts.config, &self.opts.node);
+        let (config_path, node, lb_class) = (&self.opts.config, &self.opts.node, self.opts.lb_class.as_deref());
         let result = std::thread::scope(|scope| {
             scope
-                .spawn(|| load_and_allocate(config_path, node))
+                .spawn(|| load_and_allocate(config_path, node, lb_class))
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("configuration loading panicked")))
         });
