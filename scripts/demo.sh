@@ -6,9 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo.sh needs root (network namespaces): sudo $0" >&2; exit 1; }
-for tool in ip arping ndisc6 ping curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install iproute2 arping ndisc6 iputils-ping curl" >&2; exit 1; }
-done
+# On a fresh machine, bring the kernel's own clients the demo uses.
+packages=(iproute2 arping ndisc6 iputils-ping curl procps)
+missing=0
+for tool in ip arping ndisc6 ping curl sysctl; do command -v "$tool" >/dev/null || missing=1; done
+if [ "$missing" -eq 1 ]; then
+  command -v apt-get >/dev/null || { echo "install: ${packages[*]}" >&2; exit 1; }
+  echo "== installing ${packages[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
 
 echo "== building the speaker"
 cargo build --release -q -p ferrolb-speaker
