@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_controller::allocate_all;
 use ferrolb_proto::config;
-use serde::Serialize;
+use serde::{Deserialize as _, Serialize};
 
 #[derive(Parser)]
 #[command(version, about = "FerroLB controller: LoadBalancer address allocation")]
@@ -116,8 +116,6 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
     }
     Ok(docs.join("---\n"))
 }
-
-use serde::Deserialize as _;
 
 fn main() -> anyhow::Result<()> {
     let out = match Cli::parse().command {
