@@ -295,3 +295,18 @@ fn a_service_asking_for_no_address_is_allocated_one_and_announced() {
         1.0
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let lan = Lan::new();
+    let speaker = Speaker::start(&lan.server, &config(&[VIP4], &[]), &["--log-format", "json", "--log-level", "info"]);
+    assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
+    let log = speaker.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "expected log lines:\n{log}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(log.contains("\"message\":\"announcing\"") && log.contains(VIP4), "{log}");
+}
