@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
 use ferrolb_speaker::responder::{REPLY_BUF, Verdict, VipTable, respond};
 
 const OURS: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
@@ -24,7 +24,6 @@ fn v6(i: u32) -> Ipv6Addr {
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, CLIENT, EtherType::ARP);
     ArpRepr {
         op: ArpOp::Request,
         sender_mac: CLIENT,
@@ -32,7 +31,7 @@ fn arp_request(target: Ipv4Addr) -> Vec<u8> {
         target_mac: MacAddr::ZERO,
         target_ip: target,
     }
-    .emit(p);
+    .emit_frame(&mut f, MacAddr::BROADCAST, CLIENT);
     f
 }
 

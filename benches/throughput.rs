@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ndp, solicited_node};
 use ferrolb_speaker::sys::{BpfInsn, PacketSocket};
 use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter};
 
@@ -41,7 +41,6 @@ fn request(proto: Proto) -> (Vec<u8>, u16, Vec<BpfInsn>) {
     match proto {
         Proto::Arp => {
             let mut f = vec![0u8; 42];
-            let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, client, EtherType::ARP);
             ArpRepr {
                 op: ArpOp::Request,
                 sender_mac: client,
@@ -49,7 +48,7 @@ fn request(proto: Proto) -> (Vec<u8>, u16, Vec<BpfInsn>) {
                 target_mac: MacAddr::ZERO,
                 target_ip: VIP4.parse().unwrap(),
             }
-            .emit(p);
+            .emit_frame(&mut f, MacAddr::BROADCAST, client);
             // ARP operation == reply
             let filter = vec![insn(0x28, 0, 0, 20), insn(0x15, 0, 1, 2), insn(0x06, 0, 0, 2048), insn(0x06, 0, 0, 0)];
             (f, EtherType::ARP, filter)

@@ -6,7 +6,7 @@ mod netns;
 
 use std::time::Duration;
 
-use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ipv6, ndp, solicited_node};
+use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ipv6, ndp, solicited_node};
 use netns::{CLIENT_MAC, Lan, Netns, SERVER_MAC, Speaker, config, inject, veth};
 
 const VIP4: &str = "198.51.100.10";
@@ -149,7 +149,6 @@ fn reload_claims_and_releases_and_a_bad_config_changes_nothing() {
 fn arp_frame(target: &str, mutate: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     let mut f = vec![0u8; 42];
     let client: MacAddr = CLIENT_MAC.parse().unwrap();
-    let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, client, EtherType::ARP);
     ArpRepr {
         op: ArpOp::Request,
         sender_mac: client,
@@ -157,7 +156,7 @@ fn arp_frame(target: &str, mutate: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
         target_mac: MacAddr::ZERO,
         target_ip: target.parse().unwrap(),
     }
-    .emit(p);
+    .emit_frame(&mut f, MacAddr::BROADCAST, client);
     mutate(&mut f);
     f
 }

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ferrolb_proto::wire::{
     ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert,
-    NeighborSolicit, arp, ethernet, ndp,
+    NeighborSolicit, arp, ndp,
 };
 use proptest::prelude::*;
 
@@ -50,8 +50,7 @@ proptest! {
     ) {
         let mut f = vec![0u8; 86];
         if seed == 0 {
-            let payload = ethernet::emit_header(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), EtherType::ARP);
-            ArpRepr { op: ArpOp::Request, sender_mac: MacAddr([2, 0, 0, 0, 0, 1]), sender_ip: Ipv4Addr::new(192, 0, 2, 1), target_mac: MacAddr::ZERO, target_ip: Ipv4Addr::new(192, 0, 2, 9) }.emit(payload);
+            ArpRepr { op: ArpOp::Request, sender_mac: MacAddr([2, 0, 0, 0, 0, 1]), sender_ip: Ipv4Addr::new(192, 0, 2, 1), target_mac: MacAddr::ZERO, target_ip: Ipv4Addr::new(192, 0, 2, 9) }.emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
         } else {
             let target: Ipv6Addr = "2001:db8::9".parse().unwrap();
             NeighborSolicit { src: "2001:db8::1".parse().unwrap(), dst: ferrolb_proto::wire::solicited_node(target), target, source_ll: None }

@@ -104,13 +104,12 @@ pub fn run(prog: &[BpfInsn], frame: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ethernet, ndp, solicited_node};
+    use ferrolb_proto::wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
 
     use super::*;
 
     fn arp(op: ArpOp, target: Ipv4Addr) -> Vec<u8> {
         let mut f = vec![0u8; 42];
-        let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), EtherType::ARP);
         ArpRepr {
             op,
             sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
@@ -118,7 +117,7 @@ mod tests {
             target_mac: MacAddr::ZERO,
             target_ip: target,
         }
-        .emit(p);
+        .emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
         f
     }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ferrolb_proto::wire::{
     ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert, WireError,
-    arp, ethernet, ndp,
+    ndp,
 };
 use rustc_hash::FxHashMap;
 
@@ -131,16 +131,15 @@ fn respond_arp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
     }
     let sender_mac = req.sender_mac();
     let to = if sender_mac.is_multicast() || sender_mac == MacAddr::ZERO { eth.src() } else { sender_mac };
-    let payload = ethernet::emit_header(out, to, mac, EtherType::ARP);
-    ArpRepr {
+    let len = ArpRepr {
         op: ArpOp::Reply,
         sender_mac: mac,
         sender_ip: target,
         target_mac: sender_mac,
         target_ip: req.sender_ip(),
     }
-    .emit(payload);
-    Verdict::Reply { len: ethernet::HEADER_LEN + arp::PACKET_LEN, vip }
+    .emit_frame(out, to, mac);
+    Verdict::Reply { len, vip }
 }
 
 fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mut [u8]) -> Verdict {
@@ -183,10 +182,8 @@ fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
 /// A gratuitous ARP of `ip` as an ARP request or reply (MetalLB sends both, as some
 /// devices only heed one). Returns the frame length.
 pub fn gratuitous_arp(out: &mut [u8], mac: MacAddr, ip: Ipv4Addr, op: ArpOp) -> usize {
-    let payload = ethernet::emit_header(out, MacAddr::BROADCAST, mac, EtherType::ARP);
     let target_mac = if op == ArpOp::Reply { MacAddr::BROADCAST } else { MacAddr::ZERO };
-    ArpRepr { op, sender_mac: mac, sender_ip: ip, target_mac, target_ip: ip }.emit(payload);
-    ethernet::HEADER_LEN + arp::PACKET_LEN
+    ArpRepr { op, sender_mac: mac, sender_ip: ip, target_mac, target_ip: ip }.emit_frame(out, MacAddr::BROADCAST, mac)
 }
 
 /// An unsolicited Neighbor Advertisement of `ip` to all-nodes with the override flag, so

@@ -6,6 +6,8 @@ use super::{MacAddr, WireError, be16};
 
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = 28;
+/// Length of an unpadded Ethernet frame carrying one.
+pub const FRAME_LEN: usize = super::ethernet::HEADER_LEN + PACKET_LEN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArpOp {
@@ -112,6 +114,14 @@ impl ArpRepr {
         buf[14..18].copy_from_slice(&self.sender_ip.octets());
         buf[18..24].copy_from_slice(&self.target_mac.0);
         buf[24..28].copy_from_slice(&self.target_ip.octets());
+    }
+
+    /// Writes the packet as a whole Ethernet frame from `eth_src` to `eth_dst`. Returns
+    /// [`FRAME_LEN`]; `buf` must be at least that long.
+    #[inline]
+    pub fn emit_frame(&self, buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr) -> usize {
+        self.emit(super::ethernet::emit_header(buf, eth_dst, eth_src, super::EtherType::ARP));
+        FRAME_LEN
     }
 }
 

@@ -12,9 +12,8 @@ fn table() -> VipTable {
 
 fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 60]; // padded to the Ethernet minimum, as on the wire
-    let p = ethernet::emit_header(&mut f, MacAddr::BROADCAST, CLIENT, EtherType::ARP);
     ArpRepr { op: ArpOp::Request, sender_mac: CLIENT, sender_ip: sender, target_mac: MacAddr::ZERO, target_ip: target }
-        .emit(p);
+        .emit_frame(&mut f, MacAddr::BROADCAST, CLIENT);
     f
 }
 
