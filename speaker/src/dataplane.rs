@@ -1,7 +1,7 @@
 //! One task per interface: receives ARP requests and Neighbor Solicitations from two
 //! filtered packet sockets, answers them in batches, and sends gratuitous announcements.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::bpf;
 use crate::interfaces::Interface;
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{DropLabels, IpLabel, IpValue, Metrics, SocketLabels, VipCounters};
 use crate::responder::{Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na};
 use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket};
@@ -90,6 +92,11 @@ struct Core {
     metrics: Arc<Metrics>,
     replies: Box<[[u8; REPLY_BUF]; BATCH]>,
     warned_conflicts: HashSet<IpAddr>,
+    /// Counters resolved once per reason (a bounded set), so that a flood of bad frames
+    /// costs an atomic increment each, not a label string and a hash.
+    dropped: HashMap<&'static str, Counter>,
+    /// Filter misses, per protocol.
+    misses: [Counter; 2],
 }
 
 impl std::fmt::Debug for Responder {
@@ -105,6 +112,10 @@ impl Responder {
         let arp = PacketSocket::open_with_ring(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
         let ndp = PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
         let io = Sockets { arp: arp.into_async()?, ndp: ndp.into_async()? };
+        let misses = [Proto::Arp, Proto::Ndp].map(|p| {
+            let labels = SocketLabels { interface: iface.name.clone(), protocol: p.label().into() };
+            metrics.filter_misses.get_or_create(&labels).clone()
+        });
         let core = Core {
             iface,
             table: Arc::default(),
@@ -114,6 +125,8 @@ impl Responder {
             metrics,
             replies: Box::new([[0; REPLY_BUF]; BATCH]),
             warned_conflicts: HashSet::new(),
+            dropped: HashMap::new(),
+            misses,
         };
         Ok(Responder { io, core })
     }
@@ -219,9 +232,7 @@ impl Core {
                     Verdict::Ignored(Ignored::Conflict(vip)) => self.conflict(table.vips.ips()[vip as usize]),
                     Verdict::Ignored(Ignored::FromSelf) => self.drop_frame("from_self"),
                     Verdict::Ignored(Ignored::NotOurs | Ignored::NotRequest) => {
-                        let labels =
-                            SocketLabels { interface: self.iface.name.clone(), protocol: proto.label().into() };
-                        self.metrics.filter_misses.get_or_create(&labels).inc();
+                        self.misses[proto as usize].inc();
                     }
                 }
             });
@@ -253,10 +264,14 @@ impl Core {
         }
     }
 
-    fn drop_frame(&self, reason: &str) {
-        self.metrics
-            .frames_dropped
-            .get_or_create(&DropLabels { interface: self.iface.name.clone(), reason: reason.into() })
+    fn drop_frame(&mut self, reason: &'static str) {
+        let (metrics, interface) = (&self.metrics, &self.iface.name);
+        self.dropped
+            .entry(reason)
+            .or_insert_with(|| {
+                let labels = DropLabels { interface: interface.clone(), reason: reason.into() };
+                metrics.frames_dropped.get_or_create(&labels).clone()
+            })
             .inc();
     }
 
@@ -312,10 +327,11 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// Also the index of a protocol's entry in per-protocol arrays.
 #[derive(Debug, Clone, Copy)]
 enum Proto {
-    Arp,
-    Ndp,
+    Arp = 0,
+    Ndp = 1,
 }
 
 impl Proto {
