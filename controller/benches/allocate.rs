@@ -36,42 +36,35 @@ fn services(n: usize) -> Vec<LoadBalancerService> {
         .collect()
 }
 
+/// One run: a new allocator given every Service in order (each must get an address).
+fn assign_all(b: &mut criterion::Bencher<'_>, svcs: &Vec<LoadBalancerService>) {
+    let no_labels = BTreeMap::new();
+    b.iter_batched(
+        || Allocator::new(&pools()),
+        |mut a| {
+            for s in svcs {
+                a.assign(s, &no_labels).expect("an address for every service");
+            }
+            a
+        },
+        BatchSize::LargeInput,
+    )
+}
+
 fn allocate(c: &mut Criterion) {
     let mut group = c.benchmark_group("allocate");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     let no_labels = BTreeMap::new();
     for n in [1_000usize, 10_000, 100_000] {
         let svcs = services(n);
-        group.bench_with_input(BenchmarkId::new("fresh", n), &svcs, |b, svcs| {
-            b.iter_batched(
-                || Allocator::new(&pools()),
-                |mut a| {
-                    for s in svcs {
-                        a.assign(s, &no_labels).expect("room for every service");
-                    }
-                    a
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        group.bench_with_input(BenchmarkId::new("fresh", n), &svcs, assign_all);
         // What a restarted controller sees: every Service with its address in status.
         let mut first = Allocator::new(&pools());
         let restarted: Vec<LoadBalancerService> = svcs
             .iter()
             .map(|s| LoadBalancerService { ingress_ips: first.assign(s, &no_labels).unwrap().addresses, ..s.clone() })
             .collect();
-        group.bench_with_input(BenchmarkId::new("cold_start", n), &restarted, |b, svcs| {
-            b.iter_batched(
-                || Allocator::new(&pools()),
-                |mut a| {
-                    for s in svcs {
-                        a.assign(s, &no_labels).expect("keeps its address");
-                    }
-                    a
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        group.bench_with_input(BenchmarkId::new("cold_start", n), &restarted, assign_all);
     }
     group.finish();
 }
