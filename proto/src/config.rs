@@ -443,42 +443,110 @@ pub struct Announcement {
     pub interfaces: Option<BTreeSet<String>>,
 }
 
+/// The part of an L2Advertisement that depends on the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeScope {
+    /// Empty: every node.
+    pub node_selectors: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    /// Empty: every eligible interface.
+    pub interfaces: BTreeSet<String>,
+}
+
+impl NodeScope {
+    pub fn selects(&self, node: &NodeInfo) -> bool {
+        self.node_selectors.is_empty() || self.node_selectors.iter().any(|s| selector_matches(s, &node.labels))
+    }
+}
+
+/// An advertised address and the advertisements (indices into [`Plan::scopes`]) covering it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub ip: IpAddr,
+    pub pool: String,
+    pub services: Vec<String>,
+    pub scopes: Vec<u32>,
+}
+
+/// Every advertised address with the nodes that may announce it: what a speaker keeps
+/// to decide, for any member of its cluster, whether that member is eligible for an address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub scopes: Vec<NodeScope>,
+    /// Sorted by address.
+    pub candidates: Vec<Candidate>,
+}
+
+impl Plan {
+    pub fn new(config: &Config, assigned: &[ServiceAddresses]) -> Plan {
+        let scopes = config
+            .l2_advertisements
+            .iter()
+            .map(|a| NodeScope {
+                node_selectors: a.spec.node_selectors.clone(),
+                interfaces: a.spec.interfaces.iter().cloned().collect(),
+            })
+            .collect();
+        let mut by_ip: BTreeMap<IpAddr, (&str, Vec<String>)> = BTreeMap::new();
+        for a in assigned {
+            for ip in &a.addresses {
+                by_ip.entry(*ip).or_insert_with(|| (&a.pool, Vec::new())).1.push(a.service.clone());
+            }
+        }
+        let candidates = by_ip
+            .into_iter()
+            .filter_map(|(ip, (pool_name, services))| {
+                let pool = config.pools.iter().find(|p| p.name == pool_name)?;
+                let scopes: Vec<u32> = (0..config.l2_advertisements.len() as u32)
+                    .filter(|i| advertises_pool(&config.l2_advertisements[*i as usize], pool))
+                    .collect();
+                (!scopes.is_empty()).then(|| Candidate { ip, pool: pool.name.clone(), services, scopes })
+            })
+            .collect();
+        Plan { scopes, candidates }
+    }
+
+    /// Whether `node` may announce `candidate` (an L2Advertisement selects it).
+    pub fn eligible(&self, candidate: &Candidate, node: &NodeInfo) -> bool {
+        candidate.scopes.iter().any(|s| self.scopes[*s as usize].selects(node))
+    }
+
+    /// What announcing `candidate` on `node` means, or `None` if `node` is not eligible.
+    pub fn announcement(&self, candidate: &Candidate, node: &NodeInfo) -> Option<Announcement> {
+        let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
+        let mut any = false;
+        for scope in candidate.scopes.iter().map(|s| &self.scopes[*s as usize]).filter(|s| s.selects(node)) {
+            any = true;
+            match (&mut interfaces, scope.interfaces.is_empty()) {
+                (_, true) => interfaces = None,
+                (Some(set), false) => set.extend(scope.interfaces.iter().cloned()),
+                (None, false) => {}
+            }
+        }
+        any.then(|| Announcement {
+            ip: candidate.ip,
+            pool: candidate.pool.clone(),
+            services: candidate.services.clone(),
+            interfaces,
+        })
+    }
+
+    /// Every address `node` may announce.
+    pub fn for_node(&self, node: &NodeInfo) -> Vec<Announcement> {
+        self.candidates.iter().filter_map(|c| self.announcement(c, node)).collect()
+    }
+}
+
 /// The addresses `node` announces under `config` for the allocator's `assigned`
 /// addresses, sorted by address.
 pub fn announcements(config: &Config, assigned: &[ServiceAddresses], node: &NodeInfo) -> Vec<Announcement> {
-    let mut by_ip: BTreeMap<IpAddr, (&str, Vec<String>)> = BTreeMap::new();
-    for a in assigned {
-        for ip in &a.addresses {
-            by_ip.entry(*ip).or_insert_with(|| (&a.pool, Vec::new())).1.push(a.service.clone());
-        }
-    }
-    by_ip
-        .into_iter()
-        .filter_map(|(ip, (pool_name, services))| {
-            let pool = config.pools.iter().find(|p| p.name == pool_name)?;
-            let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
-            let mut any = false;
-            for adv in config.l2_advertisements.iter().filter(|a| advertises(a, pool, node)) {
-                any = true;
-                match (&mut interfaces, adv.spec.interfaces.is_empty()) {
-                    (_, true) => interfaces = None,
-                    (Some(set), false) => set.extend(adv.spec.interfaces.iter().cloned()),
-                    (None, false) => {}
-                }
-            }
-            any.then(|| Announcement { ip, pool: pool.name.clone(), services, interfaces })
-        })
-        .collect()
+    Plan::new(config, assigned).for_node(node)
 }
 
-fn advertises(adv: &L2Advertisement, pool: &Pool, node: &NodeInfo) -> bool {
+fn advertises_pool(adv: &L2Advertisement, pool: &Pool) -> bool {
     let spec = &adv.spec;
-    let pool_ok = (spec.ip_address_pools.is_empty() && spec.ip_address_pool_selectors.is_empty())
+    (spec.ip_address_pools.is_empty() && spec.ip_address_pool_selectors.is_empty())
         || spec.ip_address_pools.contains(&pool.name)
-        || spec.ip_address_pool_selectors.iter().any(|s| selector_matches(s, &pool.labels));
-    let node_ok =
-        spec.node_selectors.is_empty() || spec.node_selectors.iter().any(|s| selector_matches(s, &node.labels));
-    pool_ok && node_ok
+        || spec.ip_address_pool_selectors.iter().any(|s| selector_matches(s, &pool.labels))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! syscalls ([`sys`]) and from the async plumbing ([`dataplane`], [`standalone`]).
 
 pub mod bpf;
+pub mod cluster;
 pub mod dataplane;
 pub mod http;
 pub mod interfaces;

@@ -40,7 +40,7 @@ fn k3s_homelab_fixture_warns_about_misspelt_field_and_covers_every_pool() {
     assert!(loaded.warnings.iter().any(|w| w.message.contains("covers every pool")));
     let cfg = &loaded.config;
     assert_eq!(cfg.pools[0].ranges, vec!["10.0.0.5-10.0.0.10".parse::<IpRange>().unwrap()]);
-    assert!(advertises(&cfg.l2_advertisements[0], &cfg.pools[0], &NodeInfo::new("vm1")));
+    assert!(advertises_pool(&cfg.l2_advertisements[0], &cfg.pools[0]));
 }
 
 #[test]

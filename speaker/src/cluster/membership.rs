@@ -1,0 +1,319 @@
+//! Who is in the cluster, decided from authenticated heartbeats. Pure: the caller passes
+//! packets and the time in, and sends what comes out.
+//!
+//! Every member sends a heartbeat to every other member each `interval`. A member is
+//! alive while it was heard within `dead_after`, directly or, like SWIM's indirect probe,
+//! through another live member that reports having heard it directly (so one lossy link
+//! does not evict a member, and every member converges on the same view). A leave makes
+//! the survivors act at once.
+//!
+//! Hold-down: each member reports how long it has been a stable part of the group. A
+//! member cut off from every peer reports 0, and when it finds a group that carried on
+//! without it, it starts counting again; it then waits `hold_down` before it is given
+//! addresses again. Members that joined within `hold_down` of the group's most senior one
+//! (a cluster starting up) count as founders and wait for nothing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::wire::{Key, Kind, Packet, PeerReport, Rejected};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub interval: Duration,
+    pub dead_after: Duration,
+    pub hold_down: Duration,
+    /// Packets whose timestamp differs more than this from our clock are dropped: replays
+    /// of old traffic after a restart have nothing to compare sequence numbers against.
+    pub replay_window: Duration,
+    /// Dead members are forgotten (no more heartbeats to them) after this long.
+    pub forget_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval: Duration::from_millis(40),
+            dead_after: Duration::from_millis(200),
+            hold_down: Duration::from_secs(10),
+            replay_window: Duration::from_secs(15),
+            forget_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// This node.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    /// `(incarnation, seq)` of the last packet accepted; `None` if never heard directly.
+    last: Option<(u64, u64)>,
+    direct: Option<Instant>,
+    indirect: Option<Instant>,
+    stable_since: Instant,
+    labels: BTreeMap<String, String>,
+    left: bool,
+    dead_since: Instant,
+}
+
+impl Peer {
+    fn heard(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
+        match (self.direct, self.indirect) {
+            (Some(d), Some(i)) => Some(d.max(i)),
+            (d, i) => d.or(i),
+        }
+    }
+}
+
+/// Something worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Left(String),
+    Restarted(String),
+}
+
+/// A live member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Past its hold-down (or a founder): may be given addresses.
+    pub settled: bool,
+}
+
+#[derive(Debug)]
+pub struct Membership {
+    me: Me,
+    key: Key,
+    settings: Settings,
+    incarnation: u64,
+    seq: u64,
+    stable_since: Instant,
+    /// Set while no peer is alive; `Some` from the start until the first peer is heard.
+    isolated_since: Option<Instant>,
+    peers: BTreeMap<String, Peer>,
+    seeds: Vec<SocketAddr>,
+}
+
+fn abs_diff_ms(a: u64, b: u64) -> u64 {
+    a.abs_diff(b)
+}
+
+impl Membership {
+    pub fn new(me: Me, key: Key, settings: Settings, seeds: Vec<SocketAddr>, now: Instant, unix_ms: u64) -> Self {
+        Membership {
+            me,
+            key,
+            settings,
+            incarnation: unix_ms,
+            seq: 0,
+            stable_since: now,
+            isolated_since: Some(now),
+            peers: BTreeMap::new(),
+            seeds,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn alive(&self, p: &Peer, now: Instant) -> bool {
+        p.heard().is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
+    }
+
+    fn direct_alive(&self, p: &Peer, now: Instant) -> bool {
+        !p.left && p.direct.is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
+    }
+
+    /// Takes one received datagram.
+    pub fn receive(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        unix_ms: u64,
+    ) -> Result<Option<Note>, Rejected> {
+        let p = Packet::decode(data, &self.key)?;
+        if p.name == self.me.name {
+            // Our own heartbeat (a seed list naming ourselves) is harmless; the same name
+            // from another process is a misconfiguration that would split ownership.
+            return if p.incarnation == self.incarnation { Ok(None) } else { Err(Rejected::DuplicateName) };
+        }
+        if abs_diff_ms(p.sent_unix_ms, unix_ms) > self.settings.replay_window.as_millis() as u64 {
+            return Err(Rejected::Clock);
+        }
+        let dead_after = self.settings.dead_after;
+        let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer {
+            addr: from,
+            last: None,
+            direct: None,
+            indirect: None,
+            stable_since: now,
+            labels: BTreeMap::new(),
+            left: false,
+            dead_since: now,
+        });
+        let mut note = None;
+        match peer.last {
+            Some((inc, seq)) if (p.incarnation, p.seq) <= (inc, seq) => return Err(Rejected::Replay),
+            Some((inc, _)) if p.incarnation > inc => note = Some(Note::Restarted(p.name.clone())),
+            _ => {}
+        }
+        peer.last = Some((p.incarnation, p.seq));
+        peer.addr = from;
+        if p.kind == Kind::Leave {
+            peer.left = true;
+            peer.direct = None;
+            peer.indirect = None;
+            peer.dead_since = now;
+            return Ok(Some(Note::Left(p.name)));
+        }
+        peer.left = false;
+        peer.direct = Some(now);
+        peer.labels = p.labels;
+        peer.stable_since = now.checked_sub(Duration::from_millis(p.stable_ms.into())).unwrap_or(now);
+        if let Some(isolated) = self.isolated_since.take() {
+            // Found a group that stayed together while we were cut off: wait our turn.
+            if Duration::from_millis(p.stable_ms.into()) >= now.saturating_duration_since(isolated) {
+                self.stable_since = now;
+            }
+        }
+        for r in p.peers {
+            if r.name == self.me.name {
+                continue;
+            }
+            match self.peers.get_mut(&r.name) {
+                Some(q) => {
+                    let age = Duration::from_millis(r.age_ms.into());
+                    if q.last.is_some() && !q.left && age < dead_after {
+                        let at = now.checked_sub(age).unwrap_or(now);
+                        q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
+                    }
+                }
+                None => {
+                    // Discovery: heartbeats go to it from now on; it counts once heard.
+                    self.peers.insert(
+                        r.name,
+                        Peer {
+                            addr: r.addr,
+                            last: None,
+                            direct: None,
+                            indirect: None,
+                            stable_since: now,
+                            labels: BTreeMap::new(),
+                            left: false,
+                            dead_since: now,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(note)
+    }
+
+    /// Housekeeping: isolation and forgetting long-dead members. Call at least every interval.
+    pub fn tick(&mut self, now: Instant) {
+        let any_alive = self.peers.values().any(|p| self.alive(p, now));
+        if !any_alive && self.isolated_since.is_none() {
+            self.isolated_since = Some(now);
+        }
+        let (dead_after, forget_after) = (self.settings.dead_after, self.settings.forget_after);
+        let seeds = &self.seeds;
+        self.peers.retain(|_, p| {
+            let alive = p.heard().is_some_and(|t| now.saturating_duration_since(t) < dead_after);
+            if alive {
+                p.dead_since = now;
+            }
+            alive || seeds.contains(&p.addr) || now.saturating_duration_since(p.dead_since) < forget_after
+        });
+    }
+
+    fn packet(&mut self, kind: Kind, now: Instant, unix_ms: u64) -> Packet {
+        self.seq += 1;
+        let stable_ms = match self.isolated_since {
+            Some(_) => 0,
+            None => now.saturating_duration_since(self.stable_since).as_millis().min(u32::MAX as u128) as u32,
+        };
+        let mut peers: Vec<PeerReport> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| self.direct_alive(p, now))
+            .map(|(name, p)| PeerReport {
+                name: name.clone(),
+                age_ms: now.saturating_duration_since(p.direct.unwrap_or(now)).as_millis() as u32,
+                addr: p.addr,
+            })
+            .collect();
+        // When they don't all fit, a different slice leads each time.
+        if !peers.is_empty() {
+            let n = peers.len();
+            peers.rotate_left((self.seq as usize) % n);
+        }
+        Packet {
+            kind,
+            incarnation: self.incarnation,
+            seq: self.seq,
+            sent_unix_ms: unix_ms,
+            stable_ms,
+            name: self.me.name.clone(),
+            labels: self.me.labels.clone(),
+            peers,
+        }
+    }
+
+    /// Where heartbeats go: every known member and every seed.
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        let mut t: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).chain(self.seeds.iter().copied()).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    pub fn heartbeat(&mut self, now: Instant, unix_ms: u64) -> Vec<u8> {
+        self.packet(Kind::Heartbeat, now, unix_ms).encode(&self.key)
+    }
+
+    pub fn leave(&mut self, now: Instant, unix_ms: u64) -> Vec<u8> {
+        self.packet(Kind::Leave, now, unix_ms).encode(&self.key)
+    }
+
+    /// The live members, this node included, sorted by name.
+    pub fn members(&self, now: Instant) -> Vec<Member> {
+        let mut live: Vec<(&str, &BTreeMap<String, String>, Instant)> =
+            vec![(&self.me.name, &self.me.labels, self.stable_since)];
+        live.extend(
+            self.peers.iter().filter(|(_, p)| self.alive(p, now)).map(|(n, p)| (n.as_str(), &p.labels, p.stable_since)),
+        );
+        let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
+        let hold = self.settings.hold_down;
+        let mut out: Vec<Member> = live
+            .into_iter()
+            .map(|(name, labels, since)| Member {
+                name: name.to_string(),
+                labels: labels.clone(),
+                settled: now.saturating_duration_since(since) >= hold || since.saturating_duration_since(senior) < hold,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Known members, alive or not (for metrics).
+    pub fn known(&self) -> usize {
+        self.peers.values().filter(|p| p.last.is_some()).count() + 1
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+use super::*;
+
+const T0: u64 = 1_790_000_000_000;
+const MS: Duration = Duration::from_millis(1);
+
+fn key() -> Key {
+    Key::from_secret(b"a shared secret for tests").unwrap()
+}
+
+fn settings() -> Settings {
+    Settings { hold_down: Duration::from_secs(5), ..Settings::default() }
+}
+
+/// A simulated cluster: members exchange heartbeats every 40 ms of simulated time,
+/// with links that can be cut.
+struct Sim {
+    nodes: Vec<Membership>,
+    up: Vec<bool>,
+    /// `cut[a][b]`: a's packets don't reach b.
+    cut: Vec<Vec<bool>>,
+    start: Instant,
+    now: Duration,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new([198, 51, 100, 1 + i as u8].into(), 7946)
+}
+
+impl Sim {
+    fn new(n: usize) -> Sim {
+        let start = Instant::now();
+        let nodes = (0..n).map(|i| Sim::node(i, n, start, T0)).collect();
+        Sim { nodes, up: vec![true; n], cut: vec![vec![false; n]; n], start, now: Duration::ZERO }
+    }
+
+    fn node(i: usize, n: usize, now: Instant, unix: u64) -> Membership {
+        let me = Me { name: format!("node-{i}"), labels: BTreeMap::new() };
+        Membership::new(me, key(), settings(), (0..n).map(addr).collect(), now, unix)
+    }
+
+    fn restart(&mut self, i: usize) {
+        let (now, unix) = (self.start + self.now, T0 + self.now.as_millis() as u64);
+        self.nodes[i] = Sim::node(i, self.nodes.len(), now, unix);
+        self.up[i] = true;
+    }
+
+    /// Runs for `d`, one heartbeat round per 40 ms.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += 40 * MS;
+            let (now, unix) = (self.start + self.now, T0 + self.now.as_millis() as u64);
+            let n = self.nodes.len();
+            for a in 0..n {
+                if !self.up[a] {
+                    continue;
+                }
+                let pkt = self.nodes[a].heartbeat(now, unix);
+                for b in 0..n {
+                    if b != a && self.up[b] && !self.cut[a][b] {
+                        let _ = self.nodes[b].receive(&pkt, addr(a), now, unix);
+                    }
+                }
+            }
+            for (i, m) in self.nodes.iter_mut().enumerate() {
+                if self.up[i] {
+                    m.tick(now);
+                }
+            }
+        }
+    }
+
+    fn view(&self, i: usize) -> Vec<(String, bool)> {
+        self.nodes[i].members(self.start + self.now).into_iter().map(|m| (m.name, m.settled)).collect()
+    }
+
+    fn names(&self, i: usize) -> Vec<String> {
+        self.view(i).into_iter().map(|m| m.0).collect()
+    }
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_cluster_starting_together_settles_at_once_and_agrees() {
+    let mut sim = Sim::new(3);
+    sim.run(200 * MS);
+    for i in 0..3 {
+        assert_eq!(sim.view(i), vec![("node-0".into(), true), ("node-1".into(), true), ("node-2".into(), true)]);
+    }
+}
+
+#[test]
+fn a_crashed_member_is_dead_within_dead_after_for_everyone() {
+    let mut sim = Sim::new(3);
+    sim.run(400 * MS);
+    sim.up[2] = false;
+    sim.run(160 * MS);
+    assert_eq!(sim.names(0).len(), 3, "not before dead_after");
+    sim.run(80 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-1"]));
+    assert_eq!(sim.names(1), names(&["node-0", "node-1"]));
+}
+
+#[test]
+fn a_leave_is_acted_on_at_once() {
+    let mut sim = Sim::new(3);
+    sim.run(400 * MS);
+    let now = sim.start + sim.now;
+    let bye = sim.nodes[2].leave(now, T0 + sim.now.as_millis() as u64);
+    sim.up[2] = false;
+    for i in 0..2 {
+        let note = sim.nodes[i].receive(&bye, addr(2), now, T0 + sim.now.as_millis() as u64);
+        assert_eq!(note, Ok(Some(Note::Left("node-2".into()))));
+        assert_eq!(sim.names(i), names(&["node-0", "node-1"]));
+    }
+    // A report from a member that has not yet seen the leave does not bring it back.
+    sim.run(40 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-1"]));
+}
+
+#[test]
+fn one_broken_link_does_not_split_the_view() {
+    let mut sim = Sim::new(3);
+    sim.run(400 * MS);
+    sim.cut[2][0] = true; // node-2's packets no longer reach node-0
+    sim.run(2000 * MS);
+    for i in 0..3 {
+        assert_eq!(sim.names(i).len(), 3, "node-{i} lost a member through one bad link");
+    }
+}
+
+#[test]
+fn a_member_cut_off_and_back_waits_its_hold_down_and_the_others_agree() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    for b in 0..3 {
+        sim.cut[0][b] = true;
+        sim.cut[b][0] = true;
+    }
+    sim.run(1000 * MS);
+    assert_eq!(sim.names(1), names(&["node-1", "node-2"]));
+    assert_eq!(sim.names(0), names(&["node-0"]), "alone, node-0 serves by itself");
+    for b in 0..3 {
+        sim.cut[0][b] = false;
+        sim.cut[b][0] = false;
+    }
+    sim.run(200 * MS);
+    for i in 0..3 {
+        assert_eq!(
+            sim.view(i),
+            vec![("node-0".into(), false), ("node-1".into(), true), ("node-2".into(), true)],
+            "node-{i}'s view right after the rejoin"
+        );
+    }
+    sim.run(5000 * MS);
+    for i in 0..3 {
+        assert!(sim.view(i).iter().all(|m| m.1), "node-{i}: everyone settled after hold-down");
+    }
+}
+
+#[test]
+fn a_restarted_member_waits_its_hold_down() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    sim.up[1] = false;
+    sim.run(1000 * MS);
+    sim.restart(1);
+    sim.run(300 * MS);
+    for i in 0..3 {
+        assert_eq!(sim.view(i)[1], ("node-1".into(), false), "node-{i}");
+        assert!(sim.view(i)[0].1 && sim.view(i)[2].1);
+    }
+}
+
+#[test]
+fn a_lone_survivor_keeps_serving_when_a_member_comes_back() {
+    let mut sim = Sim::new(2);
+    sim.run(6000 * MS);
+    sim.up[1] = false;
+    sim.run(3000 * MS);
+    sim.restart(1);
+    sim.run(300 * MS);
+    for i in 0..2 {
+        assert_eq!(sim.view(i), vec![("node-0".into(), true), ("node-1".into(), false)], "node-{i}");
+    }
+}
+
+#[test]
+fn replays_forgeries_old_packets_and_name_clashes_are_rejected() {
+    let now = Instant::now();
+    let mut a = Sim::node(0, 2, now, T0);
+    let mut b = Sim::node(1, 2, now, T0);
+    let pkt = b.heartbeat(now, T0);
+    assert_eq!(a.receive(&pkt, addr(1), now, T0), Ok(None));
+    assert_eq!(a.receive(&pkt, addr(1), now, T0), Err(Rejected::Replay));
+    let later = b.heartbeat(now, T0 + 100_000);
+    assert_eq!(a.receive(&later, addr(1), now, T0), Err(Rejected::Clock));
+    let mut forged = b.heartbeat(now, T0);
+    forged[20] ^= 1;
+    assert_eq!(a.receive(&forged, addr(1), now, T0), Err(Rejected::BadTag));
+    let stranger = Membership::new(
+        Me { name: "node-9".into(), labels: BTreeMap::new() },
+        Key::from_secret(b"not the cluster's secret").unwrap(),
+        settings(),
+        vec![],
+        now,
+        T0,
+    )
+    .heartbeat(now, T0);
+    assert_eq!(a.receive(&stranger, addr(9), now, T0), Err(Rejected::BadTag));
+    assert_eq!(a.members(now).len(), 2, "the stranger did not join");
+    let twin = Sim::node(0, 2, now, T0 + 1).heartbeat(now, T0);
+    assert_eq!(a.receive(&twin, addr(5), now, T0), Err(Rejected::DuplicateName));
+    let own = a.heartbeat(now, T0);
+    assert_eq!(a.receive(&own, addr(0), now, T0), Ok(None));
+}
+
+#[test]
+fn members_are_discovered_through_a_seed() {
+    // node-2 knows only node-0; node-1 knows only node-0.
+    let start = Instant::now();
+    let mut nodes: Vec<Membership> = (0..3)
+        .map(|i| {
+            let me = Me { name: format!("node-{i}"), labels: BTreeMap::new() };
+            Membership::new(me, key(), settings(), vec![addr(0)], start, T0)
+        })
+        .collect();
+    for round in 1..10u64 {
+        let now = start + Duration::from_millis(40 * round);
+        let unix = T0 + 40 * round;
+        for a in 0..3 {
+            let pkt = nodes[a].heartbeat(now, unix);
+            for target in nodes[a].targets() {
+                let b = (target.ip().to_string().rsplit('.').next().unwrap().parse::<usize>().unwrap()) - 1;
+                if b != a {
+                    let _ = nodes[b].receive(&pkt, addr(a), now, unix);
+                }
+            }
+        }
+    }
+    let now = start + Duration::from_millis(400);
+    assert_eq!(nodes[1].members(now).len(), 3);
+    assert_eq!(nodes[2].members(now).len(), 3);
+}

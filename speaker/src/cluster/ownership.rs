@@ -1,0 +1,127 @@
+//! Which live member answers for each address: rendezvous hashing of (node, address),
+//! so every member computes the same owner from the same view, and a membership change
+//! moves mostly the addresses of the member that changed. A load bound keeps the spread
+//! even for small address counts, where plain rendezvous is lumpy (30 addresses on 3
+//! nodes would often give one node 14).
+
+use std::net::IpAddr;
+
+/// The rendezvous score: BLAKE3, so that every version and platform agrees.
+pub fn score(node: &str, ip: IpAddr) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(node.as_bytes());
+    h.update(&[0]);
+    match ip {
+        IpAddr::V4(v4) => h.update(&v4.octets()),
+        IpAddr::V6(v6) => h.update(&v6.octets()),
+    };
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or_default())
+}
+
+/// Owners of `ips` among `nodes` (names, sorted or not). `eligible(i, n)` says whether
+/// node `n` may announce `ips[i]`. Returns, per address, the index of its owner, or
+/// `None` when no node is eligible.
+///
+/// Addresses are placed in a fixed order (by their own hash), each on its highest-scoring
+/// eligible node that has fewer than `ceil(addresses / nodes) + 1`; when all eligible
+/// nodes are full, on the highest-scoring one.
+pub fn assign(ips: &[IpAddr], nodes: &[&str], eligible: impl Fn(usize, usize) -> bool) -> Vec<Option<usize>> {
+    let mut owners = vec![None; ips.len()];
+    if nodes.is_empty() {
+        return owners;
+    }
+    let cap = ips.len().div_ceil(nodes.len()) + 1;
+    let mut load = vec![0usize; nodes.len()];
+    let mut order: Vec<(u64, usize)> = ips.iter().enumerate().map(|(i, ip)| (score("", *ip), i)).collect();
+    order.sort_unstable();
+    let mut ranked: Vec<(u64, usize)> = Vec::with_capacity(nodes.len());
+    for (_, i) in order {
+        ranked.clear();
+        ranked.extend((0..nodes.len()).filter(|n| eligible(i, *n)).map(|n| (score(nodes[n], ips[i]), n)));
+        // Highest score first; names break the (astronomically unlikely) ties.
+        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| nodes[a.1].cmp(nodes[b.1])));
+        let Some(first) = ranked.first() else { continue };
+        let n = ranked.iter().find(|(_, n)| load[*n] < cap).unwrap_or(first).1;
+        load[n] += 1;
+        owners[i] = Some(n);
+    }
+    owners
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn ips(n: u32) -> Vec<IpAddr> {
+        (0..n).map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 10)) + i))).collect()
+    }
+
+    fn counts(owners: &[Option<usize>], nodes: usize) -> Vec<usize> {
+        let mut c = vec![0; nodes];
+        for o in owners.iter().flatten() {
+            c[*o] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn thirty_addresses_spread_within_two_of_even_on_three_nodes() {
+        for names in [["node-a", "node-b", "node-c"], ["k3s-1", "k3s-2", "k3s-3"], ["pi4", "pi5", "nuc"]] {
+            let owners = assign(&ips(30), &names, |_, _| true);
+            for c in counts(&owners, 3) {
+                assert!((8..=12).contains(&c), "{names:?}: {:?}", counts(&owners, 3));
+            }
+        }
+    }
+
+    #[test]
+    fn the_order_nodes_are_listed_in_does_not_matter() {
+        let a = assign(&ips(50), &["x", "y", "z"], |_, _| true);
+        let b = assign(&ips(50), &["z", "x", "y"], |_, _| true);
+        let names_a: Vec<_> = a.iter().map(|o| ["x", "y", "z"][o.unwrap()]).collect();
+        let names_b: Vec<_> = b.iter().map(|o| ["z", "x", "y"][o.unwrap()]).collect();
+        assert_eq!(names_a, names_b);
+    }
+
+    #[test]
+    fn ineligible_nodes_get_nothing_and_unservable_addresses_no_owner() {
+        let owners = assign(&ips(20), &["a", "b", "c"], |i, n| n != 1 && i != 3);
+        assert_eq!(owners[3], None);
+        assert!(owners.iter().enumerate().all(|(i, o)| i == 3 || matches!(o, Some(0 | 2))));
+    }
+
+    proptest! {
+        /// Removing one node moves its addresses, and few others: at most a tenth of the
+        /// rest plus one (the load bound's cascade), never the majority.
+        #[test]
+        fn removing_a_node_moves_mostly_its_own_addresses(n_ips in 1u32..200, n_nodes in 2usize..8, gone in 0usize..8) {
+            let gone = gone % n_nodes;
+            let names: Vec<String> = (0..n_nodes).map(|i| format!("node-{i}")).collect();
+            let all: Vec<&str> = names.iter().map(String::as_str).collect();
+            let rest: Vec<&str> = all.iter().copied().filter(|n| *n != all[gone]).collect();
+            let addrs = ips(n_ips);
+            let before = assign(&addrs, &all, |_, _| true);
+            let after = assign(&addrs, &rest, |_, _| true);
+            let mut moved_others = 0;
+            for (b, a) in before.iter().zip(&after) {
+                let (b, a) = (all[b.unwrap()], rest[a.unwrap()]);
+                if b != all[gone] && b != a {
+                    moved_others += 1;
+                }
+            }
+            prop_assert!(moved_others <= n_ips as usize / 10 + 1, "{moved_others} others moved");
+        }
+
+        #[test]
+        fn every_address_gets_an_eligible_owner_and_loads_are_bounded(n_ips in 0u32..300, n_nodes in 1usize..10) {
+            let names: Vec<String> = (0..n_nodes).map(|i| format!("n{i}")).collect();
+            let all: Vec<&str> = names.iter().map(String::as_str).collect();
+            let owners = assign(&ips(n_ips), &all, |_, _| true);
+            prop_assert!(owners.iter().all(Option::is_some));
+            let cap = (n_ips as usize).div_ceil(n_nodes) + 1;
+            prop_assert!(counts(&owners, n_nodes).iter().all(|c| *c <= cap));
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The membership packet: a heartbeat or a leave, authenticated with a keyed BLAKE3 MAC.
+//!
+//! ```text
+//! magic "FLB1" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32
+//! | name | labels: u8 count × (key, value) | peers: u8 count × (name, age_ms u32, addr)
+//! | tag [32]
+//! ```
+//! Strings are a u8 length and UTF-8; an address is a family byte (4 or 6), the IP, a
+//! u16 port; integers are big-endian. The tag covers every byte before it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+const MAGIC: &[u8; 4] = b"FLB1";
+const TAG_LEN: usize = 32;
+/// Fits one Ethernet frame with IPv6 and UDP headers; peers that don't fit are left for
+/// the next heartbeat.
+pub const MAX_PACKET: usize = 1400;
+
+/// A shared secret, stretched to a MAC key.
+#[derive(Clone)]
+pub struct Key([u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(…)")
+    }
+}
+
+impl Key {
+    /// Any secret of at least 16 bytes (a key file's contents, trailing whitespace trimmed).
+    pub fn from_secret(secret: &[u8]) -> Option<Key> {
+        let secret = secret.trim_ascii_end();
+        (secret.len() >= 16).then(|| Key(blake3::derive_key("ferrolb membership 2026-11 v1", secret)))
+    }
+
+    fn tag(&self, data: &[u8]) -> blake3::Hash {
+        blake3::keyed_hash(&self.0, data)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Heartbeat = 1,
+    Leave = 2,
+}
+
+/// A peer as the sender sees it: heard directly `age_ms` ago, at `addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    pub name: String,
+    pub age_ms: u32,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub kind: Kind,
+    /// Start time of the sender's process (unix ms): a restart is a new incarnation.
+    pub incarnation: u64,
+    pub seq: u64,
+    pub sent_unix_ms: u64,
+    /// How long the sender has been a stable member of the group (0 when it is cut off).
+    pub stable_ms: u32,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub peers: Vec<PeerReport>,
+}
+
+/// Why a packet was dropped. Few and fixed: they label a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("malformed")]
+    Malformed,
+    #[error("authentication failed")]
+    BadTag,
+    #[error("replayed or out of order")]
+    Replay,
+    #[error("timestamp outside the replay window (clock skew?)")]
+    Clock,
+    #[error("another member uses our node name")]
+    DuplicateName,
+}
+
+impl Rejected {
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejected::Malformed => "malformed",
+            Rejected::BadTag => "bad_tag",
+            Rejected::Replay => "replay",
+            Rejected::Clock => "clock",
+            Rejected::DuplicateName => "duplicate_name",
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+impl Packet {
+    /// The authenticated bytes. Peers beyond [`MAX_PACKET`] are left out.
+    pub fn encode(&self, key: &Key) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(MAGIC);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.incarnation.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.sent_unix_ms.to_be_bytes());
+        out.extend_from_slice(&self.stable_ms.to_be_bytes());
+        put_str(&mut out, &self.name);
+        let labels: Vec<_> = self.labels.iter().take(32).collect();
+        out.push(labels.len() as u8);
+        for (k, v) in labels {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
+        }
+        let count_at = out.len();
+        out.push(0);
+        let mut count = 0u8;
+        for p in &self.peers {
+            let len = 1 + p.name.len().min(255) + 4 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
+            if count == u8::MAX || out.len() + len + TAG_LEN > MAX_PACKET {
+                break;
+            }
+            put_str(&mut out, &p.name);
+            out.extend_from_slice(&p.age_ms.to_be_bytes());
+            put_addr(&mut out, p.addr);
+            count += 1;
+        }
+        out[count_at] = count;
+        let tag = key.tag(&out);
+        out.extend_from_slice(tag.as_bytes());
+        out
+    }
+
+    /// Checks the tag first, then parses; never panics on any input.
+    pub fn decode(data: &[u8], key: &Key) -> Result<Packet, Rejected> {
+        if data.len() < MAGIC.len() + TAG_LEN || &data[..4] != MAGIC {
+            return Err(Rejected::Malformed);
+        }
+        let (body, tag) = data.split_at(data.len() - TAG_LEN);
+        let expected = key.tag(body);
+        // blake3::Hash compares in constant time.
+        if expected != blake3::Hash::from_bytes(tag.try_into().map_err(|_| Rejected::Malformed)?) {
+            return Err(Rejected::BadTag);
+        }
+        Reader { data: body, at: 4 }.packet()
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Rejected> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.data.len()).ok_or(Rejected::Malformed)?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, Rejected> {
+        Ok(self.take(1)?[0])
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Rejected> {
+        self.take(N)?.try_into().map_err(|_| Rejected::Malformed)
+    }
+    fn u64(&mut self) -> Result<u64, Rejected> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, Rejected> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn string(&mut self) -> Result<String, Rejected> {
+        let n = self.u8()? as usize;
+        std::str::from_utf8(self.take(n)?).map(str::to_owned).map_err(|_| Rejected::Malformed)
+    }
+    fn addr(&mut self) -> Result<SocketAddr, Rejected> {
+        let ip = match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return Err(Rejected::Malformed),
+        };
+        Ok(SocketAddr::new(ip, u16::from_be_bytes(self.array()?)))
+    }
+
+    fn packet(mut self) -> Result<Packet, Rejected> {
+        let kind = match self.u8()? {
+            1 => Kind::Heartbeat,
+            2 => Kind::Leave,
+            _ => return Err(Rejected::Malformed),
+        };
+        let incarnation = self.u64()?;
+        let seq = self.u64()?;
+        let sent_unix_ms = self.u64()?;
+        let stable_ms = self.u32()?;
+        let name = self.string()?;
+        if name.is_empty() {
+            return Err(Rejected::Malformed);
+        }
+        let mut labels = BTreeMap::new();
+        for _ in 0..self.u8()? {
+            let k = self.string()?;
+            labels.insert(k, self.string()?);
+        }
+        let mut peers = Vec::new();
+        for _ in 0..self.u8()? {
+            let name = self.string()?;
+            let age_ms = self.u32()?;
+            peers.push(PeerReport { name, age_ms, addr: self.addr()? });
+        }
+        if self.at != self.data.len() {
+            return Err(Rejected::Malformed);
+        }
+        Ok(Packet { kind, incarnation, seq, sent_unix_ms, stable_ms, name, labels, peers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(s: &str) -> Key {
+        Key::from_secret(s.as_bytes()).unwrap()
+    }
+
+    fn sample() -> Packet {
+        Packet {
+            kind: Kind::Heartbeat,
+            incarnation: 1_790_000_000_000,
+            seq: 7,
+            sent_unix_ms: 1_790_000_000_500,
+            stable_ms: 1234,
+            name: "node-a".into(),
+            labels: [("kubernetes.io/hostname".to_string(), "node-a".to_string())].into(),
+            peers: vec![
+                PeerReport { name: "node-b".into(), age_ms: 12, addr: "198.51.100.3:7946".parse().unwrap() },
+                PeerReport { name: "node-c".into(), age_ms: 30, addr: "[2001:db8::3]:7946".parse().unwrap() },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_is_authenticated() {
+        let k = key("correct horse battery staple");
+        let bytes = sample().encode(&k);
+        assert_eq!(Packet::decode(&bytes, &k), Ok(sample()));
+        assert_eq!(Packet::decode(&bytes, &key("another secret of enough length")), Err(Rejected::BadTag));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(Packet::decode(&bad, &k).is_err(), "flipping byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(Key::from_secret(b"short\n").is_none());
+        assert!(Key::from_secret(b"sixteen bytes ok\n").is_some());
+    }
+
+    #[test]
+    fn peers_that_do_not_fit_are_left_out() {
+        let k = key("correct horse battery staple");
+        let mut p = sample();
+        p.peers = (0..200)
+            .map(|i| PeerReport {
+                name: format!("worker-{i:03}.rack-7.example.internal"),
+                age_ms: i,
+                addr: "[2001:db8::3]:7946".parse().unwrap(),
+            })
+            .collect();
+        let bytes = p.encode(&k);
+        assert!(bytes.len() <= MAX_PACKET);
+        let back = Packet::decode(&bytes, &k).unwrap();
+        assert!(back.peers.len() > 10 && back.peers.len() < 200);
+        assert_eq!(back.peers[..], p.peers[..back.peers.len()]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Packet::decode(&data, &key("correct horse battery staple"));
+        }
+
+        /// A valid tag over garbage: the parser, not the MAC, must reject it.
+        #[test]
+        fn authenticated_garbage_is_malformed_not_a_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let k = key("correct horse battery staple");
+            let mut data = MAGIC.to_vec();
+            data.extend_from_slice(&body);
+            let tag = k.tag(&data);
+            data.extend_from_slice(tag.as_bytes());
+            let _ = Packet::decode(&data, &k);
+        }
+    }
+}
