@@ -18,6 +18,8 @@ pub const ANNOTATION_ADDRESS_POOL: &str = "metallb.io/address-pool";
 /// Services with the same key may share an address.
 pub const ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.io/allow-shared-ip";
 /// The annotation prefix of MetalLB before v0.13, still honoured.
+/// Nodes with this label never announce LoadBalancer addresses (as kube-proxy and MetalLB).
+pub const LABEL_EXCLUDE_FROM_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 pub const LEGACY_ANNOTATION_PREFIX: &str = "metallb.universe.tf/";
 
 /// A pool of addresses that LoadBalancer Services can be given.

@@ -507,11 +507,15 @@ impl Plan {
 
     /// Whether `node` may announce `candidate` (an L2Advertisement selects it).
     pub fn eligible(&self, candidate: &Candidate, node: &NodeInfo) -> bool {
-        candidate.scopes.iter().any(|s| self.scopes[*s as usize].selects(node))
+        !node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB)
+            && candidate.scopes.iter().any(|s| self.scopes[*s as usize].selects(node))
     }
 
     /// What announcing `candidate` on `node` means, or `None` if `node` is not eligible.
     pub fn announcement(&self, candidate: &Candidate, node: &NodeInfo) -> Option<Announcement> {
+        if node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB) {
+            return None;
+        }
         let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());
         let mut any = false;
         for scope in candidate.scopes.iter().map(|s| &self.scopes[*s as usize]).filter(|s| s.selects(node)) {

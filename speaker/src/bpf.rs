@@ -23,6 +23,11 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> BpfInsn {
     BpfInsn { code, jt, jf, k }
 }
 
+/// Passes every frame (test clients and benches that watch replies).
+pub fn accept_all() -> Vec<BpfInsn> {
+    vec![insn(RET_K, 0, 0, ACCEPT)]
+}
+
 /// For a socket bound to ETH_P_ARP: passes ARP requests whose target is in `vips`.
 pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
     let mut p = vec![

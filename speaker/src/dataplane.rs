@@ -43,13 +43,16 @@ impl Default for AnnouncePolicy {
 pub struct InterfaceTable {
     pub vips: VipTable,
     pub counters: Vec<VipCounters>,
+    /// When the member these addresses were taken over from was lost, if that is why
+    /// this table was made: the failover histogram measures from there.
+    pub takeover_since: Option<std::time::Instant>,
 }
 
 impl InterfaceTable {
     pub fn new(ips: impl IntoIterator<Item = IpAddr>, metrics: &Metrics) -> InterfaceTable {
         let vips = VipTable::new(ips);
         let counters = vips.ips().iter().map(|ip| VipCounters::new(metrics, *ip)).collect();
-        InterfaceTable { vips, counters }
+        InterfaceTable { vips, counters, takeover_since: None }
     }
 }
 
@@ -192,9 +195,11 @@ impl Core {
         self.groups = groups;
         let now = Instant::now();
         self.pending.retain(|p| self.table.vips.index_of(p.ip).is_some());
+        let mut claimed = false;
         for ip in self.table.vips.ips() {
             if old.vips.index_of(*ip).is_none() {
                 info!(interface = %name, %ip, "announcing");
+                claimed = true;
                 if self.policy.count > 0 {
                     self.pending.push(Pending { ip: *ip, rounds_left: self.policy.count, due: now });
                 }
@@ -206,6 +211,9 @@ impl Core {
             }
         }
         self.announce_due(io);
+        if claimed && let Some(since) = self.table.takeover_since {
+            self.metrics.failover.0.observe(since.elapsed().as_secs_f64());
+        }
     }
 
     /// Answers what is queued on one socket, a batch at a time. Returns true once the

@@ -62,7 +62,48 @@ enum Command {
         /// Serve Services of this `loadBalancerClass` (default: those without a class).
         #[arg(long)]
         lb_class: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// Sharing the addresses with other speakers: each address is answered by one member.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Join a cluster, exchanging heartbeats on this UDP address (MetalLB's port is 7946).
+    #[arg(long, requires = "cluster_key_file")]
+    cluster_bind: Option<SocketAddr>,
+    /// A member to contact first (repeatable); the others are learned from it.
+    #[arg(long = "cluster-join", requires = "cluster_bind")]
+    cluster_join: Vec<SocketAddr>,
+    /// The cluster's shared secret (at least 16 bytes); packets without it are dropped.
+    #[arg(long, requires = "cluster_bind")]
+    cluster_key_file: Option<PathBuf>,
+    #[arg(long, default_value = "40", value_parser = parse_ms)]
+    cluster_heartbeat_ms: Duration,
+    /// A member not heard from (directly or through another member) this long is dead.
+    #[arg(long, default_value = "200", value_parser = parse_ms)]
+    cluster_dead_after_ms: Duration,
+    /// A member that rejoins is given addresses only after this long.
+    #[arg(long, default_value = "10000", value_parser = parse_ms)]
+    cluster_hold_down_ms: Duration,
+}
+
+impl ClusterArgs {
+    fn options(self) -> Option<ferrolb_speaker::cluster::Options> {
+        let settings = ferrolb_speaker::cluster::membership::Settings {
+            interval: self.cluster_heartbeat_ms,
+            dead_after: self.cluster_dead_after_ms,
+            hold_down: self.cluster_hold_down_ms,
+            ..Default::default()
+        };
+        Some(ferrolb_speaker::cluster::Options {
+            bind: self.cluster_bind?,
+            join: self.cluster_join,
+            key_file: self.cluster_key_file?,
+            settings,
+        })
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -97,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             gratuitous_refresh_ms,
             poll_ms,
             lb_class,
+            cluster,
         } => {
             let mut node = NodeInfo::new(&node_name);
             node.labels.extend(node_labels);
@@ -123,7 +165,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let demo_path = config.clone();
-            let speaker = Speaker::new(Options { config, node, policy, poll: poll_ms, lb_class }, metrics);
+            let speaker = Speaker::new(
+                Options { config, node, policy, poll: poll_ms, lb_class, cluster: cluster.options() },
+                metrics,
+            );
             let result = speaker.run(ready).await;
             if embedded {
                 let _ = std::fs::remove_file(&demo_path);

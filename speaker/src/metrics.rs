@@ -9,6 +9,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, EncodeMetric
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
@@ -94,6 +95,28 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Seconds from losing a member (dead or left) to our first announcement of an address
+/// taken over from it.
+#[derive(Debug)]
+pub struct FailoverHistogram(pub Histogram);
+
+impl Default for FailoverHistogram {
+    fn default() -> Self {
+        // 100 µs to about 1.6 s.
+        FailoverHistogram(Histogram::new(exponential_buckets(0.0001, 2.0, 15)))
+    }
+}
+
 /// Every metric the speaker exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -109,6 +132,10 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     pub config_last_reload_successful: Gauge,
     pub vips: Gauge,
+    pub cluster_members: Family<StateLabel, Gauge>,
+    pub cluster_rejected: Family<ReasonLabel, Counter>,
+    pub ownership_changes: Counter,
+    pub failover: FailoverHistogram,
 }
 
 impl Metrics {
@@ -159,6 +186,26 @@ impl Metrics {
             m.config_last_reload_successful.clone(),
         );
         r.register("ferrolb_vips", "Addresses this speaker announces", m.vips.clone());
+        r.register(
+            "ferrolb_cluster_members",
+            "Live cluster members as this speaker sees them: settled, or settling (in hold-down)",
+            m.cluster_members.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_packets_rejected",
+            "Membership packets dropped, by reason (bad_tag: wrong or no key)",
+            m.cluster_rejected.clone(),
+        );
+        r.register(
+            "ferrolb_ownership_changes",
+            "Addresses whose owner changed in this speaker's view",
+            m.ownership_changes.clone(),
+        );
+        r.register(
+            "ferrolb_failover_seconds",
+            "From losing a member to this speaker's first announcement of an address taken over",
+            m.failover.0.clone(),
+        );
         r
     }
 }

@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use ferrolb_proto::config::{self, Announcement, NodeInfo};
+use ferrolb_proto::config::{self, Announcement, NodeInfo, Plan};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::cluster::membership::{Me, Member};
+use crate::cluster::{self as cluster, Cluster, ownership};
 use crate::dataplane::{AnnouncePolicy, InterfaceTable, Responder};
 use crate::interfaces::{self, Interface};
 use crate::metrics::{AnnouncedLabels, IpValue, Metrics, ResultLabel, SharedValue};
@@ -29,6 +31,8 @@ pub struct Options {
     pub poll: Duration,
     /// The `loadBalancerClass` served; `None` serves Services without one.
     pub lb_class: Option<String>,
+    /// Share the addresses with other speakers; `None`: this node announces them all.
+    pub cluster: Option<cluster::Options>,
 }
 
 struct Running {
@@ -41,10 +45,16 @@ struct Running {
 pub struct Speaker {
     opts: Options,
     metrics: Arc<Metrics>,
-    /// What this node announces under the last good configuration; `None` before the
-    /// first successful load. Only this is kept, not the parsed file, so memory follows
-    /// the number of addresses announced.
-    announcements: Option<Vec<Announcement>>,
+    /// Every advertised address and who may announce it, under the last good
+    /// configuration; `None` before the first successful load. Only this is kept, not the
+    /// parsed file, so memory follows the number of addresses announced.
+    plan: Option<Plan>,
+    /// The live cluster members; `None` when not clustered.
+    members: Option<Vec<Member>>,
+    /// Each candidate's owner at the last decision, to count changes.
+    owners: Vec<Option<String>>,
+    /// When a member was last lost, until the takeover it causes is applied.
+    takeover_since: Option<std::time::Instant>,
     running: BTreeMap<String, Running>,
     interfaces: Vec<Interface>,
 }
@@ -55,12 +65,8 @@ impl std::fmt::Debug for Speaker {
     }
 }
 
-/// Reads, validates and allocates `path`, logging warnings; returns what `node` announces.
-fn load_and_allocate(
-    path: &std::path::Path,
-    node: &NodeInfo,
-    lb_class: Option<&str>,
-) -> anyhow::Result<Vec<Announcement>> {
+/// Reads, validates and allocates `path`, logging warnings; returns what may be announced.
+fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::Result<Plan> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
     let loaded = config::load(&name, &text)?;
@@ -76,7 +82,14 @@ fn load_and_allocate(
     for (service, class) in &allocation.ignored {
         info!(%service, %class, "loadBalancerClass is not ours; left alone");
     }
-    Ok(config::announcements(&loaded.config, &allocation.assigned, node))
+    Ok(Plan::new(&loaded.config, &allocation.assigned))
+}
+
+async fn members_changed(cluster: &mut Option<Cluster>) -> bool {
+    match cluster {
+        Some(c) => c.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// File identity for change detection: modification time and length.
@@ -87,7 +100,16 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 
 impl Speaker {
     pub fn new(opts: Options, metrics: Arc<Metrics>) -> Speaker {
-        Speaker { opts, metrics, announcements: None, running: BTreeMap::new(), interfaces: Vec::new() }
+        Speaker {
+            opts,
+            metrics,
+            plan: None,
+            members: None,
+            owners: Vec::new(),
+            takeover_since: None,
+            running: BTreeMap::new(),
+            interfaces: Vec::new(),
+        }
     }
 
     /// Reads and validates the file. On success the new configuration is applied; on
@@ -97,10 +119,10 @@ impl Speaker {
         // they live in that thread's malloc arena, which is handed back whole afterwards;
         // only the (cloned, compact) announcements stay, instead of long-lived tables
         // being scattered through the holes the temporaries left in the main heap.
-        let (config_path, node, lb_class) = (&self.opts.config, &self.opts.node, self.opts.lb_class.as_deref());
+        let (config_path, lb_class) = (&self.opts.config, self.opts.lb_class.as_deref());
         let result = std::thread::scope(|scope| {
             scope
-                .spawn(|| load_and_allocate(config_path, node, lb_class))
+                .spawn(|| load_and_allocate(config_path, lb_class))
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("configuration loading panicked")))
         });
@@ -111,9 +133,9 @@ impl Speaker {
             .inc();
         self.metrics.config_last_reload_successful.set(i64::from(ok));
         match result {
-            Ok(announcements) => {
-                self.announcements = Some(announcements.clone());
-                drop(announcements);
+            Ok(plan) => {
+                self.plan = Some(plan);
+                self.owners.clear();
                 self.apply();
                 crate::sys::release_free_memory();
                 Ok(())
@@ -124,7 +146,7 @@ impl Speaker {
                         error!(object = %i.object, field = %i.field, "{}", i.message);
                     }
                 }
-                if self.announcements.is_some() {
+                if self.plan.is_some() {
                     error!(error = %e, "configuration rejected; the last good configuration keeps serving");
                 }
                 Err(e)
@@ -132,15 +154,39 @@ impl Speaker {
         }
     }
 
-    /// Brings the responders in line with the configuration and the interfaces present.
-    fn apply(&mut self) {
-        let Some(announcements) = &self.announcements else {
-            return;
+    /// What this node announces: everything it may, or, in a cluster, its share.
+    fn decide(&mut self) -> Vec<Announcement> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
         };
+        let Some(members) = &self.members else {
+            return plan.for_node(&self.opts.node);
+        };
+        let (owners, mine) = ownership::decide(plan, members, &self.opts.node.name);
+        if self.owners.len() == owners.len() {
+            let changed = owners.iter().zip(&self.owners).filter(|(a, b)| a != b).count();
+            self.metrics.ownership_changes.inc_by(changed as u64);
+        }
+        if owners != self.owners {
+            let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            info!(members = ?names, owned = mine.len(), addresses = owners.len(), "ownership decided");
+        }
+        self.owners = owners;
+        mine
+    }
+
+    /// Brings the responders in line with the configuration, the cluster and the
+    /// interfaces present.
+    fn apply(&mut self) {
+        if self.plan.is_none() {
+            return;
+        }
+        let announcements = self.decide();
+        let takeover_since = self.takeover_since.take();
         self.interfaces = interfaces::eligible();
         let mut per_iface: BTreeMap<String, Vec<IpAddr>> =
             self.interfaces.iter().map(|i| (i.name.clone(), Vec::new())).collect();
-        for a in announcements {
+        for a in &announcements {
             match &a.interfaces {
                 None => per_iface.values_mut().for_each(|v| v.push(a.ip)),
                 Some(names) => {
@@ -166,7 +212,9 @@ impl Speaker {
         });
         for iface in &self.interfaces {
             let ips = per_iface.remove(&iface.name).unwrap_or_default();
-            let table = Arc::new(InterfaceTable::new(ips, &self.metrics));
+            let mut table = InterfaceTable::new(ips, &self.metrics);
+            table.takeover_since = takeover_since;
+            let table = Arc::new(table);
             if let Some(r) = self.running.get(&iface.name) {
                 r.tables.send_replace(table);
                 continue;
@@ -187,7 +235,7 @@ impl Speaker {
         }
         self.metrics.announced.clear();
         let node = SharedValue(self.opts.node.name.as_str().into());
-        for a in announcements {
+        for a in &announcements {
             for svc in &a.services {
                 let labels =
                     AnnouncedLabels { ip: IpValue(a.ip), node: node.clone(), protocol: "layer2", service: svc.clone() };
@@ -205,6 +253,15 @@ impl Speaker {
 
     /// Serves until SIGTERM or SIGINT. The first load must succeed.
     pub async fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let mut cluster = match self.opts.cluster.clone() {
+            Some(opts) => {
+                let me = Me { name: self.opts.node.name.clone(), labels: self.opts.node.labels.clone() };
+                let c = Cluster::start(opts, me, self.metrics.clone()).await?;
+                self.members = Some(c.members().to_vec());
+                Some(c)
+            }
+            None => None,
+        };
         self.reload()?;
         ready.store(true, Ordering::Release);
         let mut hup = signal(SignalKind::hangup())?;
@@ -231,13 +288,25 @@ impl Speaker {
                     }
                     ready.store(self.healthy(), Ordering::Release);
                 }
+                lost = members_changed(&mut cluster) => {
+                    if lost {
+                        self.takeover_since = Some(std::time::Instant::now());
+                    }
+                    self.members = cluster.as_ref().map(|c| c.members().to_vec());
+                    self.apply();
+                }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
+        // Stop answering first, then tell the others: no moment with two owners.
         info!("stopping: no longer answering");
         for r in self.running.values() {
             r.task.abort();
+        }
+        if let Some(c) = &mut cluster {
+            c.leave().await;
+            info!("left the cluster");
         }
         Ok(())
     }

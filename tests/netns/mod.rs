@@ -4,6 +4,7 @@
 //! documentation addresses only.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -185,7 +186,8 @@ impl Speaker {
         std::fs::write(&path, config).expect("write config");
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_ferrolb-speaker"), "standalone"])
-            .args(["--config", path.to_str().unwrap(), "--node-name", "node-a", "--metrics-bind", METRICS])
+            .args(["--config", path.to_str().unwrap(), "--metrics-bind", METRICS])
+            .args(if extra.contains(&"--node-name") { &[][..] } else { &["--node-name", "node-a"][..] })
             .args(["--gratuitous-interval-ms", "100", "--poll-ms", "200"])
             .args(if extra.contains(&"--log-level") { &[][..] } else { &["--log-level", "debug"][..] })
             .args(extra)
@@ -210,6 +212,16 @@ impl Speaker {
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self.http("/metrics").expect("metrics endpoint");
         sample(&text, name, labels).unwrap_or(0.0)
+    }
+
+    /// Sends a signal (`"KILL"`, `"TERM"`, …) to the speaker process.
+    pub fn signal(&self, sig: &str) {
+        must(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
+    }
+
+    /// Waits for the process to exit (after a signal).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
     }
 
     pub fn pid(&self) -> u32 {
@@ -329,4 +341,223 @@ pub fn enter(path: &str) {
 
 pub fn is_v6(ip: &str) -> bool {
     ip.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
+}
+
+/// A LAN of `n` speaker nodes and a client, all on one bridge (in a switch namespace), so
+/// that a node's link can be cut at its switch port like a pulled cable.
+#[derive(Debug)]
+pub struct ClusterLan {
+    pub client: Netns,
+    pub client_if: String,
+    pub nodes: Vec<Netns>,
+    pub node_ifs: Vec<String>,
+    /// The switch side of each node's link.
+    pub ports: Vec<String>,
+    /// Dropped last, after the hosts.
+    pub switch: Netns,
+    pub key_file: PathBuf,
+}
+
+pub fn node_mac(i: usize) -> String {
+    format!("02:fe:00:00:00:{:02x}", i + 1)
+}
+
+pub fn node_v4(i: usize) -> String {
+    format!("198.51.100.{}", 2 + i)
+}
+
+impl ClusterLan {
+    pub fn new(n: usize) -> ClusterLan {
+        let switch = Netns::new("fw");
+        switch.ip(&["link", "add", "br0", "type", "bridge"]);
+        switch.ip(&["link", "set", "br0", "up"]);
+        let attach = |host: &Netns| {
+            // No duplicate address detection: link-local addresses (the source of the
+            // nodes' own solicitations) are usable at once, not a second later.
+            host.sysctl("net.ipv6.conf.default.accept_dad", "0");
+            host.sysctl("net.ipv6.conf.all.accept_dad", "0");
+            let (port, ifname) = veth(&switch, host);
+            switch.ip(&["link", "set", &port, "master", "br0", "up"]);
+            (port, ifname)
+        };
+        let client = Netns::new("fc");
+        let (client_port, client_if) = attach(&client);
+        client.ip(&["link", "set", &client_if, "address", CLIENT_MAC, "up"]);
+        client.ip(&["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &client_if]);
+        client.ip(&["addr", "add", &format!("{CLIENT_V6}/64"), "dev", &client_if, "nodad"]);
+        let mut nodes = Vec::new();
+        let mut node_ifs = Vec::new();
+        let mut ports = vec![client_port];
+        for i in 0..n {
+            let ns = Netns::new("fn");
+            let (port, ifname) = attach(&ns);
+            ns.ip(&["link", "set", &ifname, "address", &node_mac(i), "up"]);
+            ns.ip(&["addr", "add", &format!("{}/24", node_v4(i)), "dev", &ifname]);
+            ns.ip(&["addr", "add", &format!("2001:db8:100::{}/64", 2 + i), "dev", &ifname, "nodad"]);
+            ns.sysctl("net.ipv4.conf.all.arp_ignore", "1");
+            ns.sysctl("net.ipv4.conf.all.arp_announce", "2");
+            nodes.push(ns);
+            node_ifs.push(ifname);
+            ports.push(port);
+        }
+        ports.remove(0);
+        let key_file = std::env::temp_dir().join(format!("ferrolb-{}.key", unique("key")));
+        std::fs::write(&key_file, "a cluster secret for the tests\n").expect("key file");
+        ClusterLan { client, client_if, nodes, node_ifs, ports, switch, key_file }
+    }
+
+    /// Every node accepts traffic for `ip` without its kernel answering ARP/NDP for it.
+    pub fn accept_locally(&self, ip: &str) {
+        let prefix = if ip.contains(':') { "128" } else { "32" };
+        for ns in &self.nodes {
+            ns.ip(&["addr", "add", &format!("{ip}/{prefix}"), "dev", "lo", "nodad"]);
+        }
+    }
+
+    /// Starts the speaker of node `i` in the cluster (seeded with node 0).
+    pub fn speaker(&self, i: usize, config: &str, extra: &[&str]) -> Speaker {
+        let bind = format!("{}:7946", node_v4(i));
+        let seed = format!("{}:7946", node_v4(0));
+        let name = format!("node-{i}");
+        let key = self.key_file.to_str().unwrap().to_string();
+        let mut args = vec!["--node-name", &name, "--cluster-bind", &bind, "--cluster-join", &seed];
+        if !extra.contains(&"--cluster-key-file") {
+            args.extend(["--cluster-key-file", &key]);
+        }
+        args.extend_from_slice(extra);
+        Speaker::start(&self.nodes[i], config, &args)
+    }
+
+    /// Cuts (or restores) node `i`'s link at the switch.
+    pub fn link(&self, i: usize, up: bool) {
+        self.switch.ip(&["link", "set", &self.ports[i], if up { "up" } else { "down" }]);
+    }
+
+    pub fn arping(&self, ip: &str, count: u32) -> Option<String> {
+        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
+    }
+
+    /// Every MAC that answers `count` ARP requests for `ip` (one per line of arping output).
+    pub fn arping_all(&self, ip: &str, count: u32) -> BTreeSet<String> {
+        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
+            .collect()
+    }
+
+    pub fn ndisc6(&self, ip: &str) -> Option<String> {
+        let out = self.client.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|l| l.split("Target link-layer address: ").nth(1).map(|m| m.trim().to_lowercase()))
+    }
+
+    pub fn ping(&self, ip: &str) -> bool {
+        let v6 = if ip.contains(':') { "-6" } else { "-4" };
+        self.client.exec(&["ping", v6, "-c", "1", "-W", "2", ip]).status.success()
+    }
+
+    /// Drops `percent`% of each node's membership traffic, both ways, at random.
+    pub fn gossip_loss(&self, percent: u32) {
+        for ns in &self.nodes {
+            let rules = format!(
+                "table inet ferrolb_loss {{\n chain input {{ type filter hook input priority 0; udp dport 7946 numgen random mod 100 < {percent} drop; }}\n chain output {{ type filter hook output priority 0; udp dport 7946 numgen random mod 100 < {percent} drop; }}\n}}\n"
+            );
+            let path = std::env::temp_dir().join(format!("ferrolb-{}.nft", unique("nft")));
+            std::fs::write(&path, rules).expect("nft file");
+            let out = ns.exec(&["nft", "-f", path.to_str().unwrap()]);
+            let _ = std::fs::remove_file(&path);
+            assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+impl Drop for ClusterLan {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.key_file);
+    }
+}
+
+/// What a client saw while probing one IPv4 address with ARP requests at a fixed rate:
+/// the replies and the gratuitous ARPs, each with its time and MAC.
+#[derive(Debug, Default)]
+pub struct ArpTrace {
+    pub start: Option<Instant>,
+    pub replies: Vec<(Instant, String)>,
+    pub gratuitous: Vec<(Instant, String)>,
+}
+
+impl ArpTrace {
+    /// The longest time without a reply between `from` and the last reply.
+    pub fn longest_silence(&self, from: Instant) -> Duration {
+        let mut last = from;
+        let mut worst = Duration::ZERO;
+        for (t, _) in self.replies.iter().filter(|(t, _)| *t >= from) {
+            worst = worst.max(t.duration_since(last));
+            last = *t;
+        }
+        worst
+    }
+
+    /// The first reply (or gratuitous ARP) after `from` from a MAC other than `old`.
+    pub fn first_from_other(list: &[(Instant, String)], from: Instant, old: &str) -> Option<(Instant, String)> {
+        list.iter().find(|(t, m)| *t >= from && m != old).cloned()
+    }
+}
+
+/// Probes `vip` from the client every `every` until `stop` is set; returns the trace.
+pub fn arp_probe(
+    lan: &ClusterLan,
+    vip: &str,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<ArpTrace> {
+    use ferrolb_proto::wire::{ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, MacAddr};
+    let ifindex = lan.client.ifindex(&lan.client_if);
+    let path = format!("/run/netns/{}", lan.client.name);
+    let vip: std::net::Ipv4Addr = vip.parse().expect("IPv4 VIP");
+    std::thread::spawn(move || {
+        enter(&path);
+        let client: MacAddr = CLIENT_MAC.parse().unwrap();
+        let client_ip: std::net::Ipv4Addr = CLIENT_V4.parse().unwrap();
+        let mut sock = ferrolb_speaker::sys::PacketSocket::open_with_ring(
+            ifindex,
+            EtherType::ARP,
+            &ferrolb_speaker::bpf::accept_all(),
+        )
+        .expect("probe socket");
+        let mut req = vec![0u8; 42];
+        ArpRepr {
+            op: ArpOp::Request,
+            sender_mac: client,
+            sender_ip: client_ip,
+            target_mac: MacAddr::ZERO,
+            target_ip: vip,
+        }
+        .emit_frame(&mut req, MacAddr::BROADCAST, client);
+        let mut trace = ArpTrace { start: Some(Instant::now()), ..Default::default() };
+        let mut next = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= next {
+                let _ = sock.send_batch(&[&req]);
+                next += every;
+            }
+            sock.for_each_ring_frame(usize::MAX, |frame, _, _| {
+                let Ok(eth) = EthernetFrame::parse(frame) else { return };
+                let Ok(arp) = ArpPacket::parse(eth.payload()) else { return };
+                let at = Instant::now();
+                let mac = arp.sender_mac().to_string();
+                if arp.sender_ip() == vip && arp.target_ip() == vip {
+                    trace.gratuitous.push((at, mac));
+                } else if arp.op() == ArpOp::Reply && arp.sender_ip() == vip && arp.target_ip() == client_ip {
+                    trace.replies.push((at, mac));
+                }
+            });
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        trace
+    })
 }

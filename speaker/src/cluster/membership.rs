@@ -103,6 +103,20 @@ pub struct Membership {
     isolated_since: Option<Instant>,
     peers: BTreeMap<String, Peer>,
     seeds: Vec<SocketAddr>,
+    started: Instant,
+    /// When a member last refused our key.
+    refused_at: Option<Instant>,
+}
+
+/// Why this node announces nothing for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Just started with members to join: waiting to hear them before claiming anything,
+    /// so that a restart does not briefly take every address.
+    Starting,
+    /// Alone, and refused by a member: this node has the wrong key, and announcing
+    /// everything would fight the real owners.
+    KeyMismatch,
 }
 
 fn abs_diff_ms(a: u64, b: u64) -> u64 {
@@ -121,7 +135,21 @@ impl Membership {
             isolated_since: Some(now),
             peers: BTreeMap::new(),
             seeds,
+            started: now,
+            refused_at: None,
         }
+    }
+
+    /// Whether this node must hold back from announcing anything, and why.
+    pub fn wait(&self, now: Instant) -> Option<Wait> {
+        let isolated = !self.peers.values().any(|p| self.alive(p, now));
+        let dead_after = self.settings.dead_after;
+        if isolated && self.refused_at.is_some_and(|t| now.saturating_duration_since(t) < 5 * dead_after) {
+            return Some(Wait::KeyMismatch);
+        }
+        let never_heard = !self.peers.values().any(|p| p.last.is_some());
+        (isolated && never_heard && !self.seeds.is_empty() && now.saturating_duration_since(self.started) < dead_after)
+            .then_some(Wait::Starting)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -144,7 +172,11 @@ impl Membership {
         now: Instant,
         unix_ms: u64,
     ) -> Result<Option<Note>, Rejected> {
-        let p = Packet::decode(data, &self.key)?;
+        let p = Packet::decode(data, &self.key).inspect_err(|e| {
+            if *e == Rejected::Refused {
+                self.refused_at = Some(now);
+            }
+        })?;
         if p.name == self.me.name {
             // Our own heartbeat (a seed list naming ourselves) is harmless; the same name
             // from another process is a misconfiguration that would split ownership.
@@ -193,10 +225,13 @@ impl Membership {
             if r.name == self.me.name {
                 continue;
             }
+            // A report only keeps a live member alive; bringing a dead one back takes a
+            // packet from it (with its current incarnation and stability), not hearsay.
+            let alive = self.peers.get(&r.name).is_some_and(|q| self.alive(q, now));
             match self.peers.get_mut(&r.name) {
                 Some(q) => {
                     let age = Duration::from_millis(r.age_ms.into());
-                    if q.last.is_some() && !q.left && age < dead_after {
+                    if alive && age < dead_after {
                         let at = now.checked_sub(age).unwrap_or(now);
                         q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
                     }

@@ -1,5 +1,185 @@
-//! Cluster mode: membership over authenticated UDP heartbeats and per-address ownership.
+//! Cluster mode: membership over authenticated UDP heartbeats ([`membership`], [`wire`])
+//! and per-address ownership ([`ownership`]). This module is the I/O around them.
 
 pub mod membership;
 pub mod ownership;
 pub mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+use tokio::time::{Interval, MissedTickBehavior};
+use tracing::{debug, error, info, warn};
+
+use self::membership::{Me, Member, Membership, Note, Settings, Wait};
+use self::wire::{Key, Rejected};
+use crate::metrics::{Metrics, ReasonLabel, StateLabel};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bind: SocketAddr,
+    pub join: Vec<SocketAddr>,
+    pub key_file: PathBuf,
+    pub settings: Settings,
+}
+
+/// How often the member list is re-evaluated between packets: the granularity of
+/// failure detection.
+const CHECK_EVERY: Duration = Duration::from_millis(5);
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    sock: UdpSocket,
+    membership: Membership,
+    metrics: Arc<Metrics>,
+    heartbeat: Interval,
+    check: Interval,
+    members: Vec<Member>,
+    waiting: Option<Wait>,
+    /// When each sender with a bad key was last refused (bounded).
+    refused: HashMap<SocketAddr, Instant>,
+    buf: Box<[u8; 2048]>,
+}
+
+impl Cluster {
+    pub async fn start(opts: Options, me: Me, metrics: Arc<Metrics>) -> anyhow::Result<Cluster> {
+        let secret = std::fs::read(&opts.key_file)
+            .with_context(|| format!("cannot read the cluster key file {}", opts.key_file.display()))?;
+        let key = Key::from_secret(&secret)
+            .with_context(|| format!("{}: the cluster key must be at least 16 bytes", opts.key_file.display()))?;
+        let sock =
+            UdpSocket::bind(opts.bind).await.with_context(|| format!("cannot bind the cluster port {}", opts.bind))?;
+        let now = Instant::now();
+        let membership = Membership::new(me, key, opts.settings, opts.join, now, unix_ms());
+        let waiting = membership.wait(now);
+        let members = if waiting.is_some() { Vec::new() } else { membership.members(now) };
+        let mut heartbeat = tokio::time::interval(opts.settings.interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        info!(bind = %opts.bind, seeds = ?membership.targets(), "cluster membership started");
+        let c = Cluster {
+            sock,
+            membership,
+            metrics,
+            heartbeat,
+            check,
+            members,
+            waiting,
+            refused: HashMap::new(),
+            buf: Box::new([0; 2048]),
+        };
+        c.export();
+        Ok(c)
+    }
+
+    /// The live members; empty while this node must announce nothing (see [`Wait`]).
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Exchanges heartbeats until the member list changes; returns whether a member was
+    /// lost (dead or left). Cancel-safe.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            tokio::select! {
+                r = self.sock.recv_from(&mut self.buf[..]) => match r {
+                    Ok((n, from)) => {
+                        match self.membership.receive(&self.buf[..n], from, Instant::now(), unix_ms()) {
+                            Ok(Some(Note::Left(name))) => info!(member = %name, "member left"),
+                            Ok(Some(Note::Restarted(name))) => info!(member = %name, "member restarted"),
+                            Ok(None) => {}
+                            Err(e) => {
+                                self.metrics.cluster_rejected.get_or_create(&ReasonLabel { reason: e.label() }).inc();
+                                debug!(%from, reason = %e, "membership packet dropped");
+                                if e == Rejected::BadTag {
+                                    self.refuse(from).await;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cluster socket receive failed"),
+                },
+                _ = self.heartbeat.tick() => self.send_heartbeat().await,
+                _ = self.check.tick() => {}
+            }
+            let now = Instant::now();
+            self.membership.tick(now);
+            let waiting = self.membership.wait(now);
+            if waiting != self.waiting {
+                match waiting {
+                    Some(Wait::KeyMismatch) => error!(
+                        "membership packets fail authentication and no member is reachable: is --cluster-key-file the cluster's key? Announcing nothing"
+                    ),
+                    Some(Wait::Starting) => info!("waiting to hear the cluster before announcing"),
+                    None => info!("membership settled"),
+                }
+                self.waiting = waiting;
+            }
+            let members = if waiting.is_some() { Vec::new() } else { self.membership.members(now) };
+            if members != self.members {
+                let lost = self.members.iter().any(|m| !members.iter().any(|n| n.name == m.name));
+                for m in members.iter().filter(|m| !self.members.contains(m)) {
+                    info!(member = %m.name, settled = m.settled, "member up");
+                }
+                for m in self.members.iter().filter(|m| !members.iter().any(|n| n.name == m.name)) {
+                    warn!(member = %m.name, "member lost");
+                }
+                self.members = members;
+                self.export();
+                return lost;
+            }
+        }
+    }
+
+    /// Tells a sender with the wrong key, at most once a second per address.
+    async fn refuse(&mut self, to: SocketAddr) {
+        let now = Instant::now();
+        if self.refused.len() >= 256 {
+            self.refused.clear();
+        }
+        if self.refused.get(&to).is_some_and(|t| now.saturating_duration_since(*t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.refused.insert(to, now);
+        warn!(%to, "membership packet failed authentication: a speaker with another key? Refused");
+        let _ = self.sock.send_to(wire::REFUSAL, to).await;
+    }
+
+    async fn send_heartbeat(&mut self) {
+        let pkt = self.membership.heartbeat(Instant::now(), unix_ms());
+        for to in self.membership.targets() {
+            if let Err(e) = self.sock.send_to(&pkt, to).await {
+                debug!(%to, error = %e, "heartbeat not sent");
+            }
+        }
+    }
+
+    /// Tells every member we are going: they take over without waiting for a timeout.
+    /// Sent three times, a millisecond apart, against loss.
+    pub async fn leave(&mut self) {
+        for _ in 0..3 {
+            let pkt = self.membership.leave(Instant::now(), unix_ms());
+            for to in self.membership.targets() {
+                let _ = self.sock.send_to(&pkt, to).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn export(&self) {
+        let settled = self.members.iter().filter(|m| m.settled).count() as i64;
+        let m = &self.metrics.cluster_members;
+        m.get_or_create(&StateLabel { state: "settled" }).set(settled);
+        m.get_or_create(&StateLabel { state: "settling" }).set(self.members.len() as i64 - settled);
+    }
+}

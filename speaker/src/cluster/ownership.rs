@@ -6,6 +6,34 @@
 
 use std::net::IpAddr;
 
+use ferrolb_proto::config::{Announcement, NodeInfo, Plan};
+
+use super::membership::Member;
+
+/// The owner of every candidate address of `plan` among the live `members` (by name),
+/// and what `me` announces. Settled members are preferred; members still in hold-down
+/// get an address only when no settled member may announce it.
+pub fn decide(plan: &Plan, members: &[Member], me: &str) -> (Vec<Option<String>>, Vec<Announcement>) {
+    let nodes: Vec<NodeInfo> =
+        members.iter().map(|m| NodeInfo { name: m.name.clone(), labels: m.labels.clone() }).collect();
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let ips: Vec<IpAddr> = plan.candidates.iter().map(|c| c.ip).collect();
+    let may: Vec<Vec<bool>> =
+        plan.candidates.iter().map(|c| nodes.iter().map(|n| plan.eligible(c, n)).collect()).collect();
+    let any_settled: Vec<bool> =
+        may.iter().map(|row| row.iter().zip(members).any(|(ok, m)| *ok && m.settled)).collect();
+    let owners = assign(&ips, &names, |i, n| may[i][n] && (members[n].settled || !any_settled[i]));
+    let me_index = names.iter().position(|n| *n == me);
+    let mine = plan
+        .candidates
+        .iter()
+        .zip(&owners)
+        .filter(|(_, o)| o.is_some() && **o == me_index)
+        .filter_map(|(c, _)| me_index.and_then(|i| plan.announcement(c, &nodes[i])))
+        .collect();
+    (owners.into_iter().map(|o| o.map(|n| names[n].to_string())).collect(), mine)
+}
+
 /// The rendezvous score: BLAKE3, so that every version and platform agrees.
 pub fn score(node: &str, ip: IpAddr) -> u64 {
     let mut h = blake3::Hasher::new();
@@ -30,7 +58,10 @@ pub fn assign(ips: &[IpAddr], nodes: &[&str], eligible: impl Fn(usize, usize) ->
     if nodes.is_empty() {
         return owners;
     }
-    let cap = ips.len().div_ceil(nodes.len()) + 1;
+    // Only nodes that may take something share the load: a member in hold-down must not
+    // change how the others split theirs.
+    let serving = (0..nodes.len()).filter(|n| (0..ips.len()).any(|i| eligible(i, *n))).count().max(1);
+    let cap = ips.len().div_ceil(serving) + 1;
     let mut load = vec![0usize; nodes.len()];
     let mut order: Vec<(u64, usize)> = ips.iter().enumerate().map(|(i, ip)| (score("", *ip), i)).collect();
     order.sort_unstable();
@@ -64,6 +95,69 @@ mod tests {
             c[*o] += 1;
         }
         c
+    }
+
+    fn member(name: &str, settled: bool) -> Member {
+        Member { name: name.into(), labels: NodeInfo::new(name).labels, settled }
+    }
+
+    fn plan(n: usize) -> Plan {
+        let mut text = String::from(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec:\n  nodeSelectors: [{matchExpressions: [{key: kubernetes.io/hostname, operator: NotIn, values: [gpu]}]}]\n",
+        );
+        for i in 0..n {
+            text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"));
+        }
+        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
+        let allocation = ferrolb_controller::allocate_all(&config, None);
+        Plan::new(&config, &allocation.assigned)
+    }
+
+    #[test]
+    fn every_member_decides_the_same_and_each_announces_its_own_share() {
+        let plan = plan(30);
+        let members = [member("a", true), member("b", true), member("c", true), member("gpu", true)];
+        let (owners, _) = decide(&plan, &members, "a");
+        assert!(owners.iter().all(|o| o.as_deref().is_some_and(|n| n != "gpu")), "gpu is not selected");
+        let mut total = 0;
+        for m in &members {
+            let (theirs, mine) = decide(&plan, &members, &m.name);
+            assert_eq!(theirs, owners);
+            let expected: Vec<_> = plan
+                .candidates
+                .iter()
+                .zip(&owners)
+                .filter(|(_, o)| o.as_deref() == Some(&m.name))
+                .map(|(c, _)| c.ip)
+                .collect();
+            assert_eq!(mine.iter().map(|a| a.ip).collect::<Vec<_>>(), expected);
+            total += mine.len();
+        }
+        assert_eq!(total, 30);
+    }
+
+    #[test]
+    fn members_in_hold_down_get_only_what_nobody_settled_can_take() {
+        let plan = plan(12);
+        let (owners, mine) = decide(&plan, &[member("a", false), member("b", true)], "a");
+        assert!(mine.is_empty());
+        assert!(owners.iter().all(|o| o.as_deref() == Some("b")));
+        // Only the settling member is eligible: it serves rather than leaving addresses dark.
+        let (owners, mine) = decide(&plan, &[member("a", false), member("gpu", true)], "a");
+        assert_eq!(mine.len(), 12);
+        assert!(owners.iter().all(|o| o.as_deref() == Some("a")));
+        let mut excluded = member("a", true);
+        excluded.labels.insert(ferrolb_proto::api::LABEL_EXCLUDE_FROM_LB.into(), String::new());
+        let (owners, _) = decide(&plan, &[excluded, member("gpu", true)], "a");
+        assert!(owners.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_node_eligible_for_nothing_changes_nothing() {
+        let two = assign(&ips(12), &["a", "c"], |_, _| true);
+        let three = assign(&ips(12), &["a", "b", "c"], |_, n| n != 1);
+        let names = |o: &[Option<usize>], ns: &[&'static str]| o.iter().map(|x| ns[x.unwrap()]).collect::<Vec<_>>();
+        assert_eq!(names(&two, &["a", "c"]), names(&three, &["a", "b", "c"]));
     }
 
     #[test]

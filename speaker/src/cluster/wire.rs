@@ -39,6 +39,11 @@ impl Key {
     }
 }
 
+/// Sent back (rate-limited, unauthenticated) to a packet that failed authentication, so
+/// that a speaker configured with the wrong key learns it is not admitted instead of
+/// announcing every address by itself. It only ever makes an isolated member hold back.
+pub const REFUSAL: &[u8; 5] = b"FLB1\x03";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Heartbeat = 1,
@@ -80,6 +85,8 @@ pub enum Rejected {
     Clock,
     #[error("another member uses our node name")]
     DuplicateName,
+    #[error("a member refused our key")]
+    Refused,
 }
 
 impl Rejected {
@@ -90,6 +97,7 @@ impl Rejected {
             Rejected::Replay => "replay",
             Rejected::Clock => "clock",
             Rejected::DuplicateName => "duplicate_name",
+            Rejected::Refused => "refused",
         }
     }
 }
@@ -152,6 +160,9 @@ impl Packet {
 
     /// Checks the tag first, then parses; never panics on any input.
     pub fn decode(data: &[u8], key: &Key) -> Result<Packet, Rejected> {
+        if data == REFUSAL {
+            return Err(Rejected::Refused);
+        }
         if data.len() < MAGIC.len() + TAG_LEN || &data[..4] != MAGIC {
             return Err(Rejected::Malformed);
         }

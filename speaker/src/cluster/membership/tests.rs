@@ -168,7 +168,14 @@ fn a_restarted_member_waits_its_hold_down() {
     sim.up[1] = false;
     sim.run(1000 * MS);
     sim.restart(1);
-    sim.run(300 * MS);
+    // At no step, not even while the news of its return spreads, is it settled.
+    for _ in 0..8 {
+        sim.run(40 * MS);
+        for i in 0..3 {
+            let view = sim.view(i);
+            assert!(!view.iter().any(|m| m.0 == "node-1" && m.1), "node-{i} sees node-1 settled: {view:?}");
+        }
+    }
     for i in 0..3 {
         assert_eq!(sim.view(i)[1], ("node-1".into(), false), "node-{i}");
         assert!(sim.view(i)[0].1 && sim.view(i)[2].1);
@@ -244,4 +251,19 @@ fn members_are_discovered_through_a_seed() {
     let now = start + Duration::from_millis(400);
     assert_eq!(nodes[1].members(now).len(), 3);
     assert_eq!(nodes[2].members(now).len(), 3);
+}
+
+#[test]
+fn a_node_holds_back_while_starting_and_when_refused_alone() {
+    let now = Instant::now();
+    let mut a = Sim::node(0, 2, now, T0);
+    assert_eq!(a.wait(now), Some(Wait::Starting), "seeds known, nobody heard yet");
+    assert_eq!(a.wait(now + 250 * MS), None, "nobody answered: the first node of a cluster serves");
+    assert_eq!(a.receive(super::super::wire::REFUSAL, addr(1), now, T0), Err(Rejected::Refused));
+    assert_eq!(a.wait(now + 10 * MS), Some(Wait::KeyMismatch));
+    // With a live member, a refusal (perhaps forged) changes nothing.
+    let mut b = Sim::node(1, 2, now, T0);
+    let _ = a.receive(&b.heartbeat(now, T0), addr(1), now, T0);
+    assert_eq!(a.wait(now + 10 * MS), None);
+    assert_eq!(Sim::node(0, 0, now, T0).wait(now), None, "no seeds: nothing to wait for");
 }

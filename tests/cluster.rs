@@ -1,0 +1,296 @@
+//! Packet-level tests of cluster mode: three speakers and a client on one bridge, all in
+//! namespaces made here. Ownership is checked from the client's side with the kernel's
+//! ARP/NDP clients and its neighbor table, and from each speaker's metrics.
+
+mod netns;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use netns::{ArpTrace, ClusterLan, Speaker, arp_probe, config, node_mac};
+
+fn vips(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
+}
+
+/// Which node (index) each VIP is announced by, from the speakers' metrics; fails if an
+/// address is announced by two or by none.
+fn owners(speakers: &[Option<&Speaker>], ips: &[String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for ip in ips {
+        let by: Vec<usize> = speakers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = (*s)?;
+                (s.metric("metallb_speaker_announced", &format!("ip=\"{ip}\"")) == 1.0).then_some(i)
+            })
+            .collect();
+        assert_eq!(by.len(), 1, "{ip} is announced by nodes {by:?}");
+        out.insert(ip.clone(), by[0]);
+    }
+    out
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Three speakers on three nodes serving `ips`, settled.
+fn cluster(lan: &ClusterLan, ips: &[String], extra: &[&str]) -> Vec<Speaker> {
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    for ip in &refs {
+        lan.accept_locally(ip);
+    }
+    let cfg = config(&refs, &[]);
+    let speakers: Vec<Speaker> = (0..lan.nodes.len()).map(|i| lan.speaker(i, &cfg, extra)).collect();
+    for s in &speakers {
+        s.wait_until("three settled members", || {
+            s.metric("ferrolb_cluster_members", "state=\"settled\"") == lan.nodes.len() as f64
+        });
+    }
+    speakers
+}
+
+#[test]
+fn each_of_thirty_vips_is_answered_by_exactly_one_node_and_they_spread_evenly() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(30);
+    let speakers = cluster(&lan, &ips, &[]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let owners = owners(&all, &ips);
+    // Conflicts seen while the cluster formed (the first node held everything for a moment).
+    let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
+    let mut per_node = [0usize; 3];
+    for (ip, node) in &owners {
+        per_node[*node] += 1;
+        // From the client: two requests, one MAC, the owner's.
+        let macs = lan.arping_all(ip, 2);
+        assert_eq!(macs.into_iter().collect::<Vec<_>>(), vec![node_mac(*node)], "{ip}");
+    }
+    assert!(per_node.iter().all(|c| (8..=12).contains(c)), "spread {per_node:?} is not within 2 of 10");
+    let now: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
+    assert_eq!(conflicts, now, "another MAC announced an address once the cluster had settled");
+}
+
+/// Kills (or cuts off) the owner of a VIP and checks that another node answers and the
+/// client's neighbor entries, IPv4 and IPv6, move to it.
+fn owner_loss_moves_the_vip(cut_link: bool) {
+    let lan = ClusterLan::new(3);
+    let ips = vec!["198.51.100.10".to_string(), "2001:db8:100::10".to_string()];
+    let mut speakers = cluster(&lan, &ips, &[]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let v4_owner = before["198.51.100.10"];
+    let v6_owner = before["2001:db8:100::10"];
+    assert!(lan.ping("198.51.100.10"), "ping before");
+    assert!(lan.ping("2001:db8:100::10"), "ping -6 before");
+    assert_eq!(
+        lan.client.neighbor("198.51.100.10", &lan.client_if).map(|n| n.0),
+        Some(node_mac(v4_owner)),
+        "the client's entry before"
+    );
+    // The kernel ignores neighbor updates within locktime (1 s) of the last one.
+    std::thread::sleep(Duration::from_millis(1100));
+    let victim = v4_owner;
+    if cut_link {
+        lan.link(victim, false);
+    } else {
+        speakers[victim].signal("KILL");
+        speakers[victim].wait_exit();
+    }
+    let survivors: Vec<Option<&Speaker>> =
+        speakers.iter().enumerate().map(|(i, s)| (i != victim).then_some(s)).collect();
+    wait_for("a survivor to announce both VIPs", Duration::from_secs(5), || {
+        ips.iter().all(|ip| {
+            survivors.iter().flatten().any(|s| s.metric("metallb_speaker_announced", &format!("ip=\"{ip}\"")) == 1.0)
+        })
+    });
+    let after = owners(&survivors, &ips);
+    assert_ne!(after["198.51.100.10"], victim);
+    // The gratuitous ARP / unsolicited NA moved the client's existing entries, before
+    // any new request from the client.
+    wait_for("the client's IPv4 entry to move", Duration::from_secs(3), || {
+        lan.client.neighbor("198.51.100.10", &lan.client_if).map(|n| n.0) == Some(node_mac(after["198.51.100.10"]))
+    });
+    if v6_owner == victim {
+        wait_for("the client's IPv6 entry to move", Duration::from_secs(3), || {
+            lan.client.neighbor("2001:db8:100::10", &lan.client_if).map(|n| n.0)
+                == Some(node_mac(after["2001:db8:100::10"]))
+        });
+    }
+    assert_eq!(lan.arping("198.51.100.10", 1), Some(node_mac(after["198.51.100.10"])));
+    assert_eq!(lan.ndisc6("2001:db8:100::10"), Some(node_mac(after["2001:db8:100::10"])));
+    assert!(lan.ping("198.51.100.10") && lan.ping("2001:db8:100::10"));
+    for s in survivors.iter().flatten() {
+        assert_eq!(s.metric("ferrolb_cluster_members", "state=\"settled\""), 2.0);
+    }
+    let taken_over = survivors.iter().flatten().map(|s| s.metric("ferrolb_failover_seconds_count", "")).sum::<f64>();
+    assert!(taken_over >= 1.0, "the failover histogram recorded the takeover");
+}
+
+#[test]
+fn sigkill_of_the_owner_moves_its_vips_and_the_clients_neighbor_entries() {
+    owner_loss_moves_the_vip(false);
+}
+
+#[test]
+fn cutting_the_owners_link_moves_its_vips_and_the_clients_neighbor_entries() {
+    owner_loss_moves_the_vip(true);
+}
+
+#[test]
+fn sigterm_hands_over_with_no_unanswered_gap_over_fifty_ms() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(3);
+    let mut speakers = cluster(&lan, &ips, &[]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let vip = ips[0].clone();
+    let owner = owners(&all, &ips)[&vip];
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = arp_probe(&lan, &vip, Duration::from_millis(10), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let at = Instant::now();
+    speakers[owner].signal("TERM");
+    assert!(speakers[owner].wait_exit().success(), "graceful exit");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Release);
+    let trace = probe.join().expect("probe");
+    let old = node_mac(owner);
+    let (first, mac) = ArpTrace::first_from_other(&trace.replies, at, &old).expect("a new owner answered");
+    assert_ne!(mac, old);
+    let silence = trace.longest_silence(at - Duration::from_millis(100));
+    assert!(silence <= Duration::from_millis(50), "longest unanswered stretch {silence:?}");
+    assert!(
+        first.duration_since(at) < Duration::from_millis(100),
+        "first answer from the new owner after {:?}",
+        first - at
+    );
+    assert!(trace.replies.iter().all(|(t, m)| *t < first || *m != old), "the old owner answered after the handover");
+}
+
+#[test]
+fn a_restarted_node_takes_nothing_back_during_hold_down_then_its_share() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(12);
+    let hold = ["--cluster-hold-down-ms", "3000"];
+    let mut speakers = cluster(&lan, &ips, &hold);
+    // Members that join within hold-down of the cluster's start are founders and wait for
+    // nothing; let the cluster get older than that first.
+    std::thread::sleep(Duration::from_millis(3200));
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let victim = 1;
+    let cfg = std::fs::read_to_string(&speakers[victim].config).unwrap();
+    speakers[victim].signal("KILL");
+    speakers[victim].wait_exit();
+    let survivors: Vec<Option<&Speaker>> =
+        speakers.iter().enumerate().map(|(i, s)| (i != victim).then_some(s)).collect();
+    wait_for("the survivors to take over", Duration::from_secs(5), || {
+        survivors.iter().flatten().map(|s| s.metric("ferrolb_vips", "")).sum::<f64>() == ips.len() as f64
+    });
+    let during_outage = owners(&survivors, &ips);
+    let changes = |speakers: &[Speaker]| -> f64 {
+        [0, 2].iter().map(|i| speakers[*i].metric("ferrolb_ownership_changes_total", "")).sum()
+    };
+    let changes_before = changes(&speakers);
+    speakers[victim] = lan.speaker(victim, &cfg, &hold);
+    let back = Instant::now();
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    wait_for(
+        &format!(
+            "the restarted node to be seen settling {:?}",
+            all.iter()
+                .flatten()
+                .map(|s| (
+                    s.metric("ferrolb_cluster_members", "state=\"settling\""),
+                    s.metric("ferrolb_cluster_members", "state=\"settled\"")
+                ))
+                .collect::<Vec<_>>()
+        ),
+        Duration::from_secs(3),
+        || all.iter().flatten().all(|s| s.metric("ferrolb_cluster_members", "state=\"settling\"") == 1.0),
+    );
+    // Hold-down: for 3 s after the restart it announces nothing and nothing moves.
+    while back.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(speakers[victim].metric("ferrolb_vips", ""), 0.0, "took addresses during hold-down");
+        assert_eq!(owners(&all, &ips), during_outage);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(changes_before, changes(&speakers), "ownership changed during hold-down");
+    wait_for("its share back after hold-down", Duration::from_secs(5), || {
+        speakers[victim].metric("ferrolb_vips", "") > 0.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(owners(&all, &ips), before, "the same owners as before the crash");
+}
+
+#[test]
+fn a_speaker_with_the_wrong_key_is_not_admitted_and_changes_nothing() {
+    let lan = ClusterLan::new(4);
+    let ips = vips(12);
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    for ip in &refs {
+        lan.accept_locally(ip);
+    }
+    let cfg = config(&refs, &[]);
+    let speakers: Vec<Speaker> = (0..3).map(|i| lan.speaker(i, &cfg, &[])).collect();
+    for s in &speakers {
+        s.wait_until("three settled", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0);
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let changes: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
+    let wrong_key = std::env::temp_dir().join(format!("ferrolb-{}.key", netns::unique("wrong")));
+    std::fs::write(&wrong_key, "not the cluster's secret at all\n").unwrap();
+    let intruder = lan.speaker(3, &cfg, &["--cluster-key-file", wrong_key.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&wrong_key);
+    std::thread::sleep(Duration::from_secs(2));
+    // The intruder knows only the seed, node 0.
+    assert!(speakers[0].metric("ferrolb_cluster_packets_rejected_total", "reason=\"bad_tag\"") > 0.0);
+    for s in &speakers {
+        assert_eq!(s.metric("ferrolb_cluster_members", "state=\"settled\""), 3.0);
+        assert_eq!(s.metric("ferrolb_cluster_members", "state=\"settling\""), 0.0);
+    }
+    let after: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
+    assert_eq!(changes, after);
+    assert_eq!(owners(&all, &ips), before);
+    assert_eq!(intruder.metric("ferrolb_vips", ""), 0.0, "the intruder announces nothing");
+    assert!(intruder.log_text().contains("fail authentication"), "{}", intruder.log_text());
+    for ip in &ips {
+        assert_eq!(lan.arping_all(ip, 1).len(), 1, "{ip} answered by more than one MAC");
+    }
+}
+
+#[test]
+fn five_percent_gossip_loss_moves_nothing_for_a_minute() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(30);
+    let speakers = cluster(&lan, &ips, &[]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let changes: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
+    lan.gossip_loss(5);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(61) {
+        std::thread::sleep(Duration::from_secs(5));
+        for s in &speakers {
+            assert_eq!(s.metric("ferrolb_cluster_members", "state=\"settled\""), 3.0, "{}", s.log_text());
+        }
+    }
+    let after: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
+    assert_eq!(changes, after, "ownership changed under 5% loss");
+    assert_eq!(owners(&all, &ips), before);
+    // The loss was real: heartbeats did go missing.
+    let out = lan.nodes[0].exec(&["nft", "list", "table", "inet", "ferrolb_loss"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drop"), "the loss rules are in place");
+}
