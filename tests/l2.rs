@@ -309,3 +309,39 @@ fn json_logs_are_one_object_per_line() {
     }
     assert!(log.contains("\"message\":\"announcing\"") && log.contains(VIP4), "{log}");
 }
+
+#[test]
+fn another_host_claiming_a_vip_is_counted_as_a_conflict() {
+    let lan = Lan::new();
+    lan.accept_locally(VIP4);
+    lan.accept_locally(VIP6);
+    let speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &[]);
+    let conflicts = |ip: &str| speaker.metric("ferrolb_conflicts_total", &format!("ip=\"{ip}\""));
+    assert_eq!(conflicts(VIP4), 0.0);
+    // A rogue device answering a client's request for the VIP, and one announcing it:
+    // ARP replies with the VIP as sender, from the kernel's arping.
+    for target in ["198.51.100.1", VIP4] {
+        let out = lan.client.exec(&["arping", "-c", "1", "-w", "1", "-P", "-S", VIP4, "-I", &lan.client_if, target]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ARPING"), "arping -P ran");
+    }
+    speaker.wait_until("both ARP claims counted", || conflicts(VIP4) == 2.0);
+    // An unsolicited Neighbor Advertisement of the IPv6 VIP by another MAC.
+    let mut na = vec![0u8; ndp::FRAME_LEN];
+    let client: MacAddr = CLIENT_MAC.parse().unwrap();
+    let len = ferrolb_proto::wire::NeighborAdvert {
+        src: VIP6.parse().unwrap(),
+        dst: "ff02::1".parse().unwrap(),
+        router: false,
+        solicited: false,
+        override_: true,
+        target: VIP6.parse().unwrap(),
+        target_ll: Some(client),
+    }
+    .emit_frame(&mut na, MacAddr([0x33, 0x33, 0, 0, 0, 1]), client);
+    na.truncate(len);
+    inject(&lan.client, &lan.client_if, vec![na], Duration::ZERO);
+    speaker.wait_until("the NA claim counted", || conflicts(VIP6) == 1.0);
+    assert!(speaker.log_text().contains("another host announces an address we own"));
+    // The speaker still answers for what it owns.
+    assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
+}

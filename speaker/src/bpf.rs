@@ -1,4 +1,5 @@
-//! Classic BPF programs that keep everything but requests for our addresses in the kernel.
+//! Classic BPF programs that keep everything but requests for our addresses, and other
+//! hosts' announcements of them (conflicts), in the kernel.
 //! Pure: builds instruction lists, attaches nothing.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -10,6 +11,7 @@ const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;
 const JEQ_K: u16 = 0x15;
 const RET_K: u16 = 0x06;
+const JA: u16 = 0x05;
 /// Bytes of an accepted frame copied to user space.
 const ACCEPT: u32 = crate::sys::FRAME_BUF as u32;
 
@@ -28,18 +30,22 @@ pub fn accept_all() -> Vec<BpfInsn> {
     vec![insn(RET_K, 0, 0, ACCEPT)]
 }
 
-/// For a socket bound to ETH_P_ARP: passes ARP requests whose target is in `vips`.
+/// For a socket bound to ETH_P_ARP: passes ARP requests whose target is in `vips`, and
+/// ARP replies whose sender is (another host claiming the address).
 pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
     let mut p = vec![
-        insn(LD_H_ABS, 0, 0, 14 + 6), // ARP operation
-        insn(JEQ_K, 1, 0, 1),         // request?
+        insn(LD_H_ABS, 0, 0, 14 + 6),  // ARP operation
+        insn(JEQ_K, 0, 2, 2),          // reply?
+        insn(LD_W_ABS, 0, 0, 14 + 14), // sender protocol address
+        insn(JA, 0, 0, 3),
+        insn(JEQ_K, 1, 0, 1), // request?
         insn(RET_K, 0, 0, 0),
+        insn(LD_W_ABS, 0, 0, 14 + 24), // target protocol address
     ];
     if vips.len() > MAX_V4_IN_FILTER {
         p.push(insn(RET_K, 0, 0, ACCEPT));
         return p;
     }
-    p.push(insn(LD_W_ABS, 0, 0, 14 + 24)); // target protocol address
     for ip in vips {
         p.push(insn(JEQ_K, 0, 1, u32::from(*ip)));
         p.push(insn(RET_K, 0, 0, ACCEPT));
@@ -48,15 +54,17 @@ pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
     p
 }
 
-/// For a socket bound to ETH_P_IPV6: passes ICMPv6 Neighbor Solicitations whose target is
-/// in `vips`. Hop limit and checksum are checked in user space, so bad ones are counted.
+/// For a socket bound to ETH_P_IPV6: passes ICMPv6 Neighbor Solicitations and
+/// Advertisements whose target is in `vips`. Hop limit and checksum are checked in user
+/// space, so bad ones are counted.
 pub fn ndp_filter(vips: &[Ipv6Addr]) -> Vec<BpfInsn> {
     let mut p = vec![
         insn(LD_B_ABS, 0, 0, 14 + 6), // next header
         insn(JEQ_K, 1, 0, 58),        // ICMPv6?
         insn(RET_K, 0, 0, 0),
         insn(LD_B_ABS, 0, 0, 14 + 40), // ICMPv6 type
-        insn(JEQ_K, 1, 0, 135),        // Neighbor Solicitation?
+        insn(JEQ_K, 2, 0, 135),        // Neighbor Solicitation?
+        insn(JEQ_K, 1, 0, 136),        // Neighbor Advertisement?
         insn(RET_K, 0, 0, 0),
     ];
     if vips.len() > MAX_V6_IN_FILTER {
@@ -99,6 +107,7 @@ pub fn run(prog: &[BpfInsn], frame: &[u8]) -> u32 {
                 }
             }
             JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+            JA => pc += k,
             RET_K => return i.k,
             _ => return 0,
         }
@@ -142,6 +151,13 @@ mod tests {
             assert_eq!(run(&prog, &arp(ArpOp::Reply, *v)), 0);
         }
         assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(198, 51, 100, 201))), 0);
+        // A reply from another host claiming a VIP (sender address is ours): passed.
+        let mut claim = arp(ArpOp::Reply, Ipv4Addr::new(192, 0, 2, 1));
+        claim[28..32].copy_from_slice(&vips[1].octets());
+        assert_eq!(run(&prog, &claim), ACCEPT);
+        let mut garp_op3 = arp(ArpOp::Request, vips[0]);
+        garp_op3[21] = 3;
+        assert_eq!(run(&prog, &garp_op3), 0, "RARP");
         assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(192, 0, 2, 1))), 0);
         assert_eq!(run(&prog, &arp(ArpOp::Request, vips[0])[..30]), 0, "truncated");
         assert_eq!(run(&arp_filter(&[]), &arp(ArpOp::Request, vips[0])), 0);
@@ -171,8 +187,12 @@ mod tests {
         for other in ["2001:db8::11", "2001:db9::10", "2001:db8:2::10", "2001:db8::2:10"] {
             assert_eq!(run(&prog, &ns(other.parse().unwrap())), 0, "{other}");
         }
+        // Another host advertising our address: passed, to be counted as a conflict.
         let mut na = ns(vips[0]);
         na[54] = 136;
-        assert_eq!(run(&prog, &na), 0);
+        assert_eq!(run(&prog, &na), ACCEPT);
+        let mut ra = ns(vips[0]);
+        ra[54] = 134;
+        assert_eq!(run(&prog, &ra), 0, "router advertisement");
     }
 }

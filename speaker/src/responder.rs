@@ -121,12 +121,19 @@ fn respond_arp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
         Ok(p) => p,
         Err(e) => return Verdict::Dropped(e),
     };
+    // Another host's reply (or gratuitous reply) claiming one of our addresses.
+    if req.op() == ArpOp::Reply {
+        return Verdict::Ignored(match table.v4.get(&u32::from(req.sender_ip())) {
+            Some(&vip) => Ignored::Conflict(vip),
+            None => Ignored::NotRequest,
+        });
+    }
     let target = req.target_ip();
     let Some(&vip) = table.v4.get(&u32::from(target)) else {
-        return Verdict::Ignored(if req.op() == ArpOp::Request { Ignored::NotOurs } else { Ignored::NotRequest });
+        return Verdict::Ignored(Ignored::NotOurs);
     };
-    // A gratuitous request or any reply claiming our address comes from someone else.
-    if req.op() == ArpOp::Reply || req.sender_ip() == target {
+    // A gratuitous request: another host announcing our address.
+    if req.sender_ip() == target {
         return Verdict::Ignored(Ignored::Conflict(vip));
     }
     let sender_mac = req.sender_mac();

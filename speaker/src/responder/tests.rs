@@ -93,6 +93,21 @@ fn gratuitous_arp_from_another_host_is_a_conflict() {
     let mut g = [0u8; 42];
     gratuitous_arp(&mut g, CLIENT, vip, ArpOp::Reply);
     assert_eq!(reply(&g).0, Verdict::Ignored(Ignored::Conflict(1)));
+    // Another host answering a client's request for our address.
+    let mut answer = [0u8; 42];
+    ArpRepr {
+        op: ArpOp::Reply,
+        sender_mac: CLIENT,
+        sender_ip: vip,
+        target_mac: MacAddr([2, 0, 0, 0, 0, 9]),
+        target_ip: "198.51.100.1".parse().unwrap(),
+    }
+    .emit_frame(&mut answer, MacAddr([2, 0, 0, 0, 0, 9]), CLIENT);
+    assert_eq!(reply(&answer).0, Verdict::Ignored(Ignored::Conflict(1)));
+    // A reply about an address that is not ours is none of our business.
+    let mut other = answer;
+    other[28..32].copy_from_slice(&[198, 51, 100, 99]);
+    assert_eq!(reply(&other).0, Verdict::Ignored(Ignored::NotRequest));
 }
 
 #[test]
