@@ -294,3 +294,32 @@ fn five_percent_gossip_loss_moves_nothing_for_a_minute() {
     let out = lan.nodes[0].exec(&["nft", "list", "table", "inet", "ferrolb_loss"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("drop"), "the loss rules are in place");
 }
+
+#[test]
+fn a_gossip_partition_is_a_visible_conflict_and_healing_puts_the_clients_right() {
+    let lan = ClusterLan::new(3);
+    let ips = vec!["198.51.100.10".to_string()];
+    let speakers = cluster(&lan, &ips, &[]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let owner = owners(&all, &ips)["198.51.100.10"];
+    let cut = (owner + 1) % 3;
+    assert!(lan.ping("198.51.100.10"));
+    std::thread::sleep(Duration::from_millis(1100));
+    // The cut-off node's membership traffic is dropped, the LAN still works: it believes
+    // it is alone and claims the address too. The owner sees it and counts a conflict.
+    lan.gossip_loss_on(cut, 100);
+    speakers[owner].wait_until("the split brain to be counted", || {
+        speakers[owner].metric("ferrolb_conflicts_total", "ip=\"198.51.100.10\"") > 0.0
+    });
+    assert_eq!(speakers[cut].metric("metallb_speaker_announced", "ip=\"198.51.100.10\""), 1.0);
+    assert_eq!(lan.client.neighbor("198.51.100.10", &lan.client_if).map(|n| n.0), Some(node_mac(cut)));
+    lan.gossip_heal(cut);
+    speakers[cut]
+        .wait_until("the cut-off node to rejoin and let go", || speakers[cut].metric("ferrolb_vips", "") == 0.0);
+    // The owner re-announced when the member came back: the client's cache follows.
+    wait_for("the client's entry back on the owner", Duration::from_secs(3), || {
+        lan.client.neighbor("198.51.100.10", &lan.client_if).map(|n| n.0) == Some(node_mac(owner))
+    });
+    assert_eq!(owners(&all, &ips)["198.51.100.10"], owner);
+    assert_eq!(lan.arping_all("198.51.100.10", 2).into_iter().collect::<Vec<_>>(), vec![node_mac(owner)]);
+}

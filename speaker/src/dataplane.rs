@@ -46,13 +46,17 @@ pub struct InterfaceTable {
     /// When the member these addresses were taken over from was lost, if that is why
     /// this table was made: the failover histogram measures from there.
     pub takeover_since: Option<std::time::Instant>,
+    /// Send one gratuitous round for every address, not only the newly claimed ones: a
+    /// member came back, and while cut off it may have announced addresses it no longer
+    /// owns; this puts the neighbors' caches right.
+    pub reannounce: bool,
 }
 
 impl InterfaceTable {
     pub fn new(ips: impl IntoIterator<Item = IpAddr>, metrics: &Metrics) -> InterfaceTable {
         let vips = VipTable::new(ips);
         let counters = vips.ips().iter().map(|ip| VipCounters::new(metrics, *ip)).collect();
-        InterfaceTable { vips, counters, takeover_since: None }
+        InterfaceTable { vips, counters, takeover_since: None, reannounce: false }
     }
 }
 
@@ -203,6 +207,8 @@ impl Core {
                 if self.policy.count > 0 {
                     self.pending.push(Pending { ip: *ip, rounds_left: self.policy.count, due: now });
                 }
+            } else if self.table.reannounce && self.policy.count > 0 && !self.pending.iter().any(|p| p.ip == *ip) {
+                self.pending.push(Pending { ip: *ip, rounds_left: 1, due: now });
             }
         }
         for ip in old.vips.ips() {

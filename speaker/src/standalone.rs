@@ -55,6 +55,8 @@ pub struct Speaker {
     owners: Vec<Option<String>>,
     /// When a member was last lost, until the takeover it causes is applied.
     takeover_since: Option<std::time::Instant>,
+    /// Re-announce everything at the next apply (a member came back).
+    reannounce: bool,
     running: BTreeMap<String, Running>,
     interfaces: Vec<Interface>,
 }
@@ -85,7 +87,7 @@ fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::
     Ok(Plan::new(&loaded.config, &allocation.assigned))
 }
 
-async fn members_changed(cluster: &mut Option<Cluster>) -> bool {
+async fn members_changed(cluster: &mut Option<Cluster>) -> cluster::Change {
     match cluster {
         Some(c) => c.changed().await,
         None => std::future::pending().await,
@@ -107,6 +109,7 @@ impl Speaker {
             members: None,
             owners: Vec::new(),
             takeover_since: None,
+            reannounce: false,
             running: BTreeMap::new(),
             interfaces: Vec::new(),
         }
@@ -183,6 +186,7 @@ impl Speaker {
         }
         let announcements = self.decide();
         let takeover_since = self.takeover_since.take();
+        let reannounce = std::mem::take(&mut self.reannounce);
         self.interfaces = interfaces::eligible();
         let mut per_iface: BTreeMap<String, Vec<IpAddr>> =
             self.interfaces.iter().map(|i| (i.name.clone(), Vec::new())).collect();
@@ -214,6 +218,7 @@ impl Speaker {
             let ips = per_iface.remove(&iface.name).unwrap_or_default();
             let mut table = InterfaceTable::new(ips, &self.metrics);
             table.takeover_since = takeover_since;
+            table.reannounce = reannounce;
             let table = Arc::new(table);
             if let Some(r) = self.running.get(&iface.name) {
                 r.tables.send_replace(table);
@@ -288,10 +293,11 @@ impl Speaker {
                     }
                     ready.store(self.healthy(), Ordering::Release);
                 }
-                lost = members_changed(&mut cluster) => {
-                    if lost {
+                change = members_changed(&mut cluster) => {
+                    if change.lost {
                         self.takeover_since = Some(std::time::Instant::now());
                     }
+                    self.reannounce = change.joined;
                     self.members = cluster.as_ref().map(|c| c.members().to_vec());
                     self.apply();
                 }

@@ -461,9 +461,19 @@ impl ClusterLan {
 
     /// Drops `percent`% of each node's membership traffic, both ways, at random.
     pub fn gossip_loss(&self, percent: u32) {
-        for ns in &self.nodes {
+        for i in 0..self.nodes.len() {
+            self.gossip_loss_on(i, percent);
+        }
+    }
+
+    /// Drops `percent`% of node `i`'s membership traffic, both ways (100: a partition of
+    /// the gossip alone, the LAN still working).
+    pub fn gossip_loss_on(&self, i: usize, percent: u32) {
+        {
+            let ns = &self.nodes[i];
+            let m = if percent >= 100 { String::new() } else { format!("numgen random mod 100 < {percent} ") };
             let rules = format!(
-                "table inet ferrolb_loss {{\n chain input {{ type filter hook input priority 0; udp dport 7946 numgen random mod 100 < {percent} drop; }}\n chain output {{ type filter hook output priority 0; udp dport 7946 numgen random mod 100 < {percent} drop; }}\n}}\n"
+                "table inet ferrolb_loss {{\n chain input {{ type filter hook input priority 0; udp dport 7946 {m}drop; }}\n chain output {{ type filter hook output priority 0; udp dport 7946 {m}drop; }}\n}}\n"
             );
             let path = std::env::temp_dir().join(format!("ferrolb-{}.nft", unique("nft")));
             std::fs::write(&path, rules).expect("nft file");
@@ -471,6 +481,12 @@ impl ClusterLan {
             let _ = std::fs::remove_file(&path);
             assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+
+    /// Removes the loss rules of node `i`.
+    pub fn gossip_heal(&self, i: usize) {
+        let out = self.nodes[i].exec(&["nft", "delete", "table", "inet", "ferrolb_loss"]);
+        assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

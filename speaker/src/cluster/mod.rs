@@ -20,6 +20,15 @@ use self::membership::{Me, Member, Membership, Note, Settings, Wait};
 use self::wire::{Key, Rejected};
 use crate::metrics::{Metrics, ReasonLabel, StateLabel};
 
+/// How the member list changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// A member died or left: its addresses are being taken over.
+    pub lost: bool,
+    /// A member appeared or came back.
+    pub joined: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub bind: SocketAddr,
@@ -87,9 +96,9 @@ impl Cluster {
         &self.members
     }
 
-    /// Exchanges heartbeats until the member list changes; returns whether a member was
-    /// lost (dead or left). Cancel-safe.
-    pub async fn changed(&mut self) -> bool {
+    /// Exchanges heartbeats until the member list changes; returns what changed.
+    /// Cancel-safe.
+    pub async fn changed(&mut self) -> Change {
         loop {
             tokio::select! {
                 r = self.sock.recv_from(&mut self.buf[..]) => match r {
@@ -127,7 +136,10 @@ impl Cluster {
             }
             let members = if waiting.is_some() { Vec::new() } else { self.membership.members(now) };
             if members != self.members {
-                let lost = self.members.iter().any(|m| !members.iter().any(|n| n.name == m.name));
+                let change = Change {
+                    lost: self.members.iter().any(|m| !members.iter().any(|n| n.name == m.name)),
+                    joined: members.iter().any(|m| !self.members.iter().any(|n| n.name == m.name)),
+                };
                 for m in members.iter().filter(|m| !self.members.contains(m)) {
                     info!(member = %m.name, settled = m.settled, "member up");
                 }
@@ -136,7 +148,7 @@ impl Cluster {
                 }
                 self.members = members;
                 self.export();
-                return lost;
+                return change;
             }
         }
     }
