@@ -127,10 +127,12 @@ impl Keepalived<'_> {
         .unwrap();
         let pid = |n: &str| self.dir.join(format!("node{i}-{n}.pid")).to_str().unwrap().to_string();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.lan.nodes[i].name, "keepalived", "--dont-fork", "--vrrp"])
+            .args(["netns", "exec", &self.lan.nodes[i].name, "keepalived", "--dont-fork", "--vrrp", "--log-console"])
             .args(["-f", conf.to_str().unwrap(), "-p", &pid("main"), "-r", &pid("vrrp"), "-i", &format!("node{i}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::options().create(true).append(true).open(self.dir.join(format!("node{i}.log"))).unwrap(),
+            )
             .spawn()
             .expect("keepalived (apt-get install keepalived)");
         self.procs[i] = Some(child);
@@ -153,7 +155,12 @@ impl Cluster for Keepalived<'_> {
             if owners.len() == 1 {
                 return owners[0];
             }
-            assert!(start.elapsed() < Duration::from_secs(15), "no single VRRP master");
+            if start.elapsed() > Duration::from_secs(15) {
+                let logs: Vec<String> = (0..3)
+                    .map(|i| std::fs::read_to_string(self.dir.join(format!("node{i}.log"))).unwrap_or_default())
+                    .collect();
+                panic!("no single VRRP master: holders {owners:?}\n{}", logs.join("\n----\n"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -186,7 +193,11 @@ impl Cluster for Keepalived<'_> {
                 if let Some(mut c) = self.procs[node].take() {
                     let _ = c.wait();
                 }
-                // A killed keepalived leaves its address behind.
+                // A killed keepalived leaves its pid files (whose processes may linger as
+                // zombies, which keepalived takes for a running daemon) and its address.
+                for n in ["main", "vrrp"] {
+                    let _ = std::fs::remove_file(self.dir.join(format!("node{node}-{n}.pid")));
+                }
                 let _ = self.lan.nodes[node].exec(&[
                     "ip",
                     "addr",
