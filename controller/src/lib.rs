@@ -1,7 +1,10 @@
 //! The FerroLB controller library: the allocator that gives LoadBalancer Services their
-//! addresses. Pure: no I/O; the binary and the speaker's standalone mode call it.
+//! addresses and the reconciler's plan of what to write (both pure: the binary and the
+//! speaker's standalone mode call them), and the thin Kubernetes layer ([`k8s`]).
 
 pub mod allocator;
+pub mod k8s;
+pub mod reconcile;
 
 pub use allocator::{AllocError, Allocation, Allocator, Assignment, Unassigned, allocate_all};
 

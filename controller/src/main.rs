@@ -1,6 +1,7 @@
-//! `ferrolb-controller`: `plan` runs the allocator on a file of pools and Services;
+//! `ferrolb-controller`: `run` (the default in a cluster) reconciles LoadBalancer Services
+//! with the IPAddressPools; `plan` runs the allocator on a file of pools and Services;
 //! `convert` turns MetalLB's legacy ConfigMap into IPAddressPool and L2Advertisement
-//! objects. The Kubernetes reconciler is not here yet.
+//! objects.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,20 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run in a cluster (in-cluster config or kubeconfig): watch Services, IPAddressPools
+    /// and Namespaces, write Service status, pool status and Events.
+    Run {
+        /// Where IPAddressPools are read from (MetalLB's namespace by default).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "metallb-system")]
+        namespace: String,
+        /// Serve Services of this `loadBalancerClass` (default: those without a class).
+        #[arg(long)]
+        lb_class: Option<String>,
+        #[arg(long, default_value = "0.0.0.0:7472")]
+        metrics_bind: std::net::SocketAddr,
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
     /// Print, per Service, its addresses and pool or why it got none. Warnings go to stderr.
     Plan {
         #[arg(long)]
@@ -117,8 +132,42 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
     Ok(docs.join("---\n"))
 }
 
+fn run(namespace: String, lb_class: Option<String>, metrics_bind: std::net::SocketAddr, log_level: &str) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+        let metrics = Arc::new(ferrolb_controller::k8s::Metrics::default());
+        let registry = Arc::new(metrics.registry());
+        let listener = tokio::net::TcpListener::bind(metrics_bind)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_bind}"))?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut text = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+                    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = ferrolb_controller::reconcile::Settings { namespace, lb_class };
+        ferrolb_controller::k8s::run(client, settings, metrics).await?;
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let out = match Cli::parse().command {
+        Command::Run { namespace, lb_class, metrics_bind, log_level } => {
+            return run(namespace, lb_class, metrics_bind, &log_level);
+        }
         Command::Plan { config, output, lb_class } => plan(&config, output, lb_class.as_deref())?,
         Command::Convert { config } => convert(&config)?,
     };

@@ -83,6 +83,10 @@ pub struct IPAddressPoolStatus {
     pub available_ipv4: i64,
     #[serde(default, rename = "availableIPv6")]
     pub available_ipv6: i64,
+    /// FerroLB's addition: `Valid`, false with the reason when the pool is rejected (the
+    /// last valid version, if any, keeps serving).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
 /// Announces the addresses of the selected pools with ARP/NDP from the selected nodes.

@@ -282,33 +282,9 @@ impl Loader<'_> {
                 });
                 continue;
             }
-            let mut ranges = Vec::new();
-            for (i, a) in pool.spec.addresses.iter().enumerate() {
-                match a.parse::<IpRange>() {
-                    Ok(r) => ranges.push(r),
-                    Err(e) => self.errors.push(Issue {
-                        object: object.clone(),
-                        field: format!("spec.addresses[{i}]"),
-                        message: e.to_string(),
-                    }),
-                }
-            }
-            if pool.spec.addresses.is_empty() {
-                self.errors.push(Issue {
-                    object: object.clone(),
-                    field: "spec.addresses".into(),
-                    message: "a pool needs at least one address range".into(),
-                });
-            }
-            config.pools.push(Pool {
-                name,
-                namespace: pool.metadata.namespace.clone().unwrap_or_default(),
-                labels: pool.metadata.labels.clone().unwrap_or_default(),
-                ranges,
-                auto_assign: pool.spec.auto_assign(),
-                avoid_buggy_ips: pool.spec.avoid_buggy_ips(),
-                allocation: pool.spec.service_allocation.clone().unwrap_or_default(),
-            });
+            let (valid, issues) = pool_from_api(&object, &pool);
+            self.errors.extend(issues);
+            config.pools.push(valid);
             pool_objects.push(object);
         }
         self.reject_overlaps(&config.pools, &pool_objects);
@@ -344,23 +320,73 @@ impl Loader<'_> {
     }
 
     /// Overlapping pools are rejected: one address must have one pool. Sorting makes
-    /// this O(n log n) in the number of ranges.
+    /// this O(n log n) in the number of ranges. (The controller, which sees pools one at
+    /// a time, uses [`overlap`].)
     fn reject_overlaps(&mut self, pools: &[Pool], objects: &[String]) {
         let mut all: Vec<(IpRange, usize)> =
             pools.iter().enumerate().flat_map(|(i, p)| p.ranges.iter().map(move |r| (*r, i))).collect();
         all.sort();
         for pair in all.windows(2) {
             let ((a, ai), (b, bi)) = (pair[0], pair[1]);
-            if a.overlaps(&b) {
-                let message = if ai == bi {
-                    format!("ranges {a} and {b} overlap")
-                } else {
-                    format!("range {b} overlaps range {a} of pool {:?} ({})", pools[ai].name, objects[ai])
-                };
+            // Within one pool, `pool_from_api` has said so already.
+            if a.overlaps(&b) && ai != bi {
+                let message = format!("range {b} overlaps range {a} of pool {:?} ({})", pools[ai].name, objects[ai]);
                 self.errors.push(Issue { object: objects[bi].clone(), field: "spec.addresses".into(), message });
             }
         }
     }
+}
+
+/// A pool as the allocator uses it, from its API object, with every problem found (`object`
+/// names it in the issues). The pool is usable only if there are none.
+pub fn pool_from_api(object: &str, pool: &IPAddressPool) -> (Pool, Vec<Issue>) {
+    let mut issues = Vec::new();
+    let mut ranges = Vec::new();
+    for (i, a) in pool.spec.addresses.iter().enumerate() {
+        match a.parse::<IpRange>() {
+            Ok(r) => ranges.push(r),
+            Err(e) => issues.push(Issue {
+                object: object.to_string(),
+                field: format!("spec.addresses[{i}]"),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if pool.spec.addresses.is_empty() {
+        issues.push(Issue {
+            object: object.to_string(),
+            field: "spec.addresses".into(),
+            message: "a pool needs at least one address range".into(),
+        });
+    }
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            if a.overlaps(b) {
+                issues.push(Issue {
+                    object: object.to_string(),
+                    field: "spec.addresses".into(),
+                    message: format!("ranges {a} and {b} overlap"),
+                });
+            }
+        }
+    }
+    let valid = Pool {
+        name: pool.metadata.name.clone().unwrap_or_default(),
+        namespace: pool.metadata.namespace.clone().unwrap_or_default(),
+        labels: pool.metadata.labels.clone().unwrap_or_default(),
+        ranges,
+        auto_assign: pool.spec.auto_assign(),
+        avoid_buggy_ips: pool.spec.avoid_buggy_ips(),
+        allocation: pool.spec.service_allocation.clone().unwrap_or_default(),
+    };
+    (valid, issues)
+}
+
+/// The first range of `b` that overlaps a range of `a`, described.
+pub fn overlap(a: &Pool, b: &Pool) -> Option<String> {
+    a.ranges.iter().find_map(|ra| {
+        b.ranges.iter().find(|rb| ra.overlaps(rb)).map(|rb| format!("range {rb} overlaps range {ra} of pool {:?}", a.name))
+    })
 }
 
 /// The addresses a Service asks for (annotation or `spec.loadBalancerIP`) and the field

@@ -1,0 +1,262 @@
+//! The thin Kubernetes layer: watches Services, IPAddressPools and Namespaces, plans each
+//! round with [`crate::reconcile`] and makes its writes: Service status and annotation,
+//! IPAddressPool status, Events. Metrics are MetalLB's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use ferrolb_proto::api::IPAddressPool;
+
+use crate::reconcile::{self, ANNOTATION_ALLOCATED_FROM_POOL, EventKind, Memory, Settings, Snapshot, Writes};
+
+/// The one error type of this layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{failed} of {total} writes failed; the next round retries them")]
+    Writes { failed: usize, total: usize },
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
+}
+
+/// MetalLB's controller metrics, under their names.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub updates: Counter,
+    pub update_errors: Counter,
+    pub config_loaded: Gauge,
+    pub config_stale: Gauge,
+    pub in_use: Family<PoolLabel, Gauge>,
+    pub total: Family<PoolLabel, Gauge>,
+    pub in_use_v4: Family<PoolLabel, Gauge>,
+    pub total_v4: Family<PoolLabel, Gauge>,
+    pub in_use_v6: Family<PoolLabel, Gauge>,
+    pub total_v6: Family<PoolLabel, Gauge>,
+}
+
+fn gauge_i64(n: u128) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut r = Registry::default();
+        let m = self.as_ref();
+        r.register("metallb_k8s_client_updates", "Number of k8s object updates", m.updates.clone());
+        r.register("metallb_k8s_client_update_errors", "Number of k8s object update failures", m.update_errors.clone());
+        r.register("metallb_k8s_client_config_loaded_bool", "1 if the configuration was ever loaded", m.config_loaded.clone());
+        r.register("metallb_k8s_client_config_stale_bool", "1 if running on a stale configuration", m.config_stale.clone());
+        r.register("metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool", m.in_use.clone());
+        r.register("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool", m.total.clone());
+        r.register("metallb_allocator_ipv4_addresses_in_use_total", "IPv4 addresses in use, per pool", m.in_use_v4.clone());
+        r.register("metallb_allocator_ipv4_addresses_total", "Usable IPv4 addresses, per pool", m.total_v4.clone());
+        r.register("metallb_allocator_ipv6_addresses_in_use_total", "IPv6 addresses in use, per pool", m.in_use_v6.clone());
+        r.register("metallb_allocator_ipv6_addresses_total", "Usable IPv6 addresses, per pool (saturates)", m.total_v6.clone());
+        r
+    }
+
+    fn record(&self, writes: &Writes) {
+        self.config_loaded.set(1);
+        self.config_stale.set(i64::from(writes.stale));
+        for family in [&self.in_use, &self.total, &self.in_use_v4, &self.total_v4, &self.in_use_v6, &self.total_v6] {
+            family.clear();
+        }
+        for (pool, u) in &writes.usage {
+            let l = PoolLabel { pool: pool.clone() };
+            self.in_use.get_or_create(&l).set(gauge_i64(u.in_use_v4.saturating_add(u.in_use_v6)));
+            self.total.get_or_create(&l).set(gauge_i64(u.total_v4.saturating_add(u.total_v6)));
+            self.in_use_v4.get_or_create(&l).set(gauge_i64(u.in_use_v4));
+            self.total_v4.get_or_create(&l).set(gauge_i64(u.total_v4));
+            self.in_use_v6.get_or_create(&l).set(gauge_i64(u.in_use_v6));
+            self.total_v6.get_or_create(&l).set(gauge_i64(u.total_v6));
+        }
+    }
+}
+
+/// Makes a round's writes.
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+    namespace: String,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+/// Attempts at a status write that meets a conflict (409): the object changed since our
+/// snapshot, so its new resourceVersion is fetched and the write retried.
+const CONFLICT_ATTEMPTS: usize = 3;
+
+impl Writer {
+    pub fn new(client: Client, namespace: &str, metrics: Arc<Metrics>) -> Writer {
+        let reporter = Reporter { controller: "ferrolb-controller".into(), instance: std::env::var("POD_NAME").ok() };
+        Writer { recorder: Recorder::new(client.clone(), reporter), client, namespace: namespace.into(), metrics }
+    }
+
+    /// Every write of the round is tried; failures are logged and counted, and the next
+    /// round (which plans from the objects as they then are) retries them.
+    pub async fn apply(&self, writes: &Writes) -> Result<(), Error> {
+        self.metrics.record(writes);
+        let mut failed = 0;
+        let total = writes.services.len() + writes.pools.len() + writes.events.len();
+        for s in &writes.services {
+            match self.write_service(s).await {
+                Ok(()) => {
+                    self.metrics.updates.inc();
+                    info!(service = %format!("{}/{}", s.namespace, s.name), ingress = ?s.ingress, pool = ?s.pool, "status written");
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.metrics.update_errors.inc();
+                    warn!(service = %format!("{}/{}", s.namespace, s.name), error = %e, "status write failed");
+                }
+            }
+        }
+        let pools: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.namespace);
+        for p in &writes.pools {
+            let patch = json!({ "status": p.status });
+            match pools.patch_status(&p.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    self.metrics.updates.inc();
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.metrics.update_errors.inc();
+                    warn!(pool = %p.name, error = %e, "pool status write failed");
+                }
+            }
+        }
+        for e in &writes.events {
+            let event = Event {
+                type_: match e.kind {
+                    EventKind::Normal => EventType::Normal,
+                    EventKind::Warning => EventType::Warning,
+                },
+                reason: e.reason.into(),
+                note: Some(e.note.clone()),
+                action: "Allocate".into(),
+                secondary: None,
+            };
+            if let Err(err) = self.recorder.publish(&event, &e.regarding).await {
+                failed += 1;
+                warn!(reason = e.reason, error = %err, "event not published");
+            }
+        }
+        if failed > 0 { Err(Error::Writes { failed, total }) } else { Ok(()) }
+    }
+
+    async fn write_service(&self, w: &reconcile::ServiceWrite) -> Result<(), kube::Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
+        let ingress: Vec<_> = w.ingress.iter().map(|ip| json!({ "ip": ip.to_string(), "ipMode": "VIP" })).collect();
+        let mut resource_version = w.resource_version.clone();
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            // The resourceVersion makes the write conditional: a Service changed since the
+            // snapshot answers 409 instead of being overwritten blindly.
+            let patch = json!({
+                "metadata": { "resourceVersion": resource_version },
+                "status": { "loadBalancer": { "ingress": ingress } },
+            });
+            match api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(status)) if status.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                    resource_version = api.get(&w.name).await?.resource_version();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let patch = json!({ "metadata": { "annotations": { ANNOTATION_ALLOCATED_FROM_POOL: w.pool } } });
+        api.patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(())
+    }
+}
+
+/// The current objects of the three watched kinds.
+pub fn snapshot(services: &Store<Service>, pools: &Store<IPAddressPool>, namespaces: &Store<Namespace>) -> Snapshot {
+    Snapshot {
+        services: services.state().iter().map(|s| (**s).clone()).collect(),
+        pools: pools.state().iter().map(|p| (**p).clone()).collect(),
+        namespaces: namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect(),
+    }
+}
+
+/// Gathers events for this long before a round, so a burst (a restart's initial lists, a
+/// `kubectl apply` of many Services) is planned once.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A round this often even without events, to retry failed writes.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Watches and reconciles until the process ends.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<(), Error> {
+    let (services, services_w) = reflector::store();
+    let (pools, pools_w) = reflector::store();
+    let (namespaces, namespaces_w) = reflector::store();
+    let changed = Arc::new(Notify::new());
+    let watch = |stream: futures::stream::BoxStream<'static, ()>| {
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            while stream.next().await.is_some() {
+                changed.notify_one();
+            }
+        });
+    };
+    let cfg = watcher::Config::default();
+    watch(
+        reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+    );
+    // All namespaces, to warn about pools created in the wrong one.
+    watch(
+        reflector::reflector(pools_w, watcher(Api::<IPAddressPool>::all(client.clone()), cfg.clone()))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+    );
+    watch(
+        reflector::reflector(namespaces_w, watcher(Api::<Namespace>::all(client.clone()), cfg))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+    );
+    // Nothing is planned before every list is complete: a partial view of the Services
+    // could hand out an address that one not yet seen holds.
+    let _ = tokio::join!(services.wait_until_ready(), pools.wait_until_ready(), namespaces.wait_until_ready());
+    info!("initial lists complete; reconciling");
+    let writer = Writer::new(client, &settings.namespace, metrics);
+    let mut memory = Memory::default();
+    loop {
+        let snap = snapshot(&services, &pools, &namespaces);
+        let writes = reconcile::plan(&snap, &settings, &mut memory);
+        if let Err(e) = writer.apply(&writes).await {
+            warn!(error = %e, "round incomplete");
+        }
+        let _ = tokio::time::timeout(RESYNC, changed.notified()).await;
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+}

@@ -1,0 +1,307 @@
+//! What the cluster should look like, decided from a snapshot of the API objects: which
+//! Service gets which addresses, what to write back, which Events to emit. Pure: the
+//! Kubernetes layer ([`crate::k8s`]) takes the snapshot from its watches and makes the
+//! writes.
+//!
+//! Every round re-plans from the Services' current status, so a restarted controller
+//! rebuilds its state from what is in use before giving anything new away, and moves
+//! nothing that is still valid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ferrolb_proto::api::{self, IPAddressPool, IPAddressPoolStatus, LoadBalancerService};
+use ferrolb_proto::config::{self, Config, Pool};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::allocator::{PoolUsage, allocate_all};
+
+/// The annotation naming the pool a Service's addresses came from (MetalLB's).
+pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The controller's namespace: pools elsewhere are ignored (with a warning Event).
+    pub namespace: String,
+    pub lb_class: Option<String>,
+}
+
+/// The API objects one round plans from.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub services: Vec<Service>,
+    pub pools: Vec<IPAddressPool>,
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// What the controller remembers between rounds: the last valid version of each pool
+/// (an invalid edit keeps the old one serving) and what it last said about each object
+/// (so Events mark transitions, not rounds).
+#[derive(Debug, Default)]
+pub struct Memory {
+    last_good: BTreeMap<String, Pool>,
+    said: HashMap<String, String>,
+}
+
+/// New status and pool annotation for one Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceWrite {
+    pub namespace: String,
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub ingress: Vec<IpAddr>,
+    /// `None` removes the annotation.
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSpec {
+    pub regarding: ObjectReference,
+    pub kind: EventKind,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolWrite {
+    pub name: String,
+    pub status: IPAddressPoolStatus,
+}
+
+/// The outcome of one round.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub services: Vec<ServiceWrite>,
+    pub events: Vec<EventSpec>,
+    pub pools: Vec<PoolWrite>,
+    /// Per pool in use, for the allocator metrics.
+    pub usage: Vec<(String, PoolUsage)>,
+    /// A pool is rejected and an older version (or nothing) serves in its place.
+    pub stale: bool,
+}
+
+fn reference(kind: &str, api_version: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+fn saturating_i64(n: u128) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Memory {
+    /// Emits `event` unless the same thing was last said about `key` (`topic` separates
+    /// independent statements about one object).
+    fn say(&mut self, events: &mut Vec<EventSpec>, key: String, event: EventSpec) {
+        let said = format!("{}:{}", event.reason, event.note);
+        if self.said.get(&key) != Some(&said) {
+            self.said.insert(key, said);
+            events.push(event);
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.said.remove(key);
+    }
+}
+
+/// Plans one round. `memory` carries over to the next.
+pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Writes {
+    let mut w = Writes::default();
+    let (pools, conditions) = pools(snapshot, settings, memory, &mut w);
+    let services: Vec<(&Service, LoadBalancerService)> =
+        snapshot.services.iter().map(|s| (s, LoadBalancerService::from(s))).collect();
+    let config = Config {
+        pools: pools.clone(),
+        l2_advertisements: Vec::new(),
+        services: services.iter().filter(|(_, s)| s.is_load_balancer()).map(|(_, s)| s.clone()).collect(),
+        namespaces: snapshot.namespaces.clone(),
+    };
+    let allocation = allocate_all(&config, settings.lb_class.as_deref());
+    let assigned: HashMap<&str, &config::ServiceAddresses> =
+        allocation.assigned.iter().map(|a| (a.service.as_str(), a)).collect();
+    let failed: HashMap<&str, String> =
+        allocation.failed.iter().map(|f| (f.service.as_str(), f.error.to_string())).collect();
+
+    for (obj, svc) in &services {
+        let key = svc.key();
+        let current_pool = svc.annotations.get(ANNOTATION_ALLOCATED_FROM_POOL).cloned();
+        let regarding = reference("Service", "v1", &obj.metadata);
+        let ours = svc.load_balancer_class.as_deref() == settings.lb_class.as_deref();
+        let (ingress, pool) = if !svc.is_load_balancer() || !ours {
+            // No longer ours (type or class changed): clear only what we wrote.
+            if current_pool.is_none() {
+                memory.forget(&format!("svc:{key}"));
+                continue;
+            }
+            let why = if svc.is_load_balancer() { "its loadBalancerClass is not ours" } else { "it is no longer of type LoadBalancer" };
+            let note = format!("Released {:?}: {why}", svc.ingress_ips);
+            memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "ClearAssignment", note });
+            (Vec::new(), None)
+        } else if let Some(a) = assigned.get(key.as_str()) {
+            if !svc.ingress_ips.is_empty() && svc.ingress_ips != a.addresses {
+                let note = format!(
+                    "{:?} can no longer be kept (its pool changed or another Service holds it); assigned {:?} from pool {:?} instead",
+                    svc.ingress_ips, a.addresses, a.pool
+                );
+                w.events.push(EventSpec { regarding: regarding.clone(), kind: EventKind::Warning, reason: "ClearAssignment", note });
+            }
+            // Only a change is news: a restart that finds every address in place says nothing.
+            if svc.ingress_ips != a.addresses {
+                let note = format!("Assigned IP {:?} from pool {:?}", a.addresses, a.pool);
+                memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "IPAllocated", note });
+            } else {
+                memory.forget(&format!("svc:{key}"));
+            }
+            (a.addresses.clone(), Some(a.pool.clone()))
+        } else if let Some(error) = failed.get(key.as_str()) {
+            let note = if svc.ingress_ips.is_empty() {
+                format!("Failed to allocate IP: {error}")
+            } else {
+                format!("Failed to allocate IP: {error}; released {:?}", svc.ingress_ips)
+            };
+            memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Warning, reason: "AllocationFailed", note });
+            (Vec::new(), None)
+        } else {
+            continue;
+        };
+        if ours && svc.is_load_balancer() && legacy_annotation(svc) {
+            memory.say(
+                &mut w.events,
+                format!("legacy:{key}"),
+                EventSpec {
+                    regarding: regarding.clone(),
+                    kind: EventKind::Warning,
+                    reason: "DeprecatedAnnotation",
+                    note: format!("the {} annotation prefix is deprecated; use metallb.io/", api::LEGACY_ANNOTATION_PREFIX),
+                },
+            );
+        }
+        if ingress != svc.ingress_ips || pool != current_pool {
+            w.services.push(ServiceWrite {
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                resource_version: obj.metadata.resource_version.clone(),
+                ingress,
+                pool,
+            });
+        }
+    }
+    // Services gone: forget what we said, so a new one of the same name starts afresh.
+    let live: std::collections::HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
+    memory.said.retain(|k, _| !k.starts_with("svc:") || live.contains(k));
+
+    for p in &pools {
+        w.usage.push((p.name.clone(), allocation.allocator.usage(&p.name).unwrap_or_default()));
+    }
+    for obj in snapshot.pools.iter().filter(|o| o.metadata.namespace.as_deref() == Some(&settings.namespace)) {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let usage = allocation.allocator.usage(&name).unwrap_or_default();
+        let mut status = obj.status.clone().unwrap_or_default();
+        status.assigned_ipv4 = saturating_i64(usage.in_use_v4);
+        status.assigned_ipv6 = saturating_i64(usage.in_use_v6);
+        status.available_ipv4 = saturating_i64(usage.total_v4 - usage.in_use_v4);
+        status.available_ipv6 = saturating_i64(usage.total_v6 - usage.in_use_v6);
+        if let Some(c) = conditions.get(&name) {
+            status.conditions = c.clone();
+        }
+        if obj.status.as_ref() != Some(&status) {
+            w.pools.push(PoolWrite { name, status });
+        }
+    }
+    w
+}
+
+fn legacy_annotation(svc: &LoadBalancerService) -> bool {
+    svc.annotations.keys().any(|k| k.starts_with(api::LEGACY_ANNOTATION_PREFIX))
+}
+
+fn valid_condition(obj: &IPAddressPool, ok: bool, reason: &str, message: String) -> Condition {
+    let previous = obj.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
+    let status = if ok { "True" } else { "False" };
+    Condition {
+        type_: "Valid".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: obj.metadata.generation,
+        // Unchanged status keeps its transition time, so the status is not rewritten each round.
+        last_transition_time: match previous {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => Time(k8s_openapi::jiff::Timestamp::now()),
+        },
+    }
+}
+
+/// The pools this round allocates from: valid ones from our namespace, in age order, each
+/// checked against the ones before it; for a rejected one its last valid version, if any.
+/// Also each pool's `Valid` condition.
+fn pools(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    memory: &mut Memory,
+    w: &mut Writes,
+) -> (Vec<Pool>, HashMap<String, Vec<Condition>>) {
+    let mut conditions = HashMap::new();
+    let mut objects: Vec<&IPAddressPool> = snapshot.pools.iter().collect();
+    objects.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), &a.metadata.name).cmp(&(b.metadata.creation_timestamp.as_ref(), &b.metadata.name))
+    });
+    let mut accepted: Vec<Pool> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for obj in objects {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let regarding = reference("IPAddressPool", "metallb.io/v1beta1", &obj.metadata);
+        let key = format!("pool:{ns}/{name}");
+        if ns != settings.namespace {
+            let note = format!(
+                "ignored: FerroLB reads IPAddressPools only from its own namespace {:?}; move this pool there",
+                settings.namespace
+            );
+            memory.say(&mut w.events, key, EventSpec { regarding, kind: EventKind::Warning, reason: "IgnoredPool", note });
+            continue;
+        }
+        seen.insert(name.clone());
+        let (pool, mut issues) = config::pool_from_api(&format!("IPAddressPool {ns}/{name}"), obj);
+        let mut problems: Vec<String> = issues.drain(..).map(|i| format!("{}: {}", i.field, i.message)).collect();
+        if problems.is_empty() {
+            problems.extend(accepted.iter().filter_map(|a| config::overlap(a, &pool)));
+        }
+        if problems.is_empty() {
+            memory.last_good.insert(name.clone(), pool.clone());
+            accepted.push(pool);
+            conditions.insert(name.clone(), vec![valid_condition(obj, true, "Valid", String::new())]);
+            memory.forget(&key);
+        } else {
+            w.stale = true;
+            let fallback = memory.last_good.get(&name).filter(|old| accepted.iter().all(|a| config::overlap(a, old).is_none())).cloned();
+            let serving = if fallback.is_some() { "the last valid version keeps serving" } else { "its addresses are not used" };
+            let note = format!("invalid: {}; {serving}", problems.join("; "));
+            conditions.insert(name.clone(), vec![valid_condition(obj, false, "Invalid", note.clone())]);
+            memory.say(&mut w.events, key, EventSpec { regarding, kind: EventKind::Warning, reason: "InvalidPool", note });
+            if let Some(old) = fallback {
+                accepted.push(old);
+            }
+        }
+    }
+    memory.last_good.retain(|n, _| seen.contains(n));
+    (accepted, conditions)
+}
+
+#[cfg(test)]
+mod tests;

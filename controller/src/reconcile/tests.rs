@@ -1,0 +1,249 @@
+use super::*;
+
+const NS: &str = "metallb-system";
+
+fn settings() -> Settings {
+    Settings { namespace: NS.into(), lb_class: None }
+}
+
+fn pool(yaml: &str) -> IPAddressPool {
+    serde_yaml::from_str(yaml).expect("pool YAML")
+}
+
+fn lan_pool() -> IPAddressPool {
+    pool(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system, uid: p1, creationTimestamp: '2026-01-01T00:00:00Z'}\nspec:\n  addresses: [198.51.100.10-198.51.100.12, '2001:db8:100::/64']\n",
+    )
+}
+
+fn service(name: &str, created: &str, extra: &str) -> Service {
+    serde_yaml::from_str(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  uid: uid-{name}\n  resourceVersion: '1'\n  creationTimestamp: '{created}'\n{extra}spec:\n  type: LoadBalancer\n  selector: {{app: {name}}}\n  ports: [{{port: 80, protocol: TCP}}]\n"
+    ))
+    .expect("service YAML")
+}
+
+fn snapshot(pools: Vec<IPAddressPool>, services: Vec<Service>) -> Snapshot {
+    Snapshot { services, pools, namespaces: BTreeMap::new() }
+}
+
+/// What the API server would hold after the writes.
+fn applied(mut snap: Snapshot, writes: &Writes) -> Snapshot {
+    for w in &writes.services {
+        let svc = snap.services.iter_mut().find(|s| s.metadata.name.as_deref() == Some(&w.name)).unwrap();
+        let ingress = w
+            .ingress
+            .iter()
+            .map(|ip| k8s_openapi::api::core::v1::LoadBalancerIngress { ip: Some(ip.to_string()), ..Default::default() })
+            .collect();
+        svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+            load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus { ingress: Some(ingress) }),
+            ..Default::default()
+        });
+        let annotations = svc.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        match &w.pool {
+            Some(p) => annotations.insert(ANNOTATION_ALLOCATED_FROM_POOL.into(), p.clone()),
+            None => annotations.remove(ANNOTATION_ALLOCATED_FROM_POOL),
+        };
+    }
+    for w in &writes.pools {
+        let p = snap.pools.iter_mut().find(|p| p.metadata.name.as_deref() == Some(&w.name)).unwrap();
+        p.status = Some(w.status.clone());
+    }
+    snap
+}
+
+fn reasons(w: &Writes) -> Vec<&'static str> {
+    w.events.iter().map(|e| e.reason).collect()
+}
+
+fn ingress(snap: &Snapshot, name: &str) -> Vec<IpAddr> {
+    LoadBalancerService::from(snap.services.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap()).ingress_ips
+}
+
+#[test]
+fn a_new_service_gets_an_address_its_pool_annotation_and_one_event() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(
+        w.services,
+        vec![ServiceWrite {
+            namespace: "default".into(),
+            name: "web".into(),
+            resource_version: Some("1".into()),
+            ingress: vec!["198.51.100.10".parse().unwrap()],
+            pool: Some("lan".into()),
+        }]
+    );
+    assert_eq!(reasons(&w), vec!["IPAllocated"]);
+    assert_eq!(w.events[0].regarding.name.as_deref(), Some("web"));
+    assert_eq!(w.events[0].note, "Assigned IP [198.51.100.10] from pool \"lan\"");
+    let status = &w.pools[0].status;
+    assert_eq!((status.assigned_ipv4, status.available_ipv4), (1, 2));
+    assert_eq!(status.available_ipv6, i64::MAX, "a /64 saturates instead of overflowing");
+    assert_eq!(status.conditions[0].status, "True");
+    // The next round, on what the API server now holds, writes and says nothing.
+    let snap = applied(snap, &w);
+    let again = plan(&snap, &settings(), &mut memory);
+    assert!(again.services.is_empty() && again.events.is_empty() && again.pools.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_restarted_controller_moves_nothing_and_says_nothing() {
+    let mut memory = Memory::default();
+    let services = vec![
+        service("a", "2026-02-01T00:00:00Z", ""),
+        service("b", "2026-02-02T00:00:00Z", ""),
+        service("c", "2026-02-03T00:00:00Z", ""),
+    ];
+    let snap = snapshot(vec![lan_pool()], services);
+    let first = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &first);
+    // b is deleted: .11 is free; a fourth Service appears.
+    snap.services.retain(|s| s.metadata.name.as_deref() != Some("b"));
+    snap.services.push(service("d", "2026-02-04T00:00:00Z", ""));
+    let before: Vec<_> = ["a", "c"].iter().map(|n| ingress(&snap, n)).collect();
+    // A new process: nothing remembered, everything rebuilt from the Services' status.
+    let mut fresh = Memory::default();
+    let w = plan(&snap, &settings(), &mut fresh);
+    assert_eq!(w.services.len(), 1, "only the new Service is written: {:?}", w.services);
+    assert_eq!(w.services[0].name, "d");
+    assert_eq!(w.services[0].ingress, vec!["198.51.100.11".parse::<IpAddr>().unwrap()], "the freed address");
+    assert_eq!(reasons(&w), vec!["IPAllocated"]);
+    let snap = applied(snap, &w);
+    assert_eq!(before, ["a", "c"].iter().map(|n| ingress(&snap, n)).collect::<Vec<_>>());
+}
+
+#[test]
+fn of_two_services_claiming_one_address_the_older_keeps_it() {
+    let held = "status: {loadBalancer: {ingress: [{ip: 198.51.100.10}]}}\n";
+    let with_status = |name: &str, created: &str| {
+        let mut s = service(name, created, "");
+        let st: Service = serde_yaml::from_str(&format!("metadata: {{name: x}}\n{held}")).unwrap();
+        s.status = st.status;
+        s
+    };
+    let snap = snapshot(
+        vec![lan_pool()],
+        vec![with_status("young", "2026-03-01T00:00:00Z"), with_status("old", "2026-01-15T00:00:00Z")],
+    );
+    let w = plan(&snap, &settings(), &mut Memory::default());
+    let young = w.services.iter().find(|s| s.name == "young").expect("the younger is rewritten");
+    assert_ne!(young.ingress, vec!["198.51.100.10".parse::<IpAddr>().unwrap()]);
+    assert!(w.services.iter().all(|s| s.name != "old" || s.ingress == vec!["198.51.100.10".parse::<IpAddr>().unwrap()]));
+    let clear = w.events.iter().find(|e| e.reason == "ClearAssignment").expect("the younger is told");
+    assert_eq!(clear.regarding.name.as_deref(), Some("young"));
+    assert_eq!(clear.kind, EventKind::Warning);
+}
+
+#[test]
+fn a_pool_outside_the_controllers_namespace_is_ignored_with_a_warning() {
+    let mut stray = lan_pool();
+    stray.metadata.namespace = Some("default".into());
+    stray.metadata.name = Some("tutorial".into());
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![stray], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let warn = w.events.iter().find(|e| e.reason == "IgnoredPool").expect("warning");
+    assert!(warn.note.contains("metallb-system"), "{}", warn.note);
+    assert_eq!(reasons(&w), vec!["IgnoredPool", "AllocationFailed"]);
+    assert!(w.services.is_empty() && w.pools.is_empty(), "nothing written to the stray pool or the Service");
+    // Said once, not every round.
+    assert!(plan(&snap, &settings(), &mut memory).events.is_empty());
+}
+
+#[test]
+fn an_invalid_pool_is_reported_and_the_last_valid_version_keeps_serving() {
+    let mut memory = Memory::default();
+    let other = pool(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: other, namespace: metallb-system, creationTimestamp: '2026-01-02T00:00:00Z'}\nspec: {addresses: [203.0.113.0/30]}\n",
+    );
+    let snap = snapshot(vec![lan_pool(), other.clone()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &w);
+    // A bad edit of lan: its addresses no longer parse.
+    snap.pools[0].spec.addresses = vec!["198.51.100.300-198.51.100.310".into()];
+    let w = plan(&snap, &settings(), &mut memory);
+    assert!(w.stale);
+    let warn = w.events.iter().find(|e| e.reason == "InvalidPool").expect("an Event");
+    assert!(warn.note.contains("spec.addresses[0]") && warn.note.contains("last valid version keeps serving"), "{}", warn.note);
+    assert!(w.services.is_empty(), "web keeps its address: {:?}", w.services);
+    let lan_status = &w.pools.iter().find(|p| p.name == "lan").expect("status").status;
+    assert_eq!(lan_status.conditions[0].status, "False");
+    assert_eq!(lan_status.conditions[0].reason, "Invalid");
+    // A brand-new invalid pool (overlapping another) is rejected; the rest keeps working.
+    let mut snap = applied(snap, &w);
+    let mut overlapping = other;
+    overlapping.metadata.name = Some("dup".into());
+    overlapping.metadata.creation_timestamp = serde_yaml::from_str("'2026-05-01T00:00:00Z'").unwrap();
+    snap.pools.push(overlapping);
+    snap.services.push(service("api", "2026-02-02T00:00:00Z", "  annotations: {metallb.io/address-pool: other}\n"));
+    let w = plan(&snap, &settings(), &mut memory);
+    let dup = w.events.iter().find(|e| e.reason == "InvalidPool" && e.regarding.name.as_deref() == Some("dup")).unwrap();
+    assert!(dup.note.contains("overlaps") && dup.note.contains("not used"), "{}", dup.note);
+    assert_eq!(w.services.iter().find(|s| s.name == "api").unwrap().pool.as_deref(), Some("other"));
+}
+
+#[test]
+fn a_pool_edit_that_removes_an_address_in_use_reallocates_and_says_so() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &w);
+    snap.pools[0].spec.addresses = vec!["198.51.100.20-198.51.100.29".into()];
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(w.services[0].ingress, vec!["198.51.100.20".parse::<IpAddr>().unwrap()]);
+    assert_eq!(reasons(&w), vec!["ClearAssignment", "IPAllocated"]);
+    assert!(w.events[0].note.contains("198.51.100.10"), "{}", w.events[0].note);
+}
+
+#[test]
+fn a_service_that_stops_being_a_load_balancer_is_cleared() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &w);
+    snap.services[0].spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(w.services[0].ingress, Vec::<IpAddr>::new());
+    assert_eq!(w.services[0].pool, None);
+    assert_eq!(reasons(&w), vec!["ClearAssignment"]);
+    assert_eq!(w.pools[0].status.assigned_ipv4, 0, "the address is free again");
+    let snap = applied(snap, &w);
+    let w = plan(&snap, &settings(), &mut memory);
+    assert!(w.services.is_empty() && w.events.is_empty() && w.pools.is_empty());
+}
+
+#[test]
+fn other_classes_are_left_alone_and_legacy_annotations_get_a_deprecation_event() {
+    let mut memory = Memory::default();
+    let snap = snapshot(
+        vec![lan_pool()],
+        vec![
+            {
+                let mut s = service("theirs", "2026-02-01T00:00:00Z", "");
+                s.spec.as_mut().unwrap().load_balancer_class = Some("other.example/lb".into());
+                s
+            },
+            service("old-style", "2026-02-02T00:00:00Z", "  annotations: {metallb.universe.tf/loadBalancerIPs: 198.51.100.12}\n"),
+        ],
+    );
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(w.services.len(), 1);
+    assert_eq!(w.services[0].name, "old-style");
+    assert_eq!(w.services[0].ingress, vec!["198.51.100.12".parse::<IpAddr>().unwrap()]);
+    assert_eq!(reasons(&w), vec!["IPAllocated", "DeprecatedAnnotation"]);
+    let snap = applied(snap, &w);
+    assert!(plan(&snap, &settings(), &mut memory).events.is_empty(), "said once");
+}
+
+#[test]
+fn a_failure_is_reported_once_until_it_changes() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "  annotations: {metallb.io/loadBalancerIPs: 192.0.2.7}\n")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(reasons(&w), vec!["AllocationFailed"]);
+    assert!(w.events[0].note.contains("192.0.2.7 is in no pool"), "{}", w.events[0].note);
+    assert!(plan(&snap, &settings(), &mut memory).events.is_empty());
+}
