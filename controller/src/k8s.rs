@@ -64,14 +64,38 @@ impl Metrics {
         let m = self.as_ref();
         r.register("metallb_k8s_client_updates", "Number of k8s object updates", m.updates.clone());
         r.register("metallb_k8s_client_update_errors", "Number of k8s object update failures", m.update_errors.clone());
-        r.register("metallb_k8s_client_config_loaded_bool", "1 if the configuration was ever loaded", m.config_loaded.clone());
-        r.register("metallb_k8s_client_config_stale_bool", "1 if running on a stale configuration", m.config_stale.clone());
-        r.register("metallb_allocator_addresses_in_use_total", "Number of IP addresses in use, per pool", m.in_use.clone());
+        r.register(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if the configuration was ever loaded",
+            m.config_loaded.clone(),
+        );
+        r.register(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if running on a stale configuration",
+            m.config_stale.clone(),
+        );
+        r.register(
+            "metallb_allocator_addresses_in_use_total",
+            "Number of IP addresses in use, per pool",
+            m.in_use.clone(),
+        );
         r.register("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool", m.total.clone());
-        r.register("metallb_allocator_ipv4_addresses_in_use_total", "IPv4 addresses in use, per pool", m.in_use_v4.clone());
+        r.register(
+            "metallb_allocator_ipv4_addresses_in_use_total",
+            "IPv4 addresses in use, per pool",
+            m.in_use_v4.clone(),
+        );
         r.register("metallb_allocator_ipv4_addresses_total", "Usable IPv4 addresses, per pool", m.total_v4.clone());
-        r.register("metallb_allocator_ipv6_addresses_in_use_total", "IPv6 addresses in use, per pool", m.in_use_v6.clone());
-        r.register("metallb_allocator_ipv6_addresses_total", "Usable IPv6 addresses, per pool (saturates)", m.total_v6.clone());
+        r.register(
+            "metallb_allocator_ipv6_addresses_in_use_total",
+            "IPv6 addresses in use, per pool",
+            m.in_use_v6.clone(),
+        );
+        r.register(
+            "metallb_allocator_ipv6_addresses_total",
+            "Usable IPv6 addresses, per pool (saturates)",
+            m.total_v6.clone(),
+        );
         r
     }
 

@@ -132,14 +132,20 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
     Ok(docs.join("---\n"))
 }
 
-fn run(namespace: String, lb_class: Option<String>, metrics_bind: std::net::SocketAddr, log_level: &str) -> anyhow::Result<()> {
+fn run(
+    namespace: String,
+    lb_class: Option<String>,
+    metrics_bind: std::net::SocketAddr,
+    log_level: &str,
+) -> anyhow::Result<()> {
     use std::sync::Arc;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let client = kube::Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+        let client =
+            kube::Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
         let metrics = Arc::new(ferrolb_controller::k8s::Metrics::default());
         let registry = Arc::new(metrics.registry());
         let listener = tokio::net::TcpListener::bind(metrics_bind)

@@ -87,7 +87,11 @@ pub struct Writes {
     pub stale: bool,
 }
 
-fn reference(kind: &str, api_version: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectReference {
+fn reference(
+    kind: &str,
+    api_version: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectReference {
     ObjectReference {
         api_version: Some(api_version.into()),
         kind: Some(kind.into()),
@@ -148,9 +152,17 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                 memory.forget(&format!("svc:{key}"));
                 continue;
             }
-            let why = if svc.is_load_balancer() { "its loadBalancerClass is not ours" } else { "it is no longer of type LoadBalancer" };
+            let why = if svc.is_load_balancer() {
+                "its loadBalancerClass is not ours"
+            } else {
+                "it is no longer of type LoadBalancer"
+            };
             let note = format!("Released {:?}: {why}", svc.ingress_ips);
-            memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "ClearAssignment", note });
+            memory.say(
+                &mut w.events,
+                format!("svc:{key}"),
+                EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "ClearAssignment", note },
+            );
             (Vec::new(), None)
         } else if let Some(a) = assigned.get(key.as_str()) {
             if !svc.ingress_ips.is_empty() && svc.ingress_ips != a.addresses {
@@ -158,12 +170,21 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                     "{:?} can no longer be kept (its pool changed or another Service holds it); assigned {:?} from pool {:?} instead",
                     svc.ingress_ips, a.addresses, a.pool
                 );
-                w.events.push(EventSpec { regarding: regarding.clone(), kind: EventKind::Warning, reason: "ClearAssignment", note });
+                w.events.push(EventSpec {
+                    regarding: regarding.clone(),
+                    kind: EventKind::Warning,
+                    reason: "ClearAssignment",
+                    note,
+                });
             }
             // Only a change is news: a restart that finds every address in place says nothing.
             if svc.ingress_ips != a.addresses {
                 let note = format!("Assigned IP {:?} from pool {:?}", a.addresses, a.pool);
-                memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "IPAllocated", note });
+                memory.say(
+                    &mut w.events,
+                    format!("svc:{key}"),
+                    EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "IPAllocated", note },
+                );
             } else {
                 memory.forget(&format!("svc:{key}"));
             }
@@ -174,7 +195,11 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
             } else {
                 format!("Failed to allocate IP: {error}; released {:?}", svc.ingress_ips)
             };
-            memory.say(&mut w.events, format!("svc:{key}"), EventSpec { regarding: regarding.clone(), kind: EventKind::Warning, reason: "AllocationFailed", note });
+            memory.say(
+                &mut w.events,
+                format!("svc:{key}"),
+                EventSpec { regarding: regarding.clone(), kind: EventKind::Warning, reason: "AllocationFailed", note },
+            );
             (Vec::new(), None)
         } else {
             continue;
@@ -187,7 +212,10 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                     regarding: regarding.clone(),
                     kind: EventKind::Warning,
                     reason: "DeprecatedAnnotation",
-                    note: format!("the {} annotation prefix is deprecated; use metallb.io/", api::LEGACY_ANNOTATION_PREFIX),
+                    note: format!(
+                        "the {} annotation prefix is deprecated; use metallb.io/",
+                        api::LEGACY_ANNOTATION_PREFIX
+                    ),
                 },
             );
         }
@@ -259,7 +287,8 @@ fn pools(
     let mut conditions = HashMap::new();
     let mut objects: Vec<&IPAddressPool> = snapshot.pools.iter().collect();
     objects.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref(), &a.metadata.name).cmp(&(b.metadata.creation_timestamp.as_ref(), &b.metadata.name))
+        (a.metadata.creation_timestamp.as_ref(), &a.metadata.name)
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), &b.metadata.name))
     });
     let mut accepted: Vec<Pool> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -273,7 +302,11 @@ fn pools(
                 "ignored: FerroLB reads IPAddressPools only from its own namespace {:?}; move this pool there",
                 settings.namespace
             );
-            memory.say(&mut w.events, key, EventSpec { regarding, kind: EventKind::Warning, reason: "IgnoredPool", note });
+            memory.say(
+                &mut w.events,
+                key,
+                EventSpec { regarding, kind: EventKind::Warning, reason: "IgnoredPool", note },
+            );
             continue;
         }
         seen.insert(name.clone());
@@ -289,11 +322,20 @@ fn pools(
             memory.forget(&key);
         } else {
             w.stale = true;
-            let fallback = memory.last_good.get(&name).filter(|old| accepted.iter().all(|a| config::overlap(a, old).is_none())).cloned();
-            let serving = if fallback.is_some() { "the last valid version keeps serving" } else { "its addresses are not used" };
+            let fallback = memory
+                .last_good
+                .get(&name)
+                .filter(|old| accepted.iter().all(|a| config::overlap(a, old).is_none()))
+                .cloned();
+            let serving =
+                if fallback.is_some() { "the last valid version keeps serving" } else { "its addresses are not used" };
             let note = format!("invalid: {}; {serving}", problems.join("; "));
             conditions.insert(name.clone(), vec![valid_condition(obj, false, "Invalid", note.clone())]);
-            memory.say(&mut w.events, key, EventSpec { regarding, kind: EventKind::Warning, reason: "InvalidPool", note });
+            memory.say(
+                &mut w.events,
+                key,
+                EventSpec { regarding, kind: EventKind::Warning, reason: "InvalidPool", note },
+            );
             if let Some(old) = fallback {
                 accepted.push(old);
             }

@@ -385,7 +385,10 @@ pub fn pool_from_api(object: &str, pool: &IPAddressPool) -> (Pool, Vec<Issue>) {
 /// The first range of `b` that overlaps a range of `a`, described.
 pub fn overlap(a: &Pool, b: &Pool) -> Option<String> {
     a.ranges.iter().find_map(|ra| {
-        b.ranges.iter().find(|rb| ra.overlaps(rb)).map(|rb| format!("range {rb} overlaps range {ra} of pool {:?}", a.name))
+        b.ranges
+            .iter()
+            .find(|rb| ra.overlaps(rb))
+            .map(|rb| format!("range {rb} overlaps range {ra} of pool {:?}", a.name))
     })
 }
 

@@ -34,7 +34,10 @@ fn applied(mut snap: Snapshot, writes: &Writes) -> Snapshot {
         let ingress = w
             .ingress
             .iter()
-            .map(|ip| k8s_openapi::api::core::v1::LoadBalancerIngress { ip: Some(ip.to_string()), ..Default::default() })
+            .map(|ip| k8s_openapi::api::core::v1::LoadBalancerIngress {
+                ip: Some(ip.to_string()),
+                ..Default::default()
+            })
             .collect();
         svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
             load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus { ingress: Some(ingress) }),
@@ -58,7 +61,8 @@ fn reasons(w: &Writes) -> Vec<&'static str> {
 }
 
 fn ingress(snap: &Snapshot, name: &str) -> Vec<IpAddr> {
-    LoadBalancerService::from(snap.services.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap()).ingress_ips
+    LoadBalancerService::from(snap.services.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap())
+        .ingress_ips
 }
 
 #[test]
@@ -131,7 +135,9 @@ fn of_two_services_claiming_one_address_the_older_keeps_it() {
     let w = plan(&snap, &settings(), &mut Memory::default());
     let young = w.services.iter().find(|s| s.name == "young").expect("the younger is rewritten");
     assert_ne!(young.ingress, vec!["198.51.100.10".parse::<IpAddr>().unwrap()]);
-    assert!(w.services.iter().all(|s| s.name != "old" || s.ingress == vec!["198.51.100.10".parse::<IpAddr>().unwrap()]));
+    assert!(
+        w.services.iter().all(|s| s.name != "old" || s.ingress == vec!["198.51.100.10".parse::<IpAddr>().unwrap()])
+    );
     let clear = w.events.iter().find(|e| e.reason == "ClearAssignment").expect("the younger is told");
     assert_eq!(clear.regarding.name.as_deref(), Some("young"));
     assert_eq!(clear.kind, EventKind::Warning);
@@ -167,7 +173,11 @@ fn an_invalid_pool_is_reported_and_the_last_valid_version_keeps_serving() {
     let w = plan(&snap, &settings(), &mut memory);
     assert!(w.stale);
     let warn = w.events.iter().find(|e| e.reason == "InvalidPool").expect("an Event");
-    assert!(warn.note.contains("spec.addresses[0]") && warn.note.contains("last valid version keeps serving"), "{}", warn.note);
+    assert!(
+        warn.note.contains("spec.addresses[0]") && warn.note.contains("last valid version keeps serving"),
+        "{}",
+        warn.note
+    );
     assert!(w.services.is_empty(), "web keeps its address: {:?}", w.services);
     let lan_status = &w.pools.iter().find(|p| p.name == "lan").expect("status").status;
     assert_eq!(lan_status.conditions[0].status, "False");
@@ -180,7 +190,8 @@ fn an_invalid_pool_is_reported_and_the_last_valid_version_keeps_serving() {
     snap.pools.push(overlapping);
     snap.services.push(service("api", "2026-02-02T00:00:00Z", "  annotations: {metallb.io/address-pool: other}\n"));
     let w = plan(&snap, &settings(), &mut memory);
-    let dup = w.events.iter().find(|e| e.reason == "InvalidPool" && e.regarding.name.as_deref() == Some("dup")).unwrap();
+    let dup =
+        w.events.iter().find(|e| e.reason == "InvalidPool" && e.regarding.name.as_deref() == Some("dup")).unwrap();
     assert!(dup.note.contains("overlaps") && dup.note.contains("not used"), "{}", dup.note);
     assert_eq!(w.services.iter().find(|s| s.name == "api").unwrap().pool.as_deref(), Some("other"));
 }
@@ -226,7 +237,11 @@ fn other_classes_are_left_alone_and_legacy_annotations_get_a_deprecation_event()
                 s.spec.as_mut().unwrap().load_balancer_class = Some("other.example/lb".into());
                 s
             },
-            service("old-style", "2026-02-02T00:00:00Z", "  annotations: {metallb.universe.tf/loadBalancerIPs: 198.51.100.12}\n"),
+            service(
+                "old-style",
+                "2026-02-02T00:00:00Z",
+                "  annotations: {metallb.universe.tf/loadBalancerIPs: 198.51.100.12}\n",
+            ),
         ],
     );
     let w = plan(&snap, &settings(), &mut memory);
@@ -241,7 +256,10 @@ fn other_classes_are_left_alone_and_legacy_annotations_get_a_deprecation_event()
 #[test]
 fn a_failure_is_reported_once_until_it_changes() {
     let mut memory = Memory::default();
-    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "  annotations: {metallb.io/loadBalancerIPs: 192.0.2.7}\n")]);
+    let snap = snapshot(
+        vec![lan_pool()],
+        vec![service("web", "2026-02-01T00:00:00Z", "  annotations: {metallb.io/loadBalancerIPs: 192.0.2.7}\n")],
+    );
     let w = plan(&snap, &settings(), &mut memory);
     assert_eq!(reasons(&w), vec!["AllocationFailed"]);
     assert!(w.events[0].note.contains("192.0.2.7 is in no pool"), "{}", w.events[0].note);

@@ -1,0 +1,217 @@
+//! The Kubernetes layer against kube's mock service (tower-test): the requests it makes
+//! for a round's writes, answered as an API server would, including a 409 conflict.
+
+use std::sync::Arc;
+
+use ferrolb_controller::k8s::{Error, Metrics, Writer};
+use ferrolb_controller::reconcile::{Memory, Settings, Snapshot, plan};
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn service_json(rv: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": "uid-web", "resourceVersion": rv,
+                     "creationTimestamp": "2026-02-01T00:00:00Z"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}
+    })
+}
+
+fn pool_json() -> Value {
+    json!({
+        "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "lan", "namespace": "metallb-system", "uid": "p1", "resourceVersion": "3",
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"addresses": ["198.51.100.10-198.51.100.12"]}
+    })
+}
+
+fn round() -> ferrolb_controller::reconcile::Writes {
+    let snapshot = Snapshot {
+        services: vec![serde_json::from_value::<Service>(service_json("1")).unwrap()],
+        pools: vec![serde_json::from_value(pool_json()).unwrap()],
+        namespaces: Default::default(),
+    };
+    plan(&snapshot, &Settings { namespace: "metallb-system".into(), lb_class: None }, &mut Memory::default())
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: StatusCode, body: Value) {
+    send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+}
+
+/// The next request: method, path and JSON body.
+async fn next(handle: &mut Handle) -> (Method, String, Value, tower_test::mock::SendResponse<Response<Body>>) {
+    let (req, send) = handle.next_request().await.expect("a request");
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    (method, path, body, send)
+}
+
+fn conflict() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+           "message": "Operation cannot be fulfilled on services \"web\": the object has been modified"})
+}
+
+fn setup() -> (Writer, Handle, Arc<Metrics>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let metrics = Arc::new(Metrics::default());
+    (Writer::new(Client::new(service, "default"), "metallb-system", metrics.clone()), handle, metrics)
+}
+
+#[tokio::test]
+async fn a_round_writes_status_annotation_pool_status_and_an_event() {
+    let (writer, mut handle, metrics) = setup();
+    let writes = round();
+    let server = tokio::spawn(async move {
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::PATCH, "/api/v1/namespaces/default/services/web/status"));
+        assert_eq!(body["status"]["loadBalancer"]["ingress"], json!([{"ip": "198.51.100.10", "ipMode": "VIP"}]));
+        assert_eq!(body["metadata"]["resourceVersion"], "1", "a conditional write");
+        respond(send, StatusCode::OK, service_json("2"));
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::PATCH, "/api/v1/namespaces/default/services/web"));
+        assert_eq!(body["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"], "lan");
+        respond(send, StatusCode::OK, service_json("3"));
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, path.as_str()),
+            (Method::PATCH, "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/lan/status")
+        );
+        assert_eq!(body["status"]["assignedIPv4"], 1);
+        assert_eq!(body["status"]["availableIPv4"], 2);
+        assert_eq!(body["status"]["conditions"][0]["type"], "Valid");
+        respond(send, StatusCode::OK, pool_json());
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::POST, "/apis/events.k8s.io/v1/namespaces/default/events"));
+        assert_eq!(body["reason"], "IPAllocated");
+        assert_eq!(body["type"], "Normal");
+        assert_eq!(body["regarding"]["name"], "web");
+        assert_eq!(body["note"], "Assigned IP [198.51.100.10] from pool \"lan\"");
+        respond(send, StatusCode::CREATED, body);
+    });
+    writer.apply(&writes).await.expect("every write succeeds");
+    server.await.unwrap();
+    assert_eq!(metrics.updates.get(), 2);
+    assert_eq!(metrics.update_errors.get(), 0);
+    assert_eq!(metrics.config_loaded.get(), 1);
+    let in_use = metrics.in_use_v4.get_or_create(&ferrolb_controller::k8s::PoolLabel { pool: "lan".into() }).get();
+    assert_eq!(in_use, 1);
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_with_the_fresh_resource_version() {
+    let (writer, mut handle, metrics) = setup();
+    let mut writes = round();
+    writes.pools.clear();
+    writes.events.clear();
+    let server = tokio::spawn(async move {
+        let (_, path, body, send) = next(&mut handle).await;
+        assert!(path.ends_with("/services/web/status"));
+        assert_eq!(body["metadata"]["resourceVersion"], "1");
+        respond(send, StatusCode::CONFLICT, conflict());
+        let (m, path, _, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::GET, "/api/v1/namespaces/default/services/web"));
+        respond(send, StatusCode::OK, service_json("7"));
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::PATCH, "/api/v1/namespaces/default/services/web/status"));
+        assert_eq!(body["metadata"]["resourceVersion"], "7", "retried on the version just read");
+        respond(send, StatusCode::OK, service_json("8"));
+        let (_, path, _, send) = next(&mut handle).await;
+        assert_eq!(path, "/api/v1/namespaces/default/services/web");
+        respond(send, StatusCode::OK, service_json("9"));
+    });
+    writer.apply(&writes).await.expect("the retry succeeds");
+    server.await.unwrap();
+    assert_eq!((metrics.updates.get(), metrics.update_errors.get()), (1, 0));
+}
+
+#[tokio::test]
+async fn a_failed_write_is_counted_and_the_others_still_happen() {
+    let (writer, mut handle, metrics) = setup();
+    let mut writes = round();
+    writes.events.clear();
+    let server = tokio::spawn(async move {
+        // Conflicts every time: given up after three attempts.
+        for attempt in 0..3 {
+            let (m, _, _, send) = next(&mut handle).await;
+            assert_eq!(m, Method::PATCH);
+            respond(send, StatusCode::CONFLICT, conflict());
+            if attempt < 2 {
+                let (m, _, _, send) = next(&mut handle).await;
+                assert_eq!(m, Method::GET);
+                respond(send, StatusCode::OK, service_json("7"));
+            }
+        }
+        let (m, path, _, send) = next(&mut handle).await;
+        assert_eq!(m, Method::PATCH);
+        assert!(path.ends_with("/ipaddresspools/lan/status"), "the pool is still written: {path}");
+        respond(send, StatusCode::OK, pool_json());
+    });
+    let result = writer.apply(&writes).await;
+    server.await.unwrap();
+    assert!(matches!(result, Err(Error::Writes { failed: 1, total: 2 })), "{result:?}");
+    assert_eq!((metrics.updates.get(), metrics.update_errors.get()), (1, 1));
+}
+
+/// The whole loop: three initial lists (answered in whatever order the watchers ask),
+/// watches left open, then the round's writes. A Service that already holds an address
+/// (a controller restart) is not written; the new one gets the next free address.
+#[tokio::test]
+async fn after_a_restart_the_loop_lists_everything_then_writes_only_what_is_new() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings { namespace: "metallb-system".into(), lb_class: None };
+    let run = tokio::spawn(ferrolb_controller::k8s::run(client, settings, metrics.clone()));
+    let mut held = service_json("5");
+    held["metadata"]["name"] = json!("held");
+    held["metadata"]["annotations"] = json!({"metallb.io/ip-allocated-from-pool": "lan"});
+    held["status"] = json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.10"}]}});
+    let list = |kind: &str, items: Vec<Value>| json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items});
+    let mut open_watches = Vec::new();
+    let mut writes = Vec::new();
+    while writes.len() < 4 {
+        let (req, send) = handle.next_request().await.expect("a request");
+        let (method, path, query) =
+            (req.method().clone(), req.uri().path().to_string(), req.uri().query().unwrap_or("").to_string());
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        if method == Method::GET && query.contains("watch=true") {
+            open_watches.push(send);
+            continue;
+        }
+        match (method.clone(), path.as_str()) {
+            (Method::GET, "/api/v1/services") => {
+                respond(send, StatusCode::OK, list("ServiceList", vec![held.clone(), service_json("6")]))
+            }
+            (Method::GET, "/apis/metallb.io/v1beta1/ipaddresspools") => {
+                respond(send, StatusCode::OK, list("IPAddressPoolList", vec![pool_json()]))
+            }
+            (Method::GET, "/api/v1/namespaces") => respond(send, StatusCode::OK, list("NamespaceList", vec![])),
+            _ => {
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                writes.push((method, path, body.clone()));
+                respond(send, StatusCode::OK, if body.is_null() { service_json("11") } else { body });
+            }
+        }
+    }
+    run.abort();
+    let paths: Vec<&str> = writes.iter().map(|w| w.1.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/api/v1/namespaces/default/services/web/status",
+            "/api/v1/namespaces/default/services/web",
+            "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/lan/status",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+        ],
+        "nothing is written for the Service that already holds its address"
+    );
+    assert_eq!(writes[0].2["status"]["loadBalancer"]["ingress"][0]["ip"], "198.51.100.11");
+    assert_eq!(writes[2].2["status"]["assignedIPv4"], 2);
+}
