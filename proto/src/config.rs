@@ -494,6 +494,10 @@ pub struct Candidate {
     pub pool: String,
     pub services: Vec<String>,
     pub scopes: Vec<u32>,
+    /// In a cluster, the nodes with a ready endpoint when that matters
+    /// (`externalTrafficPolicy: Local`), or none at all when no endpoint anywhere is ready:
+    /// then only these may announce. `None`: no restriction.
+    pub only_nodes: Option<BTreeSet<String>>,
 }
 
 /// Every advertised address with the nodes that may announce it: what a speaker keeps
@@ -528,7 +532,13 @@ impl Plan {
                 let scopes: Vec<u32> = (0..config.l2_advertisements.len() as u32)
                     .filter(|i| advertises_pool(&config.l2_advertisements[*i as usize], pool))
                     .collect();
-                (!scopes.is_empty()).then(|| Candidate { ip, pool: pool.name.clone(), services, scopes })
+                (!scopes.is_empty()).then(|| Candidate {
+                    ip,
+                    pool: pool.name.clone(),
+                    services,
+                    scopes,
+                    only_nodes: None,
+                })
             })
             .collect();
         Plan { scopes, candidates }
@@ -537,12 +547,15 @@ impl Plan {
     /// Whether `node` may announce `candidate` (an L2Advertisement selects it).
     pub fn eligible(&self, candidate: &Candidate, node: &NodeInfo) -> bool {
         !node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB)
+            && candidate.only_nodes.as_ref().is_none_or(|only| only.contains(&node.name))
             && candidate.scopes.iter().any(|s| self.scopes[*s as usize].selects(node))
     }
 
     /// What announcing `candidate` on `node` means, or `None` if `node` is not eligible.
     pub fn announcement(&self, candidate: &Candidate, node: &NodeInfo) -> Option<Announcement> {
-        if node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB) {
+        if node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB)
+            || candidate.only_nodes.as_ref().is_some_and(|only| !only.contains(&node.name))
+        {
             return None;
         }
         let mut interfaces: Option<BTreeSet<String>> = Some(BTreeSet::new());

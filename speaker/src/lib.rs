@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod dataplane;
 pub mod http;
 pub mod interfaces;
+pub mod k8s;
 pub mod metrics;
 pub mod responder;
 pub mod standalone;

@@ -35,6 +35,32 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run in a Kubernetes cluster (the default): addresses from the Services' status,
+    /// pools and L2Advertisements from the API, peers from the speaker pods.
+    Run {
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// Where IPAddressPools and L2Advertisements are read, and the speaker pods run.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "metallb-system")]
+        namespace: String,
+        /// This node's address (on the host network, the pod IP), for membership.
+        #[arg(long, env = "POD_IP")]
+        pod_ip: std::net::IpAddr,
+        #[arg(long, default_value_t = 7946)]
+        cluster_port: u16,
+        #[arg(long, default_value = "/etc/ferrolb/memberlist/secretkey")]
+        cluster_key_file: PathBuf,
+        #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
+        speaker_selector: String,
+        #[arg(long, default_value = "0.0.0.0:7472")]
+        metrics_bind: SocketAddr,
+        #[arg(long)]
+        lb_class: Option<String>,
+        #[command(flatten)]
+        announce: AnnounceArgs,
+        #[command(flatten)]
+        timing: TimingArgs,
+    },
     /// Run from a YAML file of IPAddressPools, L2Advertisements and Services, no cluster.
     Standalone {
         /// The YAML file; without it, the embedded demo configuration (documentation
@@ -48,11 +74,8 @@ enum Command {
         node_labels: Vec<(String, String)>,
         #[arg(long, default_value = "0.0.0.0:7472")]
         metrics_bind: SocketAddr,
-        /// Gratuitous ARP / unsolicited NA rounds on claiming an address.
-        #[arg(long, default_value_t = 5)]
-        gratuitous_count: u32,
-        #[arg(long, default_value = "1000", value_parser = parse_ms)]
-        gratuitous_interval_ms: Duration,
+        #[command(flatten)]
+        announce: AnnounceArgs,
         /// Repeat one round this often after the burst (0: never).
         #[arg(long, default_value = "0", value_parser = parse_ms)]
         gratuitous_refresh_ms: Duration,
@@ -67,6 +90,38 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct AnnounceArgs {
+    /// Gratuitous ARP / unsolicited NA rounds on claiming an address.
+    #[arg(long, default_value_t = 5)]
+    gratuitous_count: u32,
+    #[arg(long, default_value = "1000", value_parser = parse_ms)]
+    gratuitous_interval_ms: Duration,
+}
+
+#[derive(clap::Args)]
+struct TimingArgs {
+    #[arg(long, default_value = "40", value_parser = parse_ms)]
+    cluster_heartbeat_ms: Duration,
+    /// A member not heard from (directly or through another member) this long is dead.
+    #[arg(long, default_value = "200", value_parser = parse_ms)]
+    cluster_dead_after_ms: Duration,
+    /// A member that rejoins is given addresses only after this long.
+    #[arg(long, default_value = "10000", value_parser = parse_ms)]
+    cluster_hold_down_ms: Duration,
+}
+
+impl TimingArgs {
+    fn settings(&self) -> ferrolb_speaker::cluster::membership::Settings {
+        ferrolb_speaker::cluster::membership::Settings {
+            interval: self.cluster_heartbeat_ms,
+            dead_after: self.cluster_dead_after_ms,
+            hold_down: self.cluster_hold_down_ms,
+            ..Default::default()
+        }
+    }
+}
+
 /// Sharing the addresses with other speakers: each address is answered by one member.
 #[derive(clap::Args)]
 struct ClusterArgs {
@@ -79,24 +134,13 @@ struct ClusterArgs {
     /// The cluster's shared secret (at least 16 bytes); packets without it are dropped.
     #[arg(long, requires = "cluster_bind")]
     cluster_key_file: Option<PathBuf>,
-    #[arg(long, default_value = "40", value_parser = parse_ms)]
-    cluster_heartbeat_ms: Duration,
-    /// A member not heard from (directly or through another member) this long is dead.
-    #[arg(long, default_value = "200", value_parser = parse_ms)]
-    cluster_dead_after_ms: Duration,
-    /// A member that rejoins is given addresses only after this long.
-    #[arg(long, default_value = "10000", value_parser = parse_ms)]
-    cluster_hold_down_ms: Duration,
+    #[command(flatten)]
+    timing: TimingArgs,
 }
 
 impl ClusterArgs {
     fn options(self) -> Option<ferrolb_speaker::cluster::Options> {
-        let settings = ferrolb_speaker::cluster::membership::Settings {
-            interval: self.cluster_heartbeat_ms,
-            dead_after: self.cluster_dead_after_ms,
-            hold_down: self.cluster_hold_down_ms,
-            ..Default::default()
-        };
+        let settings = self.timing.settings();
         Some(ferrolb_speaker::cluster::Options {
             bind: self.cluster_bind?,
             join: self.cluster_join,
@@ -123,18 +167,61 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+async fn serve_metrics(bind: SocketAddr, metrics: &Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // No subcommand: `run`, as the DaemonSet starts it.
+    let mut args: Vec<String> = std::env::args().collect();
+    let known = ["run", "standalone", "help", "--help", "-h", "--version", "-V"];
+    if !args.iter().skip(1).any(|a| known.contains(&a.as_str())) {
+        args.insert(1, "run".into());
+    }
+    let cli = Cli::parse_from(args);
     init_logging(&cli.log_level, cli.log_format);
     match cli.command {
+        Command::Run {
+            node_name,
+            namespace,
+            pod_ip,
+            cluster_port,
+            cluster_key_file,
+            speaker_selector,
+            metrics_bind,
+            lb_class,
+            announce,
+            timing,
+        } => {
+            let metrics = Arc::new(Metrics::default());
+            let ready = Arc::new(AtomicBool::new(false));
+            serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
+            let opts = ferrolb_speaker::k8s::Options {
+                node_name,
+                namespace,
+                lb_class,
+                bind: SocketAddr::new(pod_ip, cluster_port),
+                key_file: cluster_key_file,
+                settings: timing.settings(),
+                policy: AnnouncePolicy {
+                    count: announce.gratuitous_count,
+                    interval: announce.gratuitous_interval_ms,
+                    refresh: None,
+                },
+                speaker_selector,
+            };
+            ferrolb_speaker::k8s::run(opts, metrics, ready).await
+        }
         Command::Standalone {
             config,
             node_name,
             node_labels,
             metrics_bind,
-            gratuitous_count,
-            gratuitous_interval_ms,
+            announce,
             gratuitous_refresh_ms,
             poll_ms,
             lb_class,
@@ -143,17 +230,13 @@ async fn main() -> anyhow::Result<()> {
             let mut node = NodeInfo::new(&node_name);
             node.labels.extend(node_labels);
             let policy = AnnouncePolicy {
-                count: gratuitous_count,
-                interval: gratuitous_interval_ms,
+                count: announce.gratuitous_count,
+                interval: announce.gratuitous_interval_ms,
                 refresh: (!gratuitous_refresh_ms.is_zero()).then_some(gratuitous_refresh_ms),
             };
             let metrics = Arc::new(Metrics::default());
             let ready = Arc::new(AtomicBool::new(false));
-            let listener = tokio::net::TcpListener::bind(metrics_bind)
-                .await
-                .with_context(|| format!("cannot listen on {metrics_bind}"))?;
-            let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready.clone());
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
             let embedded = config.is_none();
             let config = match config {
                 Some(path) => path,

@@ -136,6 +136,7 @@ pub struct Metrics {
     pub cluster_rejected: Family<ReasonLabel, Counter>,
     pub ownership_changes: Counter,
     pub failover: FailoverHistogram,
+    pub strict_arp_missing: Gauge,
 }
 
 impl Metrics {
@@ -200,6 +201,11 @@ impl Metrics {
             "ferrolb_ownership_changes",
             "Addresses whose owner changed in this speaker's view",
             m.ownership_changes.clone(),
+        );
+        r.register(
+            "ferrolb_kube_proxy_strict_arp_missing",
+            "1 when kube-proxy runs in IPVS mode without strictARP (every node would answer ARP)",
+            m.strict_arp_missing.clone(),
         );
         r.register(
             "ferrolb_failover_seconds",

@@ -57,6 +57,8 @@ pub struct Speaker {
     takeover_since: Option<std::time::Instant>,
     /// Re-announce everything at the next apply (a member came back).
     reannounce: bool,
+    /// What this node announced at the last apply.
+    announced: std::collections::BTreeSet<IpAddr>,
     running: BTreeMap<String, Running>,
     interfaces: Vec<Interface>,
 }
@@ -110,6 +112,7 @@ impl Speaker {
             owners: Vec::new(),
             takeover_since: None,
             reannounce: false,
+            announced: Default::default(),
             running: BTreeMap::new(),
             interfaces: Vec::new(),
         }
@@ -137,10 +140,7 @@ impl Speaker {
         self.metrics.config_last_reload_successful.set(i64::from(ok));
         match result {
             Ok(plan) => {
-                self.plan = Some(plan);
-                self.owners.clear();
-                self.apply();
-                crate::sys::release_free_memory();
+                self.set_plan(plan);
                 Ok(())
             }
             Err(e) => {
@@ -178,11 +178,49 @@ impl Speaker {
         mine
     }
 
+    /// Takes a new plan (from a file or from the cluster's objects) and applies it.
+    /// Returns the addresses this node started announcing.
+    pub fn set_plan(&mut self, plan: Plan) -> Vec<Announcement> {
+        self.plan = Some(plan);
+        self.owners.clear();
+        let new = self.apply();
+        crate::sys::release_free_memory();
+        new
+    }
+
+    /// Takes the cluster's live members (after `change`) and applies them.
+    pub fn set_members(&mut self, members: Vec<Member>, change: cluster::Change) -> Vec<Announcement> {
+        if change.lost {
+            self.takeover_since = Some(std::time::Instant::now());
+        }
+        self.reannounce |= change.joined;
+        self.members = Some(members);
+        self.apply()
+    }
+
+    /// Re-applies if the eligible interfaces changed.
+    pub fn check_interfaces(&mut self) -> Vec<Announcement> {
+        if interfaces::eligible() != self.interfaces {
+            info!("interfaces changed");
+            return self.apply();
+        }
+        Vec::new()
+    }
+
+    /// Stops answering on every interface at once.
+    pub fn stop(&mut self) {
+        info!("stopping: no longer answering");
+        for r in self.running.values() {
+            r.task.abort();
+        }
+        self.running.clear();
+    }
+
     /// Brings the responders in line with the configuration, the cluster and the
-    /// interfaces present.
-    fn apply(&mut self) {
+    /// interfaces present. Returns the addresses this node started announcing.
+    fn apply(&mut self) -> Vec<Announcement> {
         if self.plan.is_none() {
-            return;
+            return Vec::new();
         }
         let announcements = self.decide();
         let takeover_since = self.takeover_since.take();
@@ -249,6 +287,10 @@ impl Speaker {
         }
         self.metrics.vips.set(announcements.len() as i64);
         info!(addresses = announcements.len(), interfaces = self.running.len(), "configuration applied");
+        let new: Vec<Announcement> =
+            announcements.iter().filter(|a| !self.announced.contains(&a.ip)).cloned().collect();
+        self.announced = announcements.iter().map(|a| a.ip).collect();
+        new
     }
 
     /// Whether every responder that should run is running.
@@ -287,29 +329,21 @@ impl Speaker {
                         info!("configuration file changed: reloading");
                         last = now;
                         let _ = self.reload();
-                    } else if interfaces::eligible() != self.interfaces {
-                        info!("interfaces changed");
-                        self.apply();
+                    } else {
+                        self.check_interfaces();
                     }
                     ready.store(self.healthy(), Ordering::Release);
                 }
                 change = members_changed(&mut cluster) => {
-                    if change.lost {
-                        self.takeover_since = Some(std::time::Instant::now());
-                    }
-                    self.reannounce = change.joined;
-                    self.members = cluster.as_ref().map(|c| c.members().to_vec());
-                    self.apply();
+                    let members = cluster.as_ref().map(|c| c.members().to_vec()).unwrap_or_default();
+                    self.set_members(members, change);
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
         // Stop answering first, then tell the others: no moment with two owners.
-        info!("stopping: no longer answering");
-        for r in self.running.values() {
-            r.task.abort();
-        }
+        self.stop();
         if let Some(c) = &mut cluster {
             c.leave().await;
             info!("left the cluster");

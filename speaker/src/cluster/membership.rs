@@ -307,6 +307,11 @@ impl Membership {
         }
     }
 
+    /// Replaces the members to contact first (in a cluster: the speaker pods' addresses).
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.seeds = seeds;
+    }
+
     /// Where heartbeats go: every known member and every seed.
     pub fn targets(&self) -> Vec<SocketAddr> {
         let mut t: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).chain(self.seeds.iter().copied()).collect();

@@ -91,6 +91,10 @@ impl Cluster {
         Ok(c)
     }
 
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.membership.set_seeds(seeds);
+    }
+
     /// The live members; empty while this node must announce nothing (see [`Wait`]).
     pub fn members(&self) -> &[Member] {
         &self.members

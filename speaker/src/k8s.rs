@@ -1,0 +1,357 @@
+//! Kubernetes mode: what to announce comes from the cluster's objects instead of a file.
+//! The controller assigns addresses (Service status); the speakers agree among themselves
+//! who answers for each ([`crate::cluster`]), with MetalLB's eligibility rules: a node
+//! selected by an L2Advertisement, not excluded by label, without `NetworkUnavailable`,
+//! and, for `externalTrafficPolicy: Local`, with a ready endpoint of the Service.
+//!
+//! [`plan`] and [`strict_arp_problem`] are pure; [`run`] is the watches around them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrolb_proto::api::{IPAddressPool, L2Advertisement, LoadBalancerService};
+use ferrolb_proto::config::{self, Announcement, Config, Plan, ServiceAddresses};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::cluster::membership::{Me, Member};
+use crate::cluster::{self, Cluster};
+use crate::metrics::Metrics;
+use crate::standalone::{Options as SpeakerOptions, Speaker};
+
+/// Label of the EndpointSlices of a Service.
+const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+/// Every address the controller assigned (Services' status) that an L2Advertisement
+/// covers, with who may announce it.
+pub fn plan(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    pools: &[Arc<IPAddressPool>],
+    advertisements: &[Arc<L2Advertisement>],
+    namespace: &str,
+    lb_class: Option<&str>,
+) -> Plan {
+    let in_ns = |ns: Option<&String>| ns.map(String::as_str) == Some(namespace);
+    // Invalid pools are the controller's to report; here they just announce nothing.
+    let pools: Vec<config::Pool> = pools
+        .iter()
+        .filter(|p| in_ns(p.metadata.namespace.as_ref()))
+        .map(|p| config::pool_from_api("", p))
+        .filter(|(_, issues)| issues.is_empty())
+        .map(|(p, _)| p)
+        .collect();
+    let l2_advertisements: Vec<L2Advertisement> =
+        advertisements.iter().filter(|a| in_ns(a.metadata.namespace.as_ref())).map(|a| (**a).clone()).collect();
+    let services: Vec<LoadBalancerService> = services
+        .iter()
+        .map(|s| LoadBalancerService::from(&**s))
+        .filter(|s| s.is_load_balancer() && s.load_balancer_class.as_deref() == lb_class && !s.ingress_ips.is_empty())
+        .collect();
+    let mut assigned = Vec::new();
+    for svc in &services {
+        let mut by_pool: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
+        for ip in &svc.ingress_ips {
+            if let Some(pool) = pools.iter().find(|p| p.contains(*ip)) {
+                by_pool.entry(&pool.name).or_default().push(*ip);
+            }
+        }
+        for (pool, addresses) in by_pool {
+            assigned.push(ServiceAddresses { service: svc.key(), pool: pool.to_string(), addresses });
+        }
+    }
+    let config = Config { pools, l2_advertisements, ..Config::default() };
+    let mut plan = Plan::new(&config, &assigned);
+
+    // Nodes with a ready endpoint, per Service.
+    let mut ready: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut any_ready: BTreeSet<String> = BTreeSet::new();
+    for slice in slices {
+        let Some(name) = slice.labels().get(LABEL_SERVICE_NAME) else { continue };
+        let key = format!("{}/{name}", slice.namespace().unwrap_or_default());
+        for ep in &slice.endpoints {
+            // Ready unless said otherwise (the API's own rule).
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            any_ready.insert(key.clone());
+            if let Some(node) = &ep.node_name {
+                ready.entry(key.clone()).or_default().insert(node.clone());
+            }
+        }
+    }
+    let local: BTreeSet<String> = services
+        .iter()
+        .filter(|s| s.external_traffic_policy.as_deref() == Some("Local"))
+        .map(LoadBalancerService::key)
+        .collect();
+    for c in &mut plan.candidates {
+        if c.services.iter().any(|s| local.contains(s)) {
+            // Services sharing an address under Local select the same pods.
+            c.only_nodes = Some(c.services.iter().flat_map(|s| ready.get(s).into_iter().flatten().cloned()).collect());
+        } else if !c.services.iter().any(|s| any_ready.contains(s)) {
+            c.only_nodes = Some(BTreeSet::new());
+        }
+    }
+    plan
+}
+
+/// The live members as the cluster's Node objects describe them: labels from the Node,
+/// and nodes whose network is down (`NetworkUnavailable`) left out.
+pub fn members_with_nodes(members: &[Member], nodes: &[Arc<Node>]) -> Vec<Member> {
+    let by_name: HashMap<String, &Node> = nodes.iter().map(|n| (n.name_any(), &**n)).collect();
+    members
+        .iter()
+        .filter_map(|m| {
+            let Some(node) = by_name.get(&m.name) else {
+                return Some(m.clone());
+            };
+            let unavailable = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True"));
+            (!unavailable).then(|| Member { labels: node.labels().clone(), ..m.clone() })
+        })
+        .collect()
+}
+
+/// kube-proxy in IPVS mode without `strictARP: true` makes every node answer ARP for
+/// every LoadBalancer address: MetalLB's most asked support question. `config` is the
+/// `config.conf` key of kube-system/kube-proxy.
+pub fn strict_arp_problem(config: &str) -> Option<String> {
+    let v: serde_yaml::Value = serde_yaml::from_str(config).ok()?;
+    let ipvs = v.get("mode").and_then(|m| m.as_str()) == Some("ipvs");
+    let strict = v.get("ipvs").and_then(|i| i.get("strictARP")).and_then(serde_yaml::Value::as_bool) == Some(true);
+    (ipvs && !strict).then(|| {
+        "kube-proxy runs in IPVS mode without strictARP: every node answers ARP for LoadBalancer addresses. \
+         Set ipvs.strictARP: true in the kube-system/kube-proxy ConfigMap and restart kube-proxy"
+            .to_string()
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub node_name: String,
+    pub namespace: String,
+    pub lb_class: Option<String>,
+    /// This node's address for membership (the pod IP on the host network).
+    pub bind: SocketAddr,
+    pub key_file: std::path::PathBuf,
+    pub settings: cluster::membership::Settings,
+    pub policy: crate::dataplane::AnnouncePolicy,
+    /// Label selector of the speaker pods (the membership peers).
+    pub speaker_selector: String,
+}
+
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+fn store_watch<K>(api: Api<K>, cfg: watcher::Config, changed: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, cfg)).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {
+            changed.notify_one();
+        }
+    });
+    store
+}
+
+fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> {
+    let (ns, name) = key.split_once('/')?;
+    let svc =
+        services.state().into_iter().find(|s| s.metadata.namespace.as_deref() == Some(ns) && s.name_any() == name)?;
+    Some(ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        uid: svc.metadata.uid.clone(),
+        ..ObjectReference::default()
+    })
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub async fn run(
+    opts: Options,
+    metrics: Arc<Metrics>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "ferrolb-speaker".into(), instance: Some(opts.node_name.clone()) },
+    );
+    check_kube_proxy(&client, &recorder, &opts.node_name, &metrics).await;
+
+    let objects = Arc::new(Notify::new());
+    let nodes_changed = Arc::new(Notify::new());
+    let pods_changed = Arc::new(Notify::new());
+    let all = watcher::Config::default();
+    let services =
+        store_watch(Api::<Service>::all(client.clone()), all.clone().fields("spec.type=LoadBalancer"), objects.clone());
+    let slices =
+        store_watch(Api::<EndpointSlice>::all(client.clone()), all.clone().labels(LABEL_SERVICE_NAME), objects.clone());
+    let pools =
+        store_watch(Api::<IPAddressPool>::namespaced(client.clone(), &opts.namespace), all.clone(), objects.clone());
+    let advs =
+        store_watch(Api::<L2Advertisement>::namespaced(client.clone(), &opts.namespace), all.clone(), objects.clone());
+    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), nodes_changed.clone());
+    let pods = store_watch(
+        Api::<Pod>::namespaced(client.clone(), &opts.namespace),
+        all.labels(&opts.speaker_selector),
+        pods_changed.clone(),
+    );
+    let _ = tokio::join!(
+        services.wait_until_ready(),
+        slices.wait_until_ready(),
+        pools.wait_until_ready(),
+        advs.wait_until_ready(),
+        nodes.wait_until_ready(),
+        pods.wait_until_ready()
+    );
+    info!("initial lists complete");
+
+    let me_labels = nodes.state().iter().find(|n| n.name_any() == opts.node_name).map(|n| n.labels().clone());
+    let me = Me { name: opts.node_name.clone(), labels: me_labels.unwrap_or_default() };
+    let cluster_opts = cluster::Options {
+        bind: opts.bind,
+        join: Vec::new(),
+        key_file: opts.key_file.clone(),
+        settings: opts.settings,
+    };
+    let mut cluster = Cluster::start(cluster_opts, me, metrics.clone()).await?;
+    let port = opts.bind.port();
+    let seeds = |pods: &Store<Pod>| -> Vec<SocketAddr> {
+        pods.state()
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect()
+    };
+    cluster.set_seeds(seeds(&pods));
+
+    let node = config::NodeInfo::new(&opts.node_name);
+    let speaker_opts = SpeakerOptions {
+        config: std::path::PathBuf::new(),
+        node,
+        policy: opts.policy,
+        poll: Duration::from_secs(1),
+        lb_class: opts.lb_class.clone(),
+        cluster: None,
+    };
+    let mut speaker = Speaker::new(speaker_opts, metrics.clone());
+    let plan_now = || {
+        plan(
+            &services.state(),
+            &slices.state(),
+            &pools.state(),
+            &advs.state(),
+            &opts.namespace,
+            opts.lb_class.as_deref(),
+        )
+    };
+    speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), cluster::Change::default());
+    let new = speaker.set_plan(plan_now());
+    announce_events(&recorder, &services, &opts.node_name, new).await;
+    ready.store(true, std::sync::atomic::Ordering::Release);
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let new = tokio::select! {
+            change = cluster.changed() => {
+                speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), change)
+            }
+            _ = objects.notified() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                speaker.set_plan(plan_now())
+            }
+            _ = nodes_changed.notified() => {
+                speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), cluster::Change::default())
+            }
+            _ = pods_changed.notified() => {
+                cluster.set_seeds(seeds(&pods));
+                Vec::new()
+            }
+            _ = poll.tick() => {
+                ready.store(speaker.healthy(), std::sync::atomic::Ordering::Release);
+                speaker.check_interfaces()
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        announce_events(&recorder, &services, &opts.node_name, new).await;
+    }
+    speaker.stop();
+    cluster.leave().await;
+    info!("left the cluster");
+    Ok(())
+}
+
+/// One Event per Service when this node starts announcing its address: transitions only,
+/// not a storm each round (a known complaint about MetalLB's `nodeAssigned`).
+async fn announce_events(recorder: &Recorder, services: &Store<Service>, node: &str, new: Vec<Announcement>) {
+    for a in new {
+        for svc in &a.services {
+            let Some(reference) = service_ref(services, svc) else { continue };
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "nodeAssigned".into(),
+                note: Some(format!("announcing {} from node {node:?} with protocol \"layer2\"", a.ip)),
+                action: "Announce".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(service = %svc, error = %e, "event not published");
+            }
+        }
+    }
+}
+
+async fn check_kube_proxy(client: &Client, recorder: &Recorder, node: &str, metrics: &Metrics) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let Ok(Some(cm)) = api.get_opt("kube-proxy").await else {
+        return; // No kube-proxy ConfigMap (K3s, Cilium's replacement, or no permission).
+    };
+    let Some(problem) = cm.data.as_ref().and_then(|d| d.get("config.conf")).and_then(|c| strict_arp_problem(c)) else {
+        metrics.strict_arp_missing.set(0);
+        return;
+    };
+    error!("{problem}");
+    metrics.strict_arp_missing.set(1);
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.into()),
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "StrictARPMissing".into(),
+        note: Some(problem),
+        action: "Check".into(),
+        secondary: None,
+    };
+    let _ = recorder.publish(&event, &reference).await;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use super::*;
+
+fn obj<T: serde::de::DeserializeOwned>(yaml: &str) -> Arc<T> {
+    Arc::new(serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}: {yaml}")))
+}
+
+fn pool() -> Arc<IPAddressPool> {
+    obj(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n",
+    )
+}
+
+fn adv(extra: &str) -> Arc<L2Advertisement> {
+    obj(&format!(
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{{extra}}}\n"
+    ))
+}
+
+fn service(name: &str, ip: &str, policy: &str) -> Arc<Service> {
+    obj(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer, externalTrafficPolicy: {policy}, ports: [{{port: 80}}]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: '{ip}'}}]}}}}\n"
+    ))
+}
+
+fn slice(service: &str, endpoints: &[(&str, bool)]) -> Arc<EndpointSlice> {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (node, ready))| {
+            format!("{{addresses: ['10.42.0.{i}'], nodeName: {node}, conditions: {{ready: {ready}}}}}")
+        })
+        .collect();
+    obj(&format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\nmetadata: {{name: {service}-x, namespace: default, labels: {{kubernetes.io/service-name: {service}}}}}\nendpoints: [{}]\n",
+        eps.join(", ")
+    ))
+}
+
+fn node(name: &str, labels: &str, network_unavailable: bool) -> Arc<Node> {
+    obj(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nstatus: {{conditions: [{{type: NetworkUnavailable, status: '{}'}}, {{type: Ready, status: 'True'}}]}}\n",
+        if network_unavailable { "True" } else { "False" }
+    ))
+}
+
+fn member(name: &str) -> Member {
+    Member { name: name.into(), labels: BTreeMap::new(), settled: true }
+}
+
+#[test]
+fn announced_addresses_come_from_service_status_with_endpoint_rules() {
+    let services = [
+        service("web", "198.51.100.10", "Cluster"),
+        service("local", "198.51.100.11", "Local"),
+        service("idle", "198.51.100.12", "Cluster"),
+        service("elsewhere", "203.0.113.5", "Cluster"),
+    ];
+    let slices = [
+        slice("web", &[("n1", true)]),
+        slice("local", &[("n2", true), ("n3", false)]),
+        slice("idle", &[("n1", false)]),
+    ];
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    let by_ip: BTreeMap<String, Option<BTreeSet<String>>> =
+        p.candidates.iter().map(|c| (c.ip.to_string(), c.only_nodes.clone())).collect();
+    assert_eq!(by_ip.len(), 3, "203.0.113.5 is in no pool: not announced: {by_ip:?}");
+    assert_eq!(by_ip["198.51.100.10"], None, "Cluster policy with a ready endpoint: any node");
+    assert_eq!(by_ip["198.51.100.11"], Some(["n2".to_string()].into()), "Local: only nodes with a ready endpoint");
+    assert_eq!(by_ip["198.51.100.12"], Some(BTreeSet::new()), "no ready endpoint anywhere: nobody");
+    let n2 = config::NodeInfo::new("n2");
+    assert!(p.eligible(&p.candidates[1], &n2));
+    assert!(!p.eligible(&p.candidates[1], &config::NodeInfo::new("n3")));
+    assert!(!p.eligible(&p.candidates[2], &n2));
+}
+
+#[test]
+fn only_our_namespace_and_class_count() {
+    let mut other_ns = (*pool()).clone();
+    other_ns.metadata.namespace = Some("default".into());
+    let mut classy = (*service("classy", "198.51.100.20", "Cluster")).clone();
+    classy.spec.as_mut().unwrap().load_balancer_class = Some("other.example/lb".into());
+    let slices = [slice("web", &[("n1", true)]), slice("classy", &[("n1", true)])];
+    let services = [service("web", "198.51.100.10", "Cluster"), Arc::new(classy)];
+    assert!(plan(&services, &slices, &[Arc::new(other_ns)], &[adv("")], "metallb-system", None).candidates.is_empty());
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    assert_eq!(p.candidates.iter().map(|c| c.ip.to_string()).collect::<Vec<_>>(), vec!["198.51.100.10"]);
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", Some("other.example/lb"));
+    assert_eq!(p.candidates.iter().map(|c| c.ip.to_string()).collect::<Vec<_>>(), vec!["198.51.100.20"]);
+}
+
+#[test]
+fn node_objects_give_labels_and_take_out_unreachable_nodes() {
+    let p = plan(
+        &[service("web", "198.51.100.10", "Cluster")],
+        &[slice("web", &[("n1", true)])],
+        &[pool()],
+        &[adv("nodeSelectors: [{matchLabels: {lb: 'yes'}}]")],
+        "metallb-system",
+        None,
+    );
+    let nodes = [node("n1", "lb: 'yes'", false), node("n2", "lb: 'yes'", true), node("n3", "lb: 'no'", false)];
+    let members = members_with_nodes(&[member("n1"), member("n2"), member("n3"), member("unknown")], &nodes);
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, vec!["n1", "n3", "unknown"], "n2's network is unavailable");
+    let (owners, _) = crate::cluster::ownership::decide(&p, &members, "n1");
+    assert_eq!(owners, vec![Some("n1".to_string())], "only n1 is selected by the L2Advertisement");
+}
+
+#[test]
+fn kube_proxy_ipvs_without_strict_arp_is_a_problem() {
+    let ipvs = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: false\n";
+    assert!(strict_arp_problem(ipvs).unwrap().contains("strictARP: true"));
+    assert_eq!(strict_arp_problem(&ipvs.replace("strictARP: false", "strictARP: true")), None);
+    assert_eq!(strict_arp_problem("mode: iptables\n"), None);
+    assert_eq!(strict_arp_problem("mode: ''\n"), None, "empty mode is iptables");
+    assert!(strict_arp_problem("mode: ipvs\n").is_some(), "strictARP defaults to false");
+    assert_eq!(strict_arp_problem(": not yaml ["), None);
+}
