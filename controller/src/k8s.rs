@@ -32,6 +32,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("{failed} of {total} writes failed; the next round retries them")]
     Writes { failed: usize, total: usize },
+    #[error("cannot read random bytes for the membership key: {0}")]
+    Random(std::io::Error),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,4 +285,145 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
         let _ = tokio::time::timeout(RESYNC, changed.notified()).await;
         tokio::time::sleep(DEBOUNCE).await;
     }
+}
+
+/// The Secret holding the speakers' membership key (mounted into the speaker pods).
+pub const MEMBERLIST_SECRET: &str = "ferrolb-memberlist";
+
+/// Creates the membership key Secret if it does not exist (as MetalLB's controller does),
+/// with 32 random bytes as hex. An existing one is never touched.
+pub async fn ensure_memberlist_secret(client: &Client, namespace: &str) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    use std::io::Read;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if api.get_opt(MEMBERLIST_SECRET).await?.is_some() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(Error::Random)?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(MEMBERLIST_SECRET.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        string_data: Some([("secretkey".to_string(), key)].into()),
+        ..Default::default()
+    };
+    match api.create(&kube::api::PostParams::default(), &secret).await {
+        Ok(_) => {
+            info!(secret = MEMBERLIST_SECRET, "membership key created");
+            Ok(())
+        }
+        // Another replica was first.
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a replica does with the leader Lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAction {
+    /// Free, expired, or ours: write it with us as holder and a fresh renew time.
+    Take,
+    /// Another replica holds it and renewed it recently.
+    Wait,
+}
+
+/// Pure: whether `me` may take or renew `lease` at `now`.
+pub fn lease_action(
+    lease: Option<&k8s_openapi::api::coordination::v1::LeaseSpec>,
+    me: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> LeaseAction {
+    let Some(spec) = lease else { return LeaseAction::Take };
+    if spec.holder_identity.as_deref().is_none_or(|h| h == me || h.is_empty()) {
+        return LeaseAction::Take;
+    }
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+    match &spec.renew_time {
+        Some(t) if t.0.as_second() + duration > now.as_second() => LeaseAction::Wait,
+        _ => LeaseAction::Take,
+    }
+}
+
+/// The leader Lease: only its holder reconciles, so two replicas never race each other's
+/// writes. Renewed every [`LEASE_RENEW`]; a replica that cannot renew for
+/// [`LEASE_DURATION`] gives up leadership by exiting (the Deployment restarts it).
+const LEASE_NAME: &str = "ferrolb-controller";
+const LEASE_DURATION: i32 = 15;
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+
+/// Tries once to take or renew the Lease; true if we hold it afterwards.
+pub async fn try_lead(client: &Client, namespace: &str, me: &str) -> Result<bool, Error> {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let current = api.get_opt(LEASE_NAME).await?;
+    if lease_action(current.as_ref().and_then(|l| l.spec.as_ref()), me, now) == LeaseAction::Wait {
+        return Ok(false);
+    }
+    let previous = current.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
+    let ours = previous.holder_identity.as_deref() == Some(me);
+    let spec = LeaseSpec {
+        holder_identity: Some(me.into()),
+        lease_duration_seconds: Some(LEASE_DURATION),
+        acquire_time: if ours { previous.acquire_time.clone() } else { Some(MicroTime(now)) },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(previous.lease_transitions.unwrap_or(0) + i32::from(!ours && current.is_some())),
+        ..LeaseSpec::default()
+    };
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(LEASE_NAME.into()),
+            namespace: Some(namespace.into()),
+            resource_version: current.as_ref().and_then(|l| l.metadata.resource_version.clone()),
+            ..Default::default()
+        },
+        spec: Some(spec),
+    };
+    // Conditional on the version read: of two replicas taking an expired Lease, one wins.
+    let result = match current {
+        Some(_) => api.replace(LEASE_NAME, &kube::api::PostParams::default(), &lease).await,
+        None => api.create(&kube::api::PostParams::default(), &lease).await,
+    };
+    match result {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until this replica leads, then keeps renewing in the background; the process
+/// exits if leadership is lost.
+pub async fn lead(client: Client, namespace: String, me: String) {
+    loop {
+        match try_lead(&client, &namespace, &me).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "leader election"),
+        }
+        tokio::time::sleep(LEASE_RENEW).await;
+    }
+    info!(identity = %me, "leading");
+    tokio::spawn(async move {
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(LEASE_RENEW).await;
+            match try_lead(&client, &namespace, &me).await {
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => {
+                    tracing::error!("leadership lost to another replica; exiting");
+                    std::process::exit(1);
+                }
+                Err(e) => warn!(error = %e, "cannot renew the leader Lease"),
+            }
+            if last_ok.elapsed() > Duration::from_secs(LEASE_DURATION as u64) {
+                tracing::error!("leader Lease not renewed in time; exiting");
+                std::process::exit(1);
+            }
+        }
+    });
 }

@@ -163,6 +163,9 @@ fn run(
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
+        let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ferrolb-controller-{}", std::process::id()));
+        ferrolb_controller::k8s::lead(client.clone(), namespace.clone(), me).await;
+        ferrolb_controller::k8s::ensure_memberlist_secret(&client, &namespace).await?;
         let settings = ferrolb_controller::reconcile::Settings { namespace, lb_class };
         ferrolb_controller::k8s::run(client, settings, metrics).await?;
         Ok(())

@@ -215,3 +215,81 @@ async fn after_a_restart_the_loop_lists_everything_then_writes_only_what_is_new(
     assert_eq!(writes[0].2["status"]["loadBalancer"]["ingress"][0]["ip"], "198.51.100.11");
     assert_eq!(writes[2].2["status"]["assignedIPv4"], 2);
 }
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+#[tokio::test]
+async fn the_membership_key_secret_is_created_once_with_a_random_key() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        let (m, path, _, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::GET, "/api/v1/namespaces/metallb-system/secrets/ferrolb-memberlist"));
+        respond(send, StatusCode::NOT_FOUND, not_found());
+        let (m, path, body, send) = next(&mut handle).await;
+        assert_eq!((m, path.as_str()), (Method::POST, "/api/v1/namespaces/metallb-system/secrets"));
+        let key = body["stringData"]["secretkey"].as_str().unwrap().to_string();
+        assert_eq!(key.len(), 64);
+        assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+        respond(send, StatusCode::CREATED, body);
+        // A second replica (or restart) finds it and writes nothing.
+        let (m, _, _, send) = next(&mut handle).await;
+        assert_eq!(m, Method::GET);
+        respond(
+            send,
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ferrolb-memberlist"}}),
+        );
+        key
+    });
+    ferrolb_controller::k8s::ensure_memberlist_secret(&client, "metallb-system").await.unwrap();
+    ferrolb_controller::k8s::ensure_memberlist_secret(&client, "metallb-system").await.unwrap();
+    let key = server.await.unwrap();
+    assert_ne!(key, "0".repeat(64));
+}
+
+#[tokio::test]
+async fn of_two_replicas_taking_an_expired_lease_the_one_that_loses_the_race_waits() {
+    use ferrolb_controller::k8s::{LeaseAction, lease_action, try_lead};
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now: k8s_openapi::jiff::Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+    let held = |secs_ago: i64| LeaseSpec {
+        holder_identity: Some("other".into()),
+        lease_duration_seconds: Some(15),
+        renew_time: Some(MicroTime(now - k8s_openapi::jiff::SignedDuration::from_secs(secs_ago))),
+        ..Default::default()
+    };
+    assert_eq!(lease_action(None, "me", now), LeaseAction::Take);
+    assert_eq!(lease_action(Some(&held(5)), "me", now), LeaseAction::Wait);
+    assert_eq!(lease_action(Some(&held(30)), "me", now), LeaseAction::Take, "expired");
+    assert_eq!(lease_action(Some(&held(5)), "other", now), LeaseAction::Take, "renewing our own");
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        let (m, path, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, path.as_str()),
+            (Method::GET, "/apis/coordination.k8s.io/v1/namespaces/metallb-system/leases/ferrolb-controller")
+        );
+        respond(
+            send,
+            StatusCode::OK,
+            json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "ferrolb-controller", "namespace": "metallb-system", "resourceVersion": "41"},
+                "spec": {"holderIdentity": "old", "leaseDurationSeconds": 15, "renewTime": "2020-01-01T00:00:00.000000Z"}
+            }),
+        );
+        let (m, _, body, send) = next(&mut handle).await;
+        assert_eq!(m, Method::PUT);
+        assert_eq!(body["metadata"]["resourceVersion"], "41", "conditional on the version read");
+        assert_eq!(body["spec"]["holderIdentity"], "me");
+        respond(send, StatusCode::CONFLICT, conflict());
+    });
+    assert!(!try_lead(&client, "metallb-system", "me").await.unwrap(), "the other replica won");
+    server.await.unwrap();
+}
