@@ -50,8 +50,9 @@ fn the_install_renders_and_every_object_validates() {
     }
     let file = std::env::temp_dir().join(format!("ferrolb-rendered-{}.yaml", std::process::id()));
     std::fs::write(&file, run(Command::new("kubectl").arg("kustomize").arg(root().join("manifests")))).unwrap();
-    let report = Command::new("kubernetes-validate")
-        .args(["--kubernetes-version", "1.33.0", "--strict", "--quiet"])
+    // As a module of the python3 on PATH, where .ci/run installed it.
+    let report = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--kubernetes-version", "1.33.0", "--strict", "--quiet"])
         .arg(&file)
         .output()
         .expect("kubernetes-validate (pip install kubernetes-validate)");
