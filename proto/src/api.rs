@@ -89,6 +89,39 @@ pub struct IPAddressPoolStatus {
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
 }
 
+/// Which node announces a Service, and on which interfaces: kept by the speakers, one
+/// per Service and announcing node (MetalLB's `ServiceL2Status`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ServiceL2Status",
+    namespaced,
+    status = "MetalLBServiceL2Status",
+    printcolumn = r#"{"name":"Allocated Node","type":"string","jsonPath":".status.node"}"#,
+    printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
+    printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#
+)]
+pub struct ServiceL2StatusSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetalLBServiceL2Status {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_namespace: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct InterfaceInfo {
+    pub name: String,
+}
+
 /// Announces the addresses of the selected pools with ARP/NDP from the selected nodes.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(group = "metallb.io", version = "v1beta1", kind = "L2Advertisement", namespaced)]

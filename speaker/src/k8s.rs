@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrolb_proto::api::{IPAddressPool, L2Advertisement, LoadBalancerService};
+use ferrolb_proto::api::{
+    IPAddressPool, InterfaceInfo, L2Advertisement, LoadBalancerService, MetalLBServiceL2Status, ServiceL2Status,
+};
 use ferrolb_proto::config::{self, Announcement, Config, Plan, ServiceAddresses};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Service};
@@ -126,6 +128,72 @@ pub fn members_with_nodes(members: &[Member], nodes: &[Arc<Node>]) -> Vec<Member
             (!unavailable).then(|| Member { labels: node.labels().clone(), ..m.clone() })
         })
         .collect()
+}
+
+/// Labels of the ServiceL2Status objects (MetalLB's).
+pub const LABEL_STATUS_NODE: &str = "metallb.io/node";
+const LABEL_STATUS_SERVICE_NAME: &str = "metallb.io/service-name";
+const LABEL_STATUS_SERVICE_NAMESPACE: &str = "metallb.io/service-namespace";
+
+/// The ServiceL2Status objects `node` should have: one per Service it announces, named
+/// from a hash of node and Service (stable, so writes are idempotent).
+pub fn l2_statuses(
+    node: &str,
+    namespace: &str,
+    announced: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, ServiceL2Status> {
+    announced
+        .iter()
+        .filter_map(|(key, interfaces)| {
+            let (svc_ns, svc_name) = key.split_once('/')?;
+            let hash = blake3::hash(format!("{node}/{key}").as_bytes()).to_hex();
+            let name = format!("l2-{}", &hash[..20]);
+            let mut status = ServiceL2Status::new(&name, Default::default());
+            status.metadata.namespace = Some(namespace.into());
+            status.metadata.labels = Some(
+                [
+                    (LABEL_STATUS_NODE.to_string(), node.to_string()),
+                    (LABEL_STATUS_SERVICE_NAME.to_string(), svc_name.to_string()),
+                    (LABEL_STATUS_SERVICE_NAMESPACE.to_string(), svc_ns.to_string()),
+                ]
+                .into(),
+            );
+            status.status = Some(MetalLBServiceL2Status {
+                node: node.into(),
+                service_name: svc_name.into(),
+                service_namespace: svc_ns.into(),
+                interfaces: interfaces.iter().map(|n| InterfaceInfo { name: n.clone() }).collect(),
+            });
+            Some((name, status))
+        })
+        .collect()
+}
+
+/// Brings this node's ServiceL2Status objects in line with `desired`: applies each (object,
+/// then status) and deletes the ones no longer announced.
+async fn sync_l2_statuses(
+    api: &Api<ServiceL2Status>,
+    node: &str,
+    desired: &BTreeMap<String, ServiceL2Status>,
+) -> Result<(), kube::Error> {
+    use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+    let existing = api.list(&ListParams::default().labels(&format!("{LABEL_STATUS_NODE}={node}"))).await?;
+    for old in existing.items.iter().map(|o| o.name_any()).filter(|n| !desired.contains_key(n)) {
+        api.delete(&old, &DeleteParams::default()).await?;
+    }
+    let pp = PatchParams::apply("ferrolb-speaker").force();
+    for (name, obj) in desired {
+        let current = existing.items.iter().find(|o| &o.name_any() == name);
+        if current.is_some_and(|c| c.status == obj.status) {
+            continue;
+        }
+        let mut meta_only = obj.clone();
+        meta_only.status = None;
+        api.patch(name, &pp, &Patch::Apply(&meta_only)).await?;
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": obj.status })))
+            .await?;
+    }
+    Ok(())
 }
 
 /// kube-proxy in IPVS mode without `strictARP: true` makes every node answer ARP for
@@ -271,6 +339,9 @@ pub async fn run(
     let new = speaker.set_plan(plan_now());
     announce_events(&recorder, &services, &opts.node_name, new).await;
     ready.store(true, std::sync::atomic::Ordering::Release);
+    let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), &opts.namespace);
+    // None: not yet in line with the API (forces the first sync, and retries after errors).
+    let mut synced: Option<BTreeMap<String, Option<MetalLBServiceL2Status>>> = None;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -299,6 +370,18 @@ pub async fn run(
             _ = int.recv() => break,
         };
         announce_events(&recorder, &services, &opts.node_name, new).await;
+        let desired = l2_statuses(&opts.node_name, &opts.namespace, speaker.service_interfaces());
+        let summary: BTreeMap<String, Option<MetalLBServiceL2Status>> =
+            desired.iter().map(|(n, o)| (n.clone(), o.status.clone())).collect();
+        if synced.as_ref() != Some(&summary) {
+            match sync_l2_statuses(&statuses, &opts.node_name, &desired).await {
+                Ok(()) => synced = Some(summary),
+                Err(e) => {
+                    warn!(error = %e, "ServiceL2Status not written; retrying");
+                    synced = None;
+                }
+            }
+        }
     }
     speaker.stop();
     cluster.leave().await;

@@ -59,6 +59,8 @@ pub struct Speaker {
     reannounce: bool,
     /// What this node announced at the last apply.
     announced: std::collections::BTreeSet<IpAddr>,
+    /// Per Service this node announces, the interfaces it answers on.
+    service_interfaces: BTreeMap<String, std::collections::BTreeSet<String>>,
     running: BTreeMap<String, Running>,
     interfaces: Vec<Interface>,
 }
@@ -113,6 +115,7 @@ impl Speaker {
             takeover_since: None,
             reannounce: false,
             announced: Default::default(),
+            service_interfaces: BTreeMap::new(),
             running: BTreeMap::new(),
             interfaces: Vec::new(),
         }
@@ -205,6 +208,11 @@ impl Speaker {
             return self.apply();
         }
         Vec::new()
+    }
+
+    /// Per Service (`namespace/name`) this node announces, the interfaces it answers on.
+    pub fn service_interfaces(&self) -> &BTreeMap<String, std::collections::BTreeSet<String>> {
+        &self.service_interfaces
     }
 
     /// Stops answering on every interface at once.

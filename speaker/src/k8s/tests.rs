@@ -116,3 +116,85 @@ fn kube_proxy_ipvs_without_strict_arp_is_a_problem() {
     assert!(strict_arp_problem("mode: ipvs\n").is_some(), "strictARP defaults to false");
     assert_eq!(strict_arp_problem(": not yaml ["), None);
 }
+
+#[test]
+fn one_l2_status_per_announced_service_with_its_interfaces() {
+    let announced: BTreeMap<String, BTreeSet<String>> = [
+        ("default/web".to_string(), ["eth0".to_string()].into()),
+        ("shop/api".to_string(), ["eth0".to_string(), "eth1".to_string()].into()),
+    ]
+    .into();
+    let statuses = l2_statuses("n1", "metallb-system", &announced);
+    assert_eq!(statuses.len(), 2);
+    let web = statuses.values().find(|s| s.status.as_ref().unwrap().service_name == "web").unwrap();
+    assert_eq!(web.metadata.namespace.as_deref(), Some("metallb-system"));
+    assert_eq!(web.metadata.labels.as_ref().unwrap()[LABEL_STATUS_NODE], "n1");
+    let st = web.status.as_ref().unwrap();
+    assert_eq!((st.node.as_str(), st.service_namespace.as_str()), ("n1", "default"));
+    assert_eq!(st.interfaces, vec![InterfaceInfo { name: "eth0".into() }]);
+    // Stable names, different per node.
+    assert_eq!(
+        l2_statuses("n1", "metallb-system", &announced).keys().collect::<Vec<_>>(),
+        statuses.keys().collect::<Vec<_>>()
+    );
+    assert!(l2_statuses("n2", "metallb-system", &announced).keys().all(|k| !statuses.contains_key(k)));
+}
+
+#[tokio::test]
+async fn l2_statuses_are_synced_stale_ones_deleted_current_ones_left_alone() {
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    let announced: BTreeMap<String, BTreeSet<String>> = [
+        ("default/web".to_string(), ["eth0".to_string()].into()),
+        ("default/db".to_string(), ["eth0".to_string()].into()),
+    ]
+    .into();
+    let desired = l2_statuses("n1", "metallb-system", &announced);
+    let (db_name, db) = desired.iter().find(|(_, o)| o.status.as_ref().unwrap().service_name == "db").unwrap();
+    let web_name = desired.keys().find(|n| *n != db_name).unwrap().clone();
+    let mut current_db = serde_json::to_value(db).unwrap();
+    current_db["apiVersion"] = "metallb.io/v1beta1".into();
+    current_db["kind"] = "ServiceL2Status".into();
+    let stale = serde_json::json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+        "metadata": {"name": "l2-gone", "namespace": "metallb-system", "labels": {LABEL_STATUS_NODE: "n1"}}, "spec": {}});
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let api: Api<ServiceL2Status> = Api::namespaced(kube::Client::new(service, "default"), "metallb-system");
+    let server = tokio::spawn(async move {
+        let ok = |v: serde_json::Value| Response::builder().body(Body::from(serde_json::to_vec(&v).unwrap())).unwrap();
+        let mut seen = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            let (m, uri) = (req.method().clone(), req.uri().to_string());
+            let body = req.into_body().collect_bytes().await.unwrap();
+            seen.push(format!("{m} {}", uri.split('?').next().unwrap()));
+            if m == Method::GET {
+                assert!(uri.contains("labelSelector=metallb.io%2Fnode%3Dn1"), "{uri}");
+                send.send_response(ok(
+                    serde_json::json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2StatusList",
+                    "metadata": {}, "items": [stale.clone(), current_db.clone()]}),
+                ));
+            } else if m == Method::DELETE {
+                send.send_response(ok(serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})));
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                send.send_response(ok(
+                    serde_json::json!({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+                    "metadata": {"name": "x"}, "spec": {}, "status": v["status"].clone()}),
+                ));
+            }
+        }
+        seen
+    });
+    sync_l2_statuses(&api, "n1", &desired).await.unwrap();
+    drop(api);
+    let base = "/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses";
+    assert_eq!(
+        server.await.unwrap(),
+        vec![
+            format!("GET {base}"),
+            format!("DELETE {base}/l2-gone"),
+            format!("PATCH {base}/{web_name}"),
+            format!("PATCH {base}/{web_name}/status"),
+        ],
+        "db is already right: not written"
+    );
+}
