@@ -275,6 +275,9 @@ impl Core {
         self.metrics.conflicts.get_or_create(&IpLabel { ip: IpValue(ip) }).inc();
         if self.warned_conflicts.insert(ip) {
             warn!(interface = %self.iface.name, %ip, "another host announces an address we own");
+            if let Ok(mut seen) = self.metrics.new_conflicts.lock() {
+                seen.insert(ip);
+            }
         }
     }
 

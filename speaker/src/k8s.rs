@@ -364,6 +364,8 @@ pub async fn run(
             }
             _ = poll.tick() => {
                 ready.store(speaker.healthy(), std::sync::atomic::Ordering::Release);
+                let conflicts = std::mem::take(&mut *metrics.new_conflicts.lock().unwrap_or_else(|e| e.into_inner()));
+                conflict_events(&recorder, &services, &opts.node_name, conflicts).await;
                 speaker.check_interfaces()
             }
             _ = term.recv() => break,
@@ -399,6 +401,34 @@ async fn announce_events(recorder: &Recorder, services: &Store<Service>, node: &
                 type_: EventType::Normal,
                 reason: "nodeAssigned".into(),
                 note: Some(format!("announcing {} from node {node:?} with protocol \"layer2\"", a.ip)),
+                action: "Announce".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(service = %svc, error = %e, "event not published");
+            }
+        }
+    }
+}
+
+/// A Warning Event on each Service of an address another host announces: a split brain
+/// or a rogue device made visible where users look.
+async fn conflict_events(recorder: &Recorder, services: &Store<Service>, node: &str, ips: BTreeSet<IpAddr>) {
+    for ip in ips {
+        let owners: Vec<String> = services
+            .state()
+            .iter()
+            .filter(|s| LoadBalancerService::from(&***s).ingress_ips.contains(&ip))
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        for svc in owners {
+            let Some(reference) = service_ref(services, &svc) else { continue };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "AddressConflict".into(),
+                note: Some(format!(
+                    "another host announces {ip}, which node {node:?} owns: a split brain between speakers or a device using the address"
+                )),
                 action: "Announce".into(),
                 secondary: None,
             };

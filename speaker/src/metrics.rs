@@ -137,6 +137,9 @@ pub struct Metrics {
     pub ownership_changes: Counter,
     pub failover: FailoverHistogram,
     pub strict_arp_missing: Gauge,
+    /// Not exported: addresses another host was first seen announcing, for the cluster
+    /// mode to report as Events (drained there).
+    pub new_conflicts: std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl Metrics {

@@ -198,3 +198,38 @@ async fn l2_statuses_are_synced_stale_ones_deleted_current_ones_left_alone() {
         "db is already right: not written"
     );
 }
+
+#[tokio::test]
+async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    let (store, mut writer) = reflector::store::<Service>();
+    let mut web = (*service("web", "198.51.100.10", "Cluster")).clone();
+    web.metadata.uid = Some("uid-web".into());
+    writer.apply_watcher_event(&watcher::Event::Apply(web));
+    writer.apply_watcher_event(&watcher::Event::Apply((*service("other", "198.51.100.11", "Cluster")).clone()));
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let recorder = Recorder::new(
+        kube::Client::new(mock, "default"),
+        Reporter { controller: "ferrolb-speaker".into(), instance: None },
+    );
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("one event");
+        assert_eq!(
+            (req.method(), req.uri().path()),
+            (&Method::POST, "/apis/events.k8s.io/v1/namespaces/default/events")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(body["reason"], "AddressConflict");
+        assert_eq!(body["type"], "Warning");
+        assert_eq!(body["regarding"]["name"], "web");
+        assert!(body["note"].as_str().unwrap().contains("198.51.100.10"));
+        send.send_response(
+            Response::builder().status(201).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap(),
+        );
+        assert!(handle.next_request().await.is_none(), "only the Service of that address");
+    });
+    conflict_events(&recorder, &store, "n1", ["198.51.100.10".parse().unwrap()].into()).await;
+    drop(recorder);
+    server.await.unwrap();
+}
