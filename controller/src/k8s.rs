@@ -119,6 +119,21 @@ impl Metrics {
     }
 }
 
+/// `/metrics` for `registry`, in the text format Prometheus scrapes.
+pub fn metrics_router(registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+                ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            }
+        }),
+    )
+}
+
 /// Makes a round's writes.
 pub struct Writer {
     client: Client,

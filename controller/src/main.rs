@@ -151,17 +151,7 @@ fn run(
         let listener = tokio::net::TcpListener::bind(metrics_bind)
             .await
             .with_context(|| format!("cannot listen on {metrics_bind}"))?;
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let registry = registry.clone();
-                async move {
-                    let mut text = String::new();
-                    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-                    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-                }
-            }),
-        );
+        let app = ferrolb_controller::k8s::metrics_router(registry);
         tokio::spawn(async move { axum::serve(listener, app).await });
         let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ferrolb-controller-{}", std::process::id()));
         ferrolb_controller::k8s::lead(client.clone(), namespace.clone(), me).await;
