@@ -255,13 +255,23 @@ fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> 
     })
 }
 
-/// Serves until SIGTERM or SIGINT.
+/// Serves until SIGTERM or SIGINT, with the in-cluster configuration (or kubeconfig).
 pub async fn run(
     opts: Options,
     metrics: Arc<Metrics>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    run_with(client, opts, metrics, ready).await
+}
+
+/// [`run`] with a given client (the tests' mock API server).
+pub async fn run_with(
+    client: Client,
+    opts: Options,
+    metrics: Arc<Metrics>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
     let recorder = Recorder::new(
         client.clone(),
         Reporter { controller: "ferrolb-speaker".into(), instance: Some(opts.node_name.clone()) },
@@ -298,13 +308,6 @@ pub async fn run(
 
     let me_labels = nodes.state().iter().find(|n| n.name_any() == opts.node_name).map(|n| n.labels().clone());
     let me = Me { name: opts.node_name.clone(), labels: me_labels.unwrap_or_default() };
-    let cluster_opts = cluster::Options {
-        bind: opts.bind,
-        join: Vec::new(),
-        key_file: opts.key_file.clone(),
-        settings: opts.settings,
-    };
-    let mut cluster = Cluster::start(cluster_opts, me, metrics.clone()).await?;
     let port = opts.bind.port();
     let seeds = |pods: &Store<Pod>| -> Vec<SocketAddr> {
         pods.state()
@@ -313,7 +316,13 @@ pub async fn run(
             .map(|ip| SocketAddr::new(ip, port))
             .collect()
     };
-    cluster.set_seeds(seeds(&pods));
+    let cluster_opts = cluster::Options {
+        bind: opts.bind,
+        join: seeds(&pods),
+        key_file: opts.key_file.clone(),
+        settings: opts.settings,
+    };
+    let mut cluster = Cluster::start(cluster_opts, me, metrics.clone()).await?;
 
     let node = config::NodeInfo::new(&opts.node_name);
     let speaker_opts = SpeakerOptions {

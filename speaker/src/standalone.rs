@@ -295,6 +295,16 @@ impl Speaker {
         }
         self.metrics.vips.set(announcements.len() as i64);
         info!(addresses = announcements.len(), interfaces = self.running.len(), "configuration applied");
+        self.service_interfaces.clear();
+        for a in &announcements {
+            let on: Vec<String> = match &a.interfaces {
+                None => self.running.keys().cloned().collect(),
+                Some(names) => names.iter().filter(|n| self.running.contains_key(*n)).cloned().collect(),
+            };
+            for svc in &a.services {
+                self.service_interfaces.entry(svc.clone()).or_default().extend(on.iter().cloned());
+            }
+        }
         let new: Vec<Announcement> =
             announcements.iter().filter(|a| !self.announced.contains(&a.ip)).cloned().collect();
         self.announced = announcements.iter().map(|a| a.ip).collect();
