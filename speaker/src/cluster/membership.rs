@@ -108,6 +108,10 @@ pub struct Membership {
     refused_at: Option<Instant>,
 }
 
+/// How long one refusal keeps an isolated node from announcing (refusals are sent at most
+/// once a second).
+const REFUSAL_HOLD: Duration = Duration::from_secs(5);
+
 /// Why this node announces nothing for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -144,7 +148,10 @@ impl Membership {
     pub fn wait(&self, now: Instant) -> Option<Wait> {
         let isolated = !self.peers.values().any(|p| self.alive(p, now));
         let dead_after = self.settings.dead_after;
-        if isolated && self.refused_at.is_some_and(|t| now.saturating_duration_since(t) < 5 * dead_after) {
+        // Refusals come at most once a second per address: hold back well beyond that,
+        // or a misconfigured speaker would flap in and out of announcing everything.
+        let refusal_hold = (5 * dead_after).max(REFUSAL_HOLD);
+        if isolated && self.refused_at.is_some_and(|t| now.saturating_duration_since(t) < refusal_hold) {
             return Some(Wait::KeyMismatch);
         }
         let never_heard = !self.peers.values().any(|p| p.last.is_some());

@@ -261,6 +261,7 @@ fn a_node_holds_back_while_starting_and_when_refused_alone() {
     assert_eq!(a.wait(now + 250 * MS), None, "nobody answered: the first node of a cluster serves");
     assert_eq!(a.receive(super::super::wire::REFUSAL, addr(1), now, T0), Err(Rejected::Refused));
     assert_eq!(a.wait(now + 10 * MS), Some(Wait::KeyMismatch));
+    assert_eq!(a.wait(now + 3000 * MS), Some(Wait::KeyMismatch), "still, between two refusals");
     // With a live member, a refusal (perhaps forged) changes nothing.
     let mut b = Sim::node(1, 2, now, T0);
     let _ = a.receive(&b.heartbeat(now, T0), addr(1), now, T0);
