@@ -39,43 +39,14 @@ fn prometheus_scrapes_the_speaker() {
     for _ in 0..3 {
         assert_eq!(lan.arping(VIP4, 1).as_deref(), Some(SERVER_MAC));
     }
-    let dir = std::env::temp_dir().join(netns::unique("ferrolb-prom"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveDir(dir.clone());
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: ferrolb-speaker\n  static_configs:\n  - targets: ['{}']\n", netns::METRICS),
-    )
-    .unwrap();
-    // Started inside the speaker's namespace; killed with it when the test ends.
-    let _prometheus = KillOnDrop(
-        Command::new("ip")
-            .args(["netns", "exec", &lan.server.name, "prometheus"])
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg("--web.listen-address=127.0.0.1:9090")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (apt-get install prometheus)"),
+    let prometheus = Prometheus::start(
+        &lan.server,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: ferrolb-speaker\n  static_configs:\n  - targets: ['{}']\n",
+            netns::METRICS
+        ),
     );
-
-    let query = |q: &str| -> Option<f64> {
-        // Fails (connection refused) until Prometheus is up.
-        let out = lan.server.exec(&[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "-G",
-            "http://127.0.0.1:9090/api/v1/query",
-            "--data-urlencode",
-            &format!("query={q}"),
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    };
+    let query = |q: &str| prometheus.value(q);
     let expect = |q: &str, ok: &dyn Fn(f64) -> bool| {
         let start = Instant::now();
         loop {
@@ -103,11 +74,55 @@ fn prometheus_scrapes_the_speaker() {
     drop(speaker);
 }
 
-struct RemoveDir(std::path::PathBuf);
+/// Debian's Prometheus in a namespace, on 127.0.0.1:9090 there; killed, and its data
+/// removed, on drop.
+struct Prometheus {
+    ns: String,
+    process: Option<KillOnDrop>,
+    dir: std::path::PathBuf,
+}
 
-impl Drop for RemoveDir {
+impl Prometheus {
+    fn start(ns: &netns::Netns, config: &str) -> Prometheus {
+        let dir = std::env::temp_dir().join(netns::unique("ferrolb-prom"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let process = KillOnDrop(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name, "prometheus"])
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg("--web.listen-address=127.0.0.1:9090")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus (apt-get install prometheus)"),
+        );
+        Prometheus { ns: ns.name.clone(), process: Some(process), dir }
+    }
+
+    /// A GET of `/api/v1/{endpoint}`; `None` until Prometheus is up.
+    fn api(&self, endpoint: &str, query: Option<&str>) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:9090/api/v1/{endpoint}");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "curl", "-s", "--max-time", "2", "-G", &url]);
+        if let Some(q) = query {
+            cmd.args(["--data-urlencode", &format!("query={q}")]);
+        }
+        serde_json::from_slice(&cmd.output().ok()?.stdout).ok()
+    }
+
+    /// The first sample of an instant query.
+    fn value(&self, q: &str) -> Option<f64> {
+        self.api("query", Some(q))?["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.process.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -163,42 +178,16 @@ fn prometheus_scrapes_the_controller_and_evaluates_the_alert_rules() {
     });
     started_rx.recv_timeout(Duration::from_secs(10)).expect("controller metrics up");
 
-    let dir = std::env::temp_dir().join(netns::unique("ferrolb-prom"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveDir(dir.clone());
     let rules =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/monitoring/prometheus/alerts.rules.yaml");
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let prometheus = Prometheus::start(
+        &ns,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n- job_name: ferrolb-controller\n  static_configs:\n  - targets: ['127.0.0.1:7473']\n",
             rules.display()
         ),
-    )
-    .unwrap();
-    let _prometheus = KillOnDrop(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "prometheus"])
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg("--web.listen-address=127.0.0.1:9090")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (apt-get install prometheus)"),
     );
-    let api = |endpoint: &str, query: Option<&str>| -> Option<serde_json::Value> {
-        let mut args = vec!["curl", "-s", "--max-time", "2", "-G"];
-        let url = format!("http://127.0.0.1:9090/api/v1/{endpoint}");
-        args.push(&url);
-        let q;
-        if let Some(query) = query {
-            q = format!("query={query}");
-            args.extend(["--data-urlencode", &q]);
-        }
-        serde_json::from_slice(&ns.exec(&args).stdout).ok()
-    };
+    let api = |endpoint: &str, query: Option<&str>| prometheus.api(endpoint, query);
     let wait = |what: &str, ok: &dyn Fn() -> bool| {
         let start = Instant::now();
         while !ok() {

@@ -149,22 +149,39 @@ impl Lan {
 
     /// `arping` from the client: the MAC that answered, if any.
     pub fn arping(&self, ip: &str, count: u32) -> Option<String> {
-        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
+        arping_all(&self.client, &self.client_if, ip, count).into_iter().next()
     }
 
     /// `ndisc6` from the client: the target link-layer address advertised, if any.
     pub fn ndisc6(&self, ip: &str) -> Option<String> {
-        let out = self.client.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| l.split("Target link-layer address: ").nth(1).map(|m| m.trim().to_lowercase()))
+        ndisc6(&self.client, &self.client_if, ip)
     }
 
     pub fn ping(&self, ip: &str) -> bool {
-        let v6 = if ip.contains(':') { "-6" } else { "-4" };
-        self.client.exec(&["ping", v6, "-c", "1", "-W", "2", ip]).status.success()
+        ping(&self.client, ip)
     }
+}
+
+/// Every MAC that answers `count` ARP requests for `ip` from `ns` (the kernel's `arping`).
+pub fn arping_all(ns: &Netns, ifname: &str, ip: &str, count: u32) -> BTreeSet<String> {
+    let out = ns.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", ifname, ip]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
+        .collect()
+}
+
+/// The target link-layer address `ndisc6` gets for `ip` from `ns`, if any.
+pub fn ndisc6(ns: &Netns, ifname: &str, ip: &str) -> Option<String> {
+    let out = ns.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, ifname]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.split("Target link-layer address: ").nth(1).map(|m| m.trim().to_lowercase()))
+}
+
+/// One `ping` (or `ping -6`) from `ns`.
+pub fn ping(ns: &Netns, ip: &str) -> bool {
+    let v6 = if ip.contains(':') { "-6" } else { "-4" };
+    ns.exec(&["ping", v6, "-c", "1", "-W", "2", ip]).status.success()
 }
 
 /// A speaker process in a namespace, killed on drop, with its config file removed.
@@ -434,29 +451,20 @@ impl ClusterLan {
     }
 
     pub fn arping(&self, ip: &str, count: u32) -> Option<String> {
-        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
+        arping_all(&self.client, &self.client_if, ip, count).into_iter().next()
     }
 
-    /// Every MAC that answers `count` ARP requests for `ip` (one per line of arping output).
+    /// Every MAC that answers `count` ARP requests for `ip`.
     pub fn arping_all(&self, ip: &str, count: u32) -> BTreeSet<String> {
-        let out = self.client.exec(&["arping", "-c", &count.to_string(), "-w", "2", "-I", &self.client_if, ip]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .filter_map(|l| l.split("bytes from ").nth(1)?.split_whitespace().next().map(str::to_lowercase))
-            .collect()
+        arping_all(&self.client, &self.client_if, ip, count)
     }
 
     pub fn ndisc6(&self, ip: &str) -> Option<String> {
-        let out = self.client.exec(&["ndisc6", "-1", "-r", "2", "-w", "500", ip, &self.client_if]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().find_map(|l| l.split("Target link-layer address: ").nth(1).map(|m| m.trim().to_lowercase()))
+        ndisc6(&self.client, &self.client_if, ip)
     }
 
     pub fn ping(&self, ip: &str) -> bool {
-        let v6 = if ip.contains(':') { "-6" } else { "-4" };
-        self.client.exec(&["ping", v6, "-c", "1", "-W", "2", ip]).status.success()
+        ping(&self.client, ip)
     }
 
     /// Drops `percent`% of each node's membership traffic, both ways, at random.

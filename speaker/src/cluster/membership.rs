@@ -64,6 +64,20 @@ struct Peer {
 }
 
 impl Peer {
+    /// Known by address only, not yet heard.
+    fn unknown(addr: SocketAddr, now: Instant) -> Peer {
+        Peer {
+            addr,
+            last: None,
+            direct: None,
+            indirect: None,
+            stable_since: now,
+            labels: BTreeMap::new(),
+            left: false,
+            dead_since: now,
+        }
+    }
+
     fn heard(&self) -> Option<Instant> {
         if self.left {
             return None;
@@ -193,16 +207,7 @@ impl Membership {
             return Err(Rejected::Clock);
         }
         let dead_after = self.settings.dead_after;
-        let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer {
-            addr: from,
-            last: None,
-            direct: None,
-            indirect: None,
-            stable_since: now,
-            labels: BTreeMap::new(),
-            left: false,
-            dead_since: now,
-        });
+        let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer::unknown(from, now));
         let mut note = None;
         match peer.last {
             Some((inc, seq)) if (p.incarnation, p.seq) <= (inc, seq) => return Err(Rejected::Replay),
@@ -245,19 +250,7 @@ impl Membership {
                 }
                 None => {
                     // Discovery: heartbeats go to it from now on; it counts once heard.
-                    self.peers.insert(
-                        r.name,
-                        Peer {
-                            addr: r.addr,
-                            last: None,
-                            direct: None,
-                            indirect: None,
-                            stable_since: now,
-                            labels: BTreeMap::new(),
-                            left: false,
-                            dead_since: now,
-                        },
-                    );
+                    self.peers.insert(r.name, Peer::unknown(r.addr, now));
                 }
             }
         }
