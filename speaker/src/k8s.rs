@@ -226,12 +226,64 @@ pub struct Options {
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-fn store_watch<K>(api: Api<K>, cfg: watcher::Config, changed: Arc<Notify>) -> Store<K>
+/// Keeps only what the speaker reads of each object, so that the stores' memory follows
+/// what matters (a Node's image list alone can be tens of kilobytes).
+pub mod trim {
+    use super::*;
+
+    pub fn meta<K: kube::Resource>(o: &mut K) {
+        o.meta_mut().managed_fields = None;
+    }
+
+    pub fn service(s: &mut Service) {
+        meta(s);
+        s.metadata.annotations = None;
+    }
+
+    pub fn node(n: &mut Node) {
+        meta(n);
+        n.metadata.annotations = None;
+        n.spec = None;
+        if let Some(status) = &mut n.status {
+            let conditions =
+                status.conditions.take().map(|cs| cs.into_iter().filter(|c| c.type_ == "NetworkUnavailable").collect());
+            *status = Default::default();
+            status.conditions = conditions;
+        }
+    }
+
+    pub fn slice(s: &mut EndpointSlice) {
+        meta(s);
+        s.metadata.annotations = None;
+        s.ports = None;
+        for ep in &mut s.endpoints {
+            ep.addresses.clear();
+            ep.hints = None;
+            ep.target_ref = None;
+            ep.hostname = None;
+            ep.zone = None;
+            ep.deprecated_topology = None;
+        }
+    }
+
+    pub fn pod(p: &mut Pod) {
+        meta(p);
+        p.metadata.annotations = None;
+        p.spec = None;
+        if let Some(status) = &mut p.status {
+            let ip = status.pod_ip.take();
+            *status = Default::default();
+            status.pod_ip = ip;
+        }
+    }
+}
+
+fn store_watch<K>(api: Api<K>, cfg: watcher::Config, trim: fn(&mut K), changed: Arc<Notify>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, cfg)).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, cfg).modify(trim)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while stream.next().await.is_some() {
@@ -282,18 +334,35 @@ pub async fn run_with(
     let nodes_changed = Arc::new(Notify::new());
     let pods_changed = Arc::new(Notify::new());
     let all = watcher::Config::default();
-    let services =
-        store_watch(Api::<Service>::all(client.clone()), all.clone().fields("spec.type=LoadBalancer"), objects.clone());
-    let slices =
-        store_watch(Api::<EndpointSlice>::all(client.clone()), all.clone().labels(LABEL_SERVICE_NAME), objects.clone());
-    let pools =
-        store_watch(Api::<IPAddressPool>::namespaced(client.clone(), &opts.namespace), all.clone(), objects.clone());
-    let advs =
-        store_watch(Api::<L2Advertisement>::namespaced(client.clone(), &opts.namespace), all.clone(), objects.clone());
-    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), nodes_changed.clone());
+    let services = store_watch(
+        Api::<Service>::all(client.clone()),
+        all.clone().fields("spec.type=LoadBalancer"),
+        trim::service,
+        objects.clone(),
+    );
+    let slices = store_watch(
+        Api::<EndpointSlice>::all(client.clone()),
+        all.clone().labels(LABEL_SERVICE_NAME),
+        trim::slice,
+        objects.clone(),
+    );
+    let pools = store_watch(
+        Api::<IPAddressPool>::namespaced(client.clone(), &opts.namespace),
+        all.clone(),
+        trim::meta,
+        objects.clone(),
+    );
+    let advs = store_watch(
+        Api::<L2Advertisement>::namespaced(client.clone(), &opts.namespace),
+        all.clone(),
+        trim::meta,
+        objects.clone(),
+    );
+    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone());
     let pods = store_watch(
         Api::<Pod>::namespaced(client.clone(), &opts.namespace),
         all.labels(&opts.speaker_selector),
+        trim::pod,
         pods_changed.clone(),
     );
     let _ = tokio::join!(

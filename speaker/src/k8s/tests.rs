@@ -233,3 +233,38 @@ async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
     drop(recorder);
     server.await.unwrap();
 }
+
+#[test]
+fn trimmed_objects_keep_what_the_speaker_reads() {
+    let services = [service("web", "198.51.100.10", "Local"), service("api", "198.51.100.11", "Cluster")];
+    let slices = [slice("web", &[("n1", true), ("n2", false)]), slice("api", &[("n3", true)])];
+    let before = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    let trimmed_services: Vec<Arc<Service>> = services
+        .iter()
+        .map(|s| {
+            let mut s = (**s).clone();
+            trim::service(&mut s);
+            Arc::new(s)
+        })
+        .collect();
+    let trimmed_slices: Vec<Arc<EndpointSlice>> = slices
+        .iter()
+        .map(|s| {
+            let mut s = (**s).clone();
+            trim::slice(&mut s);
+            assert!(s.endpoints.iter().all(|e| e.addresses.is_empty()));
+            Arc::new(s)
+        })
+        .collect();
+    assert_eq!(plan(&trimmed_services, &trimmed_slices, &[pool()], &[adv("")], "metallb-system", None), before);
+
+    let mut n: Node = serde_yaml::from_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lb: 'yes'}}\nstatus:\n  conditions: [{type: NetworkUnavailable, status: 'True'}, {type: Ready, status: 'True'}]\n  images: [{names: [registry.example/big:1], sizeBytes: 1000000}]\n  addresses: [{type: InternalIP, address: 192.0.2.5}]\n",
+    )
+    .unwrap();
+    trim::node(&mut n);
+    let status = n.status.as_ref().unwrap();
+    assert!(status.images.is_none() && status.addresses.is_none());
+    assert_eq!(members_with_nodes(&[member("n1")], &[Arc::new(n.clone())]), vec![], "still NetworkUnavailable");
+    assert_eq!(n.labels().get("lb").map(String::as_str), Some("yes"));
+}
