@@ -323,3 +323,20 @@ fn a_gossip_partition_is_a_visible_conflict_and_healing_puts_the_clients_right()
     assert_eq!(owners(&all, &ips)["198.51.100.10"], owner);
     assert_eq!(lan.arping_all("198.51.100.10", 2).into_iter().collect::<Vec<_>>(), vec![node_mac(owner)]);
 }
+
+#[test]
+fn members_with_different_configuration_files_are_reported() {
+    let lan = ClusterLan::new(2);
+    lan.accept_locally("198.51.100.10");
+    let a = lan.speaker(0, &config(&["198.51.100.10"], &[]), &[]);
+    let b = lan.speaker(1, &config(&["198.51.100.10", "198.51.100.11"], &[]), &[]);
+    for s in [&a, &b] {
+        s.wait_until("the mismatch reported", || s.metric("ferrolb_cluster_config_mismatch", "") == 1.0);
+    }
+    assert!(a.log_text().contains("another configuration"), "{}", a.log_text());
+    // The same file everywhere: the report clears.
+    b.reload(&config(&["198.51.100.10"], &[]));
+    for s in [&a, &b] {
+        s.wait_until("the mismatch cleared", || s.metric("ferrolb_cluster_config_mismatch", "") == 0.0);
+    }
+}

@@ -415,6 +415,7 @@ pub async fn run_with(
     };
     speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), cluster::Change::default());
     let new = speaker.set_plan(plan_now());
+    cluster.set_plan(speaker.plan_digest());
     announce_events(&recorder, &services, &opts.node_name, new).await;
     ready.store(true, std::sync::atomic::Ordering::Release);
     let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), &opts.namespace);
@@ -431,7 +432,9 @@ pub async fn run_with(
             }
             _ = objects.notified() => {
                 tokio::time::sleep(DEBOUNCE).await;
-                speaker.set_plan(plan_now())
+                let new = speaker.set_plan(plan_now());
+                cluster.set_plan(speaker.plan_digest());
+                new
             }
             _ = nodes_changed.notified() => {
                 speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), cluster::Change::default())

@@ -137,6 +137,7 @@ pub struct Metrics {
     pub ownership_changes: Counter,
     pub failover: FailoverHistogram,
     pub strict_arp_missing: Gauge,
+    pub config_mismatch: Gauge,
     /// Not exported: addresses another host was first seen announcing, for the cluster
     /// mode to report as Events (drained there).
     pub new_conflicts: std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
@@ -204,6 +205,11 @@ impl Metrics {
             "ferrolb_ownership_changes",
             "Addresses whose owner changed in this speaker's view",
             m.ownership_changes.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_config_mismatch",
+            "Live members announcing from another configuration than this speaker (for more than 5 s)",
+            m.config_mismatch.clone(),
         );
         r.register(
             "ferrolb_kube_proxy_strict_arp_missing",

@@ -210,6 +210,11 @@ impl Speaker {
         Vec::new()
     }
 
+    /// The digest of the current plan, for comparing with the other members.
+    pub fn plan_digest(&self) -> u64 {
+        self.plan.as_ref().map_or(0, crate::cluster::membership::plan_digest)
+    }
+
     /// Per Service (`namespace/name`) this node announces, the interfaces it answers on.
     pub fn service_interfaces(&self) -> &BTreeMap<String, std::collections::BTreeSet<String>> {
         &self.service_interfaces
@@ -328,6 +333,9 @@ impl Speaker {
             None => None,
         };
         self.reload()?;
+        if let Some(c) = &mut cluster {
+            c.set_plan(self.plan_digest());
+        }
         ready.store(true, Ordering::Release);
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
@@ -358,6 +366,9 @@ impl Speaker {
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+            }
+            if let Some(c) = &mut cluster {
+                c.set_plan(self.plan_digest());
             }
         }
         // Stop answering first, then tell the others: no moment with two owners.

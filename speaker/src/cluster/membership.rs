@@ -61,6 +61,8 @@ struct Peer {
     labels: BTreeMap<String, String>,
     left: bool,
     dead_since: Instant,
+    /// The digest of its plan, from its last heartbeat.
+    plan: u64,
 }
 
 impl Peer {
@@ -75,6 +77,7 @@ impl Peer {
             labels: BTreeMap::new(),
             left: false,
             dead_since: now,
+            plan: 0,
         }
     }
 
@@ -118,6 +121,8 @@ pub struct Membership {
     peers: BTreeMap<String, Peer>,
     seeds: Vec<SocketAddr>,
     started: Instant,
+    /// The digest of this node's plan, sent in heartbeats.
+    plan: u64,
     /// When a member last refused our key.
     refused_at: Option<Instant>,
 }
@@ -154,6 +159,7 @@ impl Membership {
             peers: BTreeMap::new(),
             seeds,
             started: now,
+            plan: 0,
             refused_at: None,
         }
     }
@@ -226,6 +232,7 @@ impl Membership {
         peer.left = false;
         peer.direct = Some(now);
         peer.labels = p.labels;
+        peer.plan = p.plan;
         peer.stable_since = now.checked_sub(Duration::from_millis(p.stable_ms.into())).unwrap_or(now);
         if let Some(isolated) = self.isolated_since.take() {
             // Found a group that stayed together while we were cut off: wait our turn.
@@ -301,10 +308,26 @@ impl Membership {
             seq: self.seq,
             sent_unix_ms: unix_ms,
             stable_ms,
+            plan: self.plan,
             name: self.me.name.clone(),
             labels: self.me.labels.clone(),
             peers,
         }
+    }
+
+    /// Sets the digest of this node's plan (see [`plan_digest`]).
+    pub fn set_plan(&mut self, digest: u64) {
+        self.plan = digest;
+    }
+
+    /// Live members whose plan differs from ours: they decide ownership from other
+    /// addresses or rules (a configuration file not the same on every node).
+    pub fn plan_mismatch(&self, now: Instant) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| self.direct_alive(p, now) && p.plan != self.plan)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Replaces the members to contact first (in a cluster: the speaker pods' addresses).
@@ -353,6 +376,17 @@ impl Membership {
     pub fn known(&self) -> usize {
         self.peers.values().filter(|p| p.last.is_some()).count() + 1
     }
+}
+
+/// A digest of what ownership is decided on: every candidate address, its Services, and
+/// who may announce it.
+pub fn plan_digest(plan: &ferrolb_proto::config::Plan) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("{:?}", plan.scopes).as_bytes());
+    for c in &plan.candidates {
+        h.update(format!("{}|{}|{:?}|{:?}|{:?};", c.ip, c.pool, c.services, c.scopes, c.only_nodes).as_bytes());
+    }
+    u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct Options {
     pub settings: Settings,
 }
 
+/// How long members may disagree on the plan before it is reported.
+const MISMATCH_GRACE: Duration = Duration::from_secs(5);
+
 /// How often the member list is re-evaluated between packets: the granularity of
 /// failure detection.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
@@ -56,6 +59,8 @@ pub struct Cluster {
     waiting: Option<Wait>,
     /// When each sender with a bad key was last refused (bounded).
     refused: HashMap<SocketAddr, Instant>,
+    /// Since when members disagree on the plan, and whether that was reported.
+    mismatch: Option<(Instant, bool)>,
     buf: Box<[u8; 2048]>,
 }
 
@@ -85,6 +90,7 @@ impl Cluster {
             members,
             waiting,
             refused: HashMap::new(),
+            mismatch: None,
             buf: Box::new([0; 2048]),
         };
         c.export();
@@ -93,6 +99,30 @@ impl Cluster {
 
     pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
         self.membership.set_seeds(seeds);
+    }
+
+    /// This node's plan digest, compared with the other members' (see [`membership::plan_digest`]).
+    pub fn set_plan(&mut self, digest: u64) {
+        self.membership.set_plan(digest);
+    }
+
+    /// Reports members whose plan differs from ours once that has lasted [`MISMATCH_GRACE`]
+    /// (while a change spreads they differ for a moment).
+    fn check_plans(&mut self, now: Instant) {
+        let differing = self.membership.plan_mismatch(now);
+        if differing.is_empty() {
+            if self.mismatch.take().is_some_and(|(_, reported)| reported) {
+                info!("every member has the same configuration again");
+            }
+            self.metrics.config_mismatch.set(0);
+            return;
+        }
+        let (since, reported) = self.mismatch.get_or_insert((now, false));
+        if !*reported && now.saturating_duration_since(*since) >= MISMATCH_GRACE {
+            *reported = true;
+            warn!(members = ?differing, "these members announce from another configuration: ownership may be split or doubled; make the configuration the same everywhere");
+            self.metrics.config_mismatch.set(differing.len() as i64);
+        }
     }
 
     /// The live members; empty while this node must announce nothing (see [`Wait`]).
@@ -127,6 +157,7 @@ impl Cluster {
             }
             let now = Instant::now();
             self.membership.tick(now);
+            self.check_plans(now);
             let waiting = self.membership.wait(now);
             if waiting != self.waiting {
                 match waiting {

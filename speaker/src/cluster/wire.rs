@@ -1,7 +1,7 @@
 //! The membership packet: a heartbeat or a leave, authenticated with a keyed BLAKE3 MAC.
 //!
 //! ```text
-//! magic "FLB1" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32
+//! magic "FLB1" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | plan u64
 //! | name | labels: u8 count × (key, value) | peers: u8 count × (name, age_ms u32, addr)
 //! | tag [32]
 //! ```
@@ -67,6 +67,9 @@ pub struct Packet {
     pub sent_unix_ms: u64,
     /// How long the sender has been a stable member of the group (0 when it is cut off).
     pub stable_ms: u32,
+    /// Digest of the sender's plan (addresses and who may announce them): members must
+    /// agree on it, or they decide ownership from different inputs.
+    pub plan: u64,
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub peers: Vec<PeerReport>,
@@ -132,6 +135,7 @@ impl Packet {
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.sent_unix_ms.to_be_bytes());
         out.extend_from_slice(&self.stable_ms.to_be_bytes());
+        out.extend_from_slice(&self.plan.to_be_bytes());
         put_str(&mut out, &self.name);
         let labels: Vec<_> = self.labels.iter().take(32).collect();
         out.push(labels.len() as u8);
@@ -223,6 +227,7 @@ impl<'a> Reader<'a> {
         let seq = self.u64()?;
         let sent_unix_ms = self.u64()?;
         let stable_ms = self.u32()?;
+        let plan = self.u64()?;
         let name = self.string()?;
         if name.is_empty() {
             return Err(Rejected::Malformed);
@@ -241,7 +246,7 @@ impl<'a> Reader<'a> {
         if self.at != self.data.len() {
             return Err(Rejected::Malformed);
         }
-        Ok(Packet { kind, incarnation, seq, sent_unix_ms, stable_ms, name, labels, peers })
+        Ok(Packet { kind, incarnation, seq, sent_unix_ms, stable_ms, plan, name, labels, peers })
     }
 }
 
@@ -261,6 +266,7 @@ mod tests {
             seq: 7,
             sent_unix_ms: 1_790_000_000_500,
             stable_ms: 1234,
+            plan: 0x0123_4567_89ab_cdef,
             name: "node-a".into(),
             labels: [("kubernetes.io/hostname".to_string(), "node-a".to_string())].into(),
             peers: vec![

@@ -268,3 +268,34 @@ fn a_node_holds_back_while_starting_and_when_refused_alone() {
     assert_eq!(a.wait(now + 10 * MS), None);
     assert_eq!(Sim::node(0, 0, now, T0).wait(now), None, "no seeds: nothing to wait for");
 }
+
+#[test]
+fn members_with_another_plan_are_named() {
+    let mut sim = Sim::new(3);
+    for m in &mut sim.nodes {
+        m.set_plan(7);
+    }
+    sim.run(200 * MS);
+    assert!(sim.nodes[0].plan_mismatch(sim.start + sim.now).is_empty());
+    sim.nodes[2].set_plan(8);
+    sim.run(80 * MS);
+    assert_eq!(sim.nodes[0].plan_mismatch(sim.start + sim.now), vec!["node-2".to_string()]);
+    assert_eq!(sim.nodes[2].plan_mismatch(sim.start + sim.now), vec!["node-0".to_string(), "node-1".to_string()]);
+}
+
+#[test]
+fn the_plan_digest_changes_with_what_ownership_depends_on() {
+    let load = |extra: &str| {
+        let text = format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lan, namespace: metallb-system}}\nspec: {{addresses: [198.51.100.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{{extra}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        );
+        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
+        plan_digest(&ferrolb_proto::config::Plan::new(
+            &config,
+            &ferrolb_controller::allocate_all(&config, None).assigned,
+        ))
+    };
+    assert_eq!(load(""), load(""));
+    assert_ne!(load(""), load("nodeSelectors: [{matchLabels: {lb: 'yes'}}]"));
+    assert_ne!(load(""), load("interfaces: [eth1]"));
+}
