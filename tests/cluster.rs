@@ -340,3 +340,34 @@ fn members_with_different_configuration_files_are_reported() {
         s.wait_until("the mismatch cleared", || s.metric("ferrolb_cluster_config_mismatch", "") == 0.0);
     }
 }
+
+#[test]
+fn a_stopped_owner_is_replaced_and_on_resuming_takes_nothing_back_during_hold_down() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(6);
+    let hold = ["--cluster-hold-down-ms", "3000"];
+    let speakers = cluster(&lan, &ips, &hold);
+    std::thread::sleep(Duration::from_millis(3200)); // past the founders' window
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let victim = before["198.51.100.10"];
+    // Frozen (a stopped process, a starved VM): neither answering nor sending heartbeats.
+    speakers[victim].signal("STOP");
+    std::thread::sleep(Duration::from_millis(600));
+    let others: Vec<Option<&Speaker>> = speakers.iter().enumerate().map(|(i, s)| (i != victim).then_some(s)).collect();
+    let during = owners(&others, &ips);
+    assert_ne!(during["198.51.100.10"], victim);
+    speakers[victim].signal("CONT");
+    speakers[victim].wait_until("the resumed speaker to let go", || speakers[victim].metric("ferrolb_vips", "") == 0.0);
+    let resumed = Instant::now();
+    assert_eq!(lan.arping_all("198.51.100.10", 1).len(), 1, "one MAC answers");
+    while resumed.elapsed() < Duration::from_millis(2000) {
+        assert_eq!(owners(&all, &ips), during, "ownership moved back during hold-down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = speakers[victim].log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(log.contains("silent longer than dead_after"), "{warnings:#?}");
+    // On resuming it reads what queued up before judging anyone: nobody is evicted.
+    assert!(!log.contains("member lost"), "{warnings:#?}");
+}

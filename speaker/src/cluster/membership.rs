@@ -125,6 +125,8 @@ pub struct Membership {
     plan: u64,
     /// When a member last refused our key.
     refused_at: Option<Instant>,
+    last_heartbeat: Option<Instant>,
+    stalled: Option<Duration>,
 }
 
 /// How long one refusal keeps an isolated node from announcing (refusals are sent at most
@@ -161,6 +163,8 @@ impl Membership {
             started: now,
             plan: 0,
             refused_at: None,
+            last_heartbeat: None,
+            stalled: None,
         }
     }
 
@@ -344,7 +348,23 @@ impl Membership {
     }
 
     pub fn heartbeat(&mut self, now: Instant, unix_ms: u64) -> Vec<u8> {
+        // Silent for longer than dead_after (the process was stopped, or starved): the
+        // others have declared us dead and given our addresses away, so we rejoin like a
+        // restarted member and wait our hold-down rather than take them back at once.
+        if let Some(gap) = self.last_heartbeat.map(|t| now.saturating_duration_since(t))
+            && gap > self.settings.dead_after
+            && self.isolated_since.is_none()
+        {
+            self.stable_since = now;
+            self.stalled = Some(gap);
+        }
+        self.last_heartbeat = Some(now);
         self.packet(Kind::Heartbeat, now, unix_ms).encode(&self.key)
+    }
+
+    /// A silence of ours long enough for the others to have evicted us, once.
+    pub fn take_stall(&mut self) -> Option<Duration> {
+        self.stalled.take()
     }
 
     pub fn leave(&mut self, now: Instant, unix_ms: u64) -> Vec<u8> {

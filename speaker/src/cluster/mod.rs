@@ -51,6 +51,7 @@ fn unix_ms() -> u64 {
 #[derive(Debug)]
 pub struct Cluster {
     sock: UdpSocket,
+    backlog: std::net::UdpSocket,
     membership: Membership,
     metrics: Arc<Metrics>,
     heartbeat: Interval,
@@ -70,8 +71,13 @@ impl Cluster {
             .with_context(|| format!("cannot read the cluster key file {}", opts.key_file.display()))?;
         let key = Key::from_secret(&secret)
             .with_context(|| format!("{}: the cluster key must be at least 16 bytes", opts.key_file.display()))?;
-        let sock =
-            UdpSocket::bind(opts.bind).await.with_context(|| format!("cannot bind the cluster port {}", opts.bind))?;
+        let std_sock = std::net::UdpSocket::bind(opts.bind)
+            .with_context(|| format!("cannot bind the cluster port {}", opts.bind))?;
+        std_sock.set_nonblocking(true)?;
+        // A second handle on the same socket reads what is queued straight from the kernel,
+        // without waiting for the reactor to notice (see `changed`).
+        let backlog = std_sock.try_clone()?;
+        let sock = UdpSocket::from_std(std_sock)?;
         let now = Instant::now();
         let membership = Membership::new(me, key, opts.settings, opts.join, now, unix_ms());
         let waiting = membership.wait(now);
@@ -83,6 +89,7 @@ impl Cluster {
         info!(bind = %opts.bind, seeds = ?membership.targets(), "cluster membership started");
         let c = Cluster {
             sock,
+            backlog,
             membership,
             metrics,
             heartbeat,
@@ -136,24 +143,17 @@ impl Cluster {
         loop {
             tokio::select! {
                 r = self.sock.recv_from(&mut self.buf[..]) => match r {
-                    Ok((n, from)) => {
-                        match self.membership.receive(&self.buf[..n], from, Instant::now(), unix_ms()) {
-                            Ok(Some(Note::Left(name))) => info!(member = %name, "member left"),
-                            Ok(Some(Note::Restarted(name))) => info!(member = %name, "member restarted"),
-                            Ok(None) => {}
-                            Err(e) => {
-                                self.metrics.cluster_rejected.get_or_create(&ReasonLabel { reason: e.label() }).inc();
-                                debug!(%from, reason = %e, "membership packet dropped");
-                                if e == Rejected::BadTag {
-                                    self.refuse(from).await;
-                                }
-                            }
-                        }
-                    }
+                    Ok((n, from)) => self.take(n, from).await,
                     Err(e) => warn!(error = %e, "cluster socket receive failed"),
                 },
                 _ = self.heartbeat.tick() => self.send_heartbeat().await,
                 _ = self.check.tick() => {}
+            }
+            // Whatever arrived while this process was not running (a stall, a busy
+            // machine) is read before anyone is judged dead: a late check must not evict a
+            // member whose heartbeats are waiting in the socket.
+            while let Ok((n, from)) = self.backlog.recv_from(&mut self.buf[..]) {
+                self.take(n, from).await;
             }
             let now = Instant::now();
             self.membership.tick(now);
@@ -188,6 +188,22 @@ impl Cluster {
         }
     }
 
+    /// Takes one received datagram of `n` bytes in `self.buf`.
+    async fn take(&mut self, n: usize, from: SocketAddr) {
+        match self.membership.receive(&self.buf[..n], from, Instant::now(), unix_ms()) {
+            Ok(Some(Note::Left(name))) => info!(member = %name, "member left"),
+            Ok(Some(Note::Restarted(name))) => info!(member = %name, "member restarted"),
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics.cluster_rejected.get_or_create(&ReasonLabel { reason: e.label() }).inc();
+                debug!(%from, reason = %e, "membership packet dropped");
+                if e == Rejected::BadTag {
+                    self.refuse(from).await;
+                }
+            }
+        }
+    }
+
     /// Tells a sender with the wrong key, at most once a second per address.
     async fn refuse(&mut self, to: SocketAddr) {
         let now = Instant::now();
@@ -204,6 +220,12 @@ impl Cluster {
 
     async fn send_heartbeat(&mut self) {
         let pkt = self.membership.heartbeat(Instant::now(), unix_ms());
+        if let Some(gap) = self.membership.take_stall() {
+            warn!(
+                silent_ms = gap.as_millis() as u64,
+                "this speaker was silent longer than dead_after (stopped or starved): rejoining after hold-down"
+            );
+        }
         for to in self.membership.targets() {
             if let Err(e) = self.sock.send_to(&pkt, to).await {
                 debug!(%to, error = %e, "heartbeat not sent");

@@ -299,3 +299,23 @@ fn the_plan_digest_changes_with_what_ownership_depends_on() {
     assert_ne!(load(""), load("nodeSelectors: [{matchLabels: {lb: 'yes'}}]"));
     assert_ne!(load(""), load("interfaces: [eth1]"));
 }
+
+#[test]
+fn a_member_that_stalled_past_dead_after_rejoins_through_hold_down() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    // Stopped (SIGSTOP, a starved VM) for 400 ms: neither sending nor reading.
+    sim.up[1] = false;
+    sim.run(400 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-2"]));
+    sim.up[1] = true;
+    for _ in 0..6 {
+        sim.run(40 * MS);
+        for i in 0..3 {
+            let view = sim.view(i);
+            assert!(!view.iter().any(|m| m.0 == "node-1" && m.1), "node-{i} sees node-1 settled: {view:?}");
+        }
+    }
+    assert!(sim.nodes[1].take_stall().is_some_and(|gap| gap >= 400 * MS), "the stall is reported");
+    assert!(sim.nodes[1].take_stall().is_none(), "once");
+}
