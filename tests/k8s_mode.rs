@@ -2,8 +2,9 @@
 //! in a network namespace, against a mock API server (plain HTTP, in the same namespace)
 //! that serves realistic objects: a LoadBalancer Service with its address in its status,
 //! its EndpointSlice, a pool, an L2Advertisement, the Node, the speaker pod, and a
-//! kube-proxy in IPVS mode without strictARP. The kernel's arping on the client side must
-//! get the speaker's MAC, and the speaker must write what a cluster would see.
+//! kube-proxy in IPVS mode without strictARP; its writes are slow (a second each). The
+//! kernel's arping on the client side must get the speaker's MAC, the speaker must write
+//! what a cluster would see, and the slow writes must not hold up its heartbeats.
 
 mod netns;
 
@@ -74,11 +75,16 @@ fn answer(method: &Method, path: &str, query: &str, body: &Value, server_if: &st
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a", "labels": {"kubernetes.io/hostname": "node-a"}},
             "status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}, {"type": "Ready", "status": "True"}]}})],
         ),
+        // The speaker itself, and a peer at 127.0.0.1 where the test listens to the
+        // heartbeats it is sent.
         (Method::GET, "/api/v1/namespaces/metallb-system/pods") => list(
             "Pod",
-            vec![json!({
-            "apiVersion": "v1", "kind": "Pod", "metadata": meta("ferrolb-speaker-x", Some("metallb-system")),
-            "status": {"podIP": SERVER_V4}})],
+            vec![
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("ferrolb-speaker-x", Some("metallb-system")),
+                       "status": {"podIP": SERVER_V4}}),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("ferrolb-speaker-y", Some("metallb-system")),
+                       "status": {"podIP": "127.0.0.1"}}),
+            ],
         ),
         (Method::GET, "/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses") => {
             list("ServiceL2Status", vec![])
@@ -120,6 +126,8 @@ fn mock_api(ns: &netns::Netns, server_if: String, seen: Seen) {
                     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     if method != Method::GET {
                         seen.lock().unwrap().push((method.to_string(), uri.path().to_string(), v.clone()));
+                        // A slow API server: writes take a second.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     match answer(&method, uri.path(), uri.query().unwrap_or(""), &v, &server_if) {
                         (_, None) => axum::response::Response::new(Body::from_stream(futures::stream::pending::<
@@ -147,6 +155,19 @@ fn the_speaker_in_kubernetes_mode_answers_for_what_the_api_says_and_reports_it()
     lan.accept_locally(VIP);
     let seen: Seen = Arc::default();
     mock_api(&lan.server, lan.server_if.clone(), seen.clone());
+    // The heartbeats the speaker sends its peer at 127.0.0.1:7946, timed.
+    let heartbeats: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    {
+        let (path, heartbeats) = (format!("/run/netns/{}", lan.server.name), heartbeats.clone());
+        std::thread::spawn(move || {
+            netns::enter(&path);
+            let sock = std::net::UdpSocket::bind("127.0.0.1:7946").expect("peer socket");
+            let mut buf = [0u8; 2048];
+            while sock.recv(&mut buf).is_ok() {
+                heartbeats.lock().unwrap().push(Instant::now());
+            }
+        });
+    }
     let dir = std::env::temp_dir().join(netns::unique("ferrolb-k8s"));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
@@ -223,5 +244,11 @@ fn the_speaker_in_kubernetes_mode_answers_for_what_the_api_says_and_reports_it()
         Some(1.0)
     );
     assert_eq!(netns::sample(&text, "ferrolb_cluster_members", "state=\"settled\""), Some(1.0));
+    // The slow writes (a second each, several of them by now) never held up the
+    // heartbeats: no gap the other speakers would take for a death.
+    let times = heartbeats.lock().unwrap().clone();
+    assert!(times.len() > 20, "{} heartbeats", times.len());
+    let worst = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(worst < Duration::from_millis(190), "heartbeats stopped for {worst:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -414,17 +414,26 @@ pub async fn run_with(
         )
     };
     speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), cluster::Change::default());
+    // Events and ServiceL2Status go through their own task: a slow API server must never
+    // hold up the heartbeats (the others would take this node for dead).
+    let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(reporter(
+        reports,
+        recorder,
+        services.clone(),
+        Api::namespaced(client.clone(), &opts.namespace),
+        opts.node_name.clone(),
+        opts.namespace.clone(),
+    ));
     let new = speaker.set_plan(plan_now());
     cluster.set_plan(speaker.plan_digest());
-    announce_events(&recorder, &services, &opts.node_name, new).await;
+    let _ = report.send(Report::Announced(new));
     ready.store(true, std::sync::atomic::Ordering::Release);
-    let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), &opts.namespace);
-    // None: not yet in line with the API (forces the first sync, and retries after errors).
-    let mut synced: Option<BTreeMap<String, Option<MetalLBServiceL2Status>>> = None;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let mut last_statuses = None;
     loop {
         let new = tokio::select! {
             change = cluster.changed() => {
@@ -446,19 +455,66 @@ pub async fn run_with(
             _ = poll.tick() => {
                 ready.store(speaker.healthy(), std::sync::atomic::Ordering::Release);
                 let conflicts = std::mem::take(&mut *metrics.new_conflicts.lock().unwrap_or_else(|e| e.into_inner()));
-                conflict_events(&recorder, &services, &opts.node_name, conflicts).await;
+                if !conflicts.is_empty() {
+                    let _ = report.send(Report::Conflicts(conflicts));
+                }
+                // Also a retry tick for status writes that failed.
+                let _ = report.send(Report::Retry);
                 speaker.check_interfaces()
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
-        announce_events(&recorder, &services, &opts.node_name, new).await;
-        let desired = l2_statuses(&opts.node_name, &opts.namespace, speaker.service_interfaces());
-        let summary: BTreeMap<String, Option<MetalLBServiceL2Status>> =
-            desired.iter().map(|(n, o)| (n.clone(), o.status.clone())).collect();
-        if synced.as_ref() != Some(&summary) {
-            match sync_l2_statuses(&statuses, &opts.node_name, &desired).await {
-                Ok(()) => synced = Some(summary),
+        if !new.is_empty() {
+            let _ = report.send(Report::Announced(new));
+        }
+        let statuses = speaker.service_interfaces().clone();
+        if last_statuses.as_ref() != Some(&statuses) {
+            let _ = report.send(Report::Statuses(statuses.clone()));
+            last_statuses = Some(statuses);
+        }
+    }
+    speaker.stop();
+    cluster.leave().await;
+    info!("left the cluster");
+    Ok(())
+}
+
+/// What the main loop hands to the [`reporter`] task.
+#[derive(Debug)]
+enum Report {
+    Announced(Vec<Announcement>),
+    Conflicts(BTreeSet<IpAddr>),
+    /// Per Service this node announces, its interfaces: the ServiceL2Status objects to keep.
+    Statuses(BTreeMap<String, BTreeSet<String>>),
+    /// Try again what failed.
+    Retry,
+}
+
+/// Writes Events and ServiceL2Status objects, apart from the loop that answers and
+/// keeps the membership.
+async fn reporter(
+    mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
+    recorder: Recorder,
+    services: Store<Service>,
+    statuses: Api<ServiceL2Status>,
+    node: String,
+    namespace: String,
+) {
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // None: not yet in line with the API (forces the first sync, and retries after errors).
+    let mut synced: Option<BTreeMap<String, BTreeSet<String>>> = None;
+    while let Some(report) = reports.recv().await {
+        match report {
+            Report::Announced(new) => announce_events(&recorder, &services, &node, new).await,
+            Report::Conflicts(ips) => conflict_events(&recorder, &services, &node, ips).await,
+            Report::Statuses(s) => wanted = s,
+            Report::Retry => {}
+        }
+        if synced.as_ref() != Some(&wanted) {
+            let desired = l2_statuses(&node, &namespace, &wanted);
+            match sync_l2_statuses(&statuses, &node, &desired).await {
+                Ok(()) => synced = Some(wanted.clone()),
                 Err(e) => {
                     warn!(error = %e, "ServiceL2Status not written; retrying");
                     synced = None;
@@ -466,10 +522,6 @@ pub async fn run_with(
             }
         }
     }
-    speaker.stop();
-    cluster.leave().await;
-    info!("left the cluster");
-    Ok(())
 }
 
 /// One Event per Service when this node starts announcing its address: transitions only,
