@@ -183,10 +183,6 @@ impl Membership {
             .then_some(Wait::Starting)
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     fn alive(&self, p: &Peer, now: Instant) -> bool {
         p.heard().is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
     }
@@ -390,11 +386,6 @@ impl Membership {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
-    }
-
-    /// Known members, alive or not (for metrics).
-    pub fn known(&self) -> usize {
-        self.peers.values().filter(|p| p.last.is_some()).count() + 1
     }
 }
 
