@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use netns::{ArpTrace, ClusterLan, Speaker, arp_probe, config, node_mac};
+use ferrolb_speaker::cluster::wire::Key;
+use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac};
 
 fn vips(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
@@ -273,6 +274,76 @@ fn a_speaker_with_the_wrong_key_is_not_admitted_and_changes_nothing() {
     for ip in &ips {
         assert_eq!(lan.arping_all(ip, 1).len(), 1, "{ip} answered by more than one MAC");
     }
+}
+
+/// The documented rotation, one node at a time as a Secret update reaches kubelets: the
+/// new key second, then first, then alone. No packet is refused and nothing moves; the
+/// retired key no longer gets in; a broken key file keeps the last good keys.
+#[test]
+fn a_key_rotated_node_by_node_moves_nothing_and_retires_the_old_key() {
+    const OLD: &str = "the cluster secret of last year";
+    const NEW: &str = "the cluster secret of this year";
+    let lan = ClusterLan::new(4);
+    let ips = vips(6);
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    for ip in &refs {
+        lan.accept_locally(ip);
+    }
+    let cfg = config(&refs, &[]);
+    let files: Vec<TempFile> = (0..3).map(|_| TempFile::new("key", OLD)).collect();
+    let speakers: Vec<Speaker> =
+        (0..3).map(|i| lan.speaker(i, &cfg, &["--cluster-key-file", files[i].path()])).collect();
+    let settled = |s: &Speaker| s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0;
+    for s in &speakers {
+        s.wait_until("three settled", || settled(s));
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let changes = || -> Vec<f64> { speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect() };
+    let changes_before = changes();
+    let refused = || -> f64 {
+        speakers.iter().map(|s| s.metric("ferrolb_cluster_packets_rejected_total", "reason=\"bad_tag\"")).sum()
+    };
+    let fingerprint = |secret: &str| Key::from_secret(secret.as_bytes()).unwrap().fingerprint();
+    let steps =
+        [(format!("{OLD}\n{NEW}\n"), OLD, 2.0), (format!("{NEW}\n{OLD}\n"), NEW, 2.0), (format!("{NEW}\n"), NEW, 1.0)];
+    for (keys, primary, count) in steps {
+        let primary = format!("primary=\"{}\"", fingerprint(primary));
+        for (i, s) in speakers.iter().enumerate() {
+            files[i].write(&keys);
+            s.wait_until("the keys reloaded", || {
+                let m = s.http("/metrics").expect("metrics endpoint");
+                netns::sample(&m, "ferrolb_cluster_keys", "") == Some(count)
+                    && netns::sample(&m, "ferrolb_cluster_key_info", &primary) == Some(1.0)
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(speakers.iter().all(settled), "a member dropped out after node-{i} took {keys:?}");
+            assert_eq!(refused(), 0.0, "a packet was refused after node-{i} took {keys:?}");
+        }
+    }
+    assert_eq!(changes(), changes_before, "ownership moved during the rotation");
+    assert_eq!(owners(&all, &ips), before);
+    // While node-0 sent with the new key and the others had it second, they took it as such.
+    assert!(speakers[1].metric("ferrolb_cluster_packets_accepted_total", "key=\"secondary\"") > 0.0);
+    for s in &speakers {
+        assert!(s.log_text().contains("keys reloaded"), "{}", s.log_text());
+    }
+
+    let retired = TempFile::new("key", OLD);
+    let intruder = lan.speaker(3, &cfg, &["--cluster-key-file", retired.path()]);
+    speakers[0].wait_until("the retired key refused", || refused() > 0.0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(speakers.iter().all(settled), "the old key got a member in");
+    assert_eq!(intruder.metric("ferrolb_vips", ""), 0.0, "the old key announces nothing");
+
+    files[0].write("short\n");
+    speakers[0]
+        .wait_until("the bad key file reported", || speakers[0].metric("ferrolb_cluster_key_stale_bool", "") == 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(speakers.iter().all(settled), "a bad key file broke membership");
+    assert_eq!(speakers[0].metric("ferrolb_cluster_keys", ""), 1.0, "the last good key stays");
+    assert!(speakers[0].log_text().contains("line 1: a key must be at least 16 bytes"), "{}", speakers[0].log_text());
+    assert_eq!(changes(), changes_before);
 }
 
 #[test]

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::cluster::membership::{Me, Membership, Settings};
-use ferrolb_speaker::cluster::wire::Key;
+use ferrolb_speaker::cluster::wire::{Key, Keyring};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let key = Key::from_secret(b"a fuzzing secret of length").unwrap();
     let start = Instant::now();
     let me = Me { name: "node-0".into(), labels: BTreeMap::new() };
-    let mut m = Membership::new(me, key.clone(), Settings::default(), vec![], start, 1_790_000_000_000);
+    let mut m = Membership::new(me, Keyring::single(key.clone()), Settings::default(), vec![], start, 1_790_000_000_000);
     let mut rest = data;
     let mut step = 0u64;
     while let Some((&len, tail)) = rest.split_first() {

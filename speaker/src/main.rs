@@ -48,6 +48,7 @@ enum Command {
         pod_ip: std::net::IpAddr,
         #[arg(long, default_value_t = 7946)]
         cluster_port: u16,
+        /// The membership keys (the mounted Secret; see --cluster-key-file of `standalone`).
         #[arg(long, default_value = "/etc/ferrolb/memberlist/secretkey")]
         cluster_key_file: PathBuf,
         #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
@@ -131,7 +132,8 @@ struct ClusterArgs {
     /// A member to contact first (repeatable); the others are learned from it.
     #[arg(long = "cluster-join", requires = "cluster_bind")]
     cluster_join: Vec<SocketAddr>,
-    /// The cluster's shared secret (at least 16 bytes); packets without it are dropped.
+    /// The cluster's shared secrets, one per line, at least 16 bytes each: the first signs
+    /// what we send, every line is accepted (for rotation); read again when it changes.
     #[arg(long, requires = "cluster_bind")]
     cluster_key_file: Option<PathBuf>,
     #[command(flatten)]

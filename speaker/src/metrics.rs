@@ -101,6 +101,16 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrimaryKeyLabel {
+    pub primary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    pub key: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -134,6 +144,10 @@ pub struct Metrics {
     pub vips: Gauge,
     pub cluster_members: Family<StateLabel, Gauge>,
     pub cluster_rejected: Family<ReasonLabel, Counter>,
+    pub cluster_accepted: Family<KeyLabel, Counter>,
+    pub cluster_keys: Gauge,
+    pub cluster_key_info: Family<PrimaryKeyLabel, Gauge>,
+    pub cluster_key_stale: Gauge,
     pub ownership_changes: Counter,
     pub failover: FailoverHistogram,
     pub strict_arp_missing: Gauge,
@@ -200,6 +214,26 @@ impl Metrics {
             "ferrolb_cluster_packets_rejected",
             "Membership packets dropped, by reason (bad_tag: wrong or no key)",
             m.cluster_rejected.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_packets_accepted",
+            "Membership packets accepted, by key: primary (the one this speaker sends with) or secondary (mid-rotation)",
+            m.cluster_accepted.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_keys",
+            "Keys this speaker accepts (two while a key is rotated)",
+            m.cluster_keys.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_key_info",
+            "The fingerprint of the key this speaker sends with (the same everywhere before an old key is dropped)",
+            m.cluster_key_info.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_key_stale_bool",
+            "1 when the key file is invalid or unreadable and the last good keys are in use",
+            m.cluster_key_stale.clone(),
         );
         r.register(
             "ferrolb_ownership_changes",

@@ -498,6 +498,31 @@ impl ClusterLan {
     }
 }
 
+/// A file in the temporary directory, removed when dropped (even when a test fails).
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(prefix: &str, contents: &str) -> TempFile {
+        let f = TempFile(std::env::temp_dir().join(format!("ferrolb-{}", unique(prefix))));
+        f.write(contents);
+        f
+    }
+
+    pub fn write(&self, contents: &str) {
+        std::fs::write(&self.0, contents).expect("write a temporary file");
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Drop for ClusterLan {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.key_file);

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::wire::{Key, Kind, Packet, PeerReport, Rejected};
+use super::wire::{Keyring, Kind, Packet, PeerReport, Rejected};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -99,6 +99,14 @@ pub enum Note {
     Restarted(String),
 }
 
+/// An accepted packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub note: Option<Note>,
+    /// Which key authenticated it: 0 is the one we send with, others are mid-rotation.
+    pub key: usize,
+}
+
 /// A live member as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -111,7 +119,7 @@ pub struct Member {
 #[derive(Debug)]
 pub struct Membership {
     me: Me,
-    key: Key,
+    keys: Keyring,
     settings: Settings,
     incarnation: u64,
     seq: u64,
@@ -149,10 +157,10 @@ fn abs_diff_ms(a: u64, b: u64) -> u64 {
 }
 
 impl Membership {
-    pub fn new(me: Me, key: Key, settings: Settings, seeds: Vec<SocketAddr>, now: Instant, unix_ms: u64) -> Self {
+    pub fn new(me: Me, keys: Keyring, settings: Settings, seeds: Vec<SocketAddr>, now: Instant, unix_ms: u64) -> Self {
         Membership {
             me,
-            key,
+            keys,
             settings,
             incarnation: unix_ms,
             seq: 0,
@@ -191,19 +199,22 @@ impl Membership {
         !p.left && p.direct.is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
     }
 
+    /// Replaces the keys (a rotation step, or the key file fixed).
+    pub fn set_keys(&mut self, keys: Keyring) {
+        self.keys = keys;
+    }
+
     /// Takes one received datagram.
-    pub fn receive(
-        &mut self,
-        data: &[u8],
-        from: SocketAddr,
-        now: Instant,
-        unix_ms: u64,
-    ) -> Result<Option<Note>, Rejected> {
-        let p = Packet::decode(data, &self.key).inspect_err(|e| {
+    pub fn receive(&mut self, data: &[u8], from: SocketAddr, now: Instant, unix_ms: u64) -> Result<Received, Rejected> {
+        let (p, key) = Packet::decode(data, &self.keys).inspect_err(|e| {
             if *e == Rejected::Refused {
                 self.refused_at = Some(now);
             }
         })?;
+        self.accept(p, from, now, unix_ms).map(|note| Received { note, key })
+    }
+
+    fn accept(&mut self, p: Packet, from: SocketAddr, now: Instant, unix_ms: u64) -> Result<Option<Note>, Rejected> {
         if p.name == self.me.name {
             // Our own heartbeat (a seed list naming ourselves) is harmless; the same name
             // from another process is a misconfiguration that would split ownership.
@@ -355,7 +366,7 @@ impl Membership {
             self.stalled = Some(gap);
         }
         self.last_heartbeat = Some(now);
-        self.packet(Kind::Heartbeat, now, unix_ms).encode(&self.key)
+        self.packet(Kind::Heartbeat, now, unix_ms).encode(self.keys.primary())
     }
 
     /// A silence of ours long enough for the others to have evicted us, once.
@@ -364,7 +375,7 @@ impl Membership {
     }
 
     pub fn leave(&mut self, now: Instant, unix_ms: u64) -> Vec<u8> {
-        self.packet(Kind::Leave, now, unix_ms).encode(&self.key)
+        self.packet(Kind::Leave, now, unix_ms).encode(self.keys.primary())
     }
 
     /// The live members, this node included, sorted by name.

@@ -16,9 +16,9 @@ use tokio::net::UdpSocket;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use self::membership::{Me, Member, Membership, Note, Settings, Wait};
-use self::wire::{Key, Rejected};
-use crate::metrics::{Metrics, ReasonLabel, StateLabel};
+use self::membership::{Me, Member, Membership, Note, Received, Settings, Wait};
+use self::wire::{Keyring, Rejected};
+use crate::metrics::{KeyLabel, Metrics, PrimaryKeyLabel, ReasonLabel, StateLabel};
 
 /// How the member list changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +40,16 @@ pub struct Options {
 /// How long members may disagree on the plan before it is reported.
 const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 
+/// How often the key file is read again: a mounted Secret changes in place, and a key is
+/// rotated by editing it (see [`Keyring`]).
+const KEY_POLL: Duration = Duration::from_secs(2);
+
+fn export_keys(metrics: &Metrics, keys: &Keyring) {
+    metrics.cluster_keys.set(keys.count() as i64);
+    metrics.cluster_key_info.clear();
+    metrics.cluster_key_info.get_or_create(&PrimaryKeyLabel { primary: keys.primary().fingerprint() }).set(1);
+}
+
 /// How often the member list is re-evaluated between packets: the granularity of
 /// failure detection.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
@@ -56,6 +66,10 @@ pub struct Cluster {
     metrics: Arc<Metrics>,
     heartbeat: Interval,
     check: Interval,
+    key_file: PathBuf,
+    /// The key file's contents when last read, valid or not.
+    key_contents: Vec<u8>,
+    key_poll: Interval,
     members: Vec<Member>,
     waiting: Option<Wait>,
     /// When each sender with a bad key was last refused (bounded).
@@ -67,10 +81,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(opts: Options, me: Me, metrics: Arc<Metrics>) -> anyhow::Result<Cluster> {
-        let secret = std::fs::read(&opts.key_file)
+        let key_contents = std::fs::read(&opts.key_file)
             .with_context(|| format!("cannot read the cluster key file {}", opts.key_file.display()))?;
-        let key = Key::from_secret(&secret)
-            .with_context(|| format!("{}: the cluster key must be at least 16 bytes", opts.key_file.display()))?;
+        let keys = Keyring::parse(&key_contents).with_context(|| format!("{}", opts.key_file.display()))?;
         let std_sock = std::net::UdpSocket::bind(opts.bind)
             .with_context(|| format!("cannot bind the cluster port {}", opts.bind))?;
         std_sock.set_nonblocking(true)?;
@@ -79,13 +92,16 @@ impl Cluster {
         let backlog = std_sock.try_clone()?;
         let sock = UdpSocket::from_std(std_sock)?;
         let now = Instant::now();
-        let membership = Membership::new(me, key, opts.settings, opts.join, now, unix_ms());
+        export_keys(&metrics, &keys);
+        let membership = Membership::new(me, keys, opts.settings, opts.join, now, unix_ms());
         let waiting = membership.wait(now);
         let members = if waiting.is_some() { Vec::new() } else { membership.members(now) };
         let mut heartbeat = tokio::time::interval(opts.settings.interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut check = tokio::time::interval(CHECK_EVERY);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut key_poll = tokio::time::interval_at(tokio::time::Instant::now() + KEY_POLL, KEY_POLL);
+        key_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         info!(bind = %opts.bind, seeds = ?membership.targets(), "cluster membership started");
         let c = Cluster {
             sock,
@@ -94,6 +110,9 @@ impl Cluster {
             metrics,
             heartbeat,
             check,
+            key_file: opts.key_file,
+            key_contents,
+            key_poll,
             members,
             waiting,
             refused: HashMap::new(),
@@ -148,6 +167,7 @@ impl Cluster {
                 },
                 _ = self.heartbeat.tick() => self.send_heartbeat().await,
                 _ = self.check.tick() => {}
+                _ = self.key_poll.tick() => self.reload_keys(),
             }
             // Whatever arrived while this process was not running (a stall, a busy
             // machine) is read before anyone is judged dead: a late check must not evict a
@@ -191,9 +211,15 @@ impl Cluster {
     /// Takes one received datagram of `n` bytes in `self.buf`.
     async fn take(&mut self, n: usize, from: SocketAddr) {
         match self.membership.receive(&self.buf[..n], from, Instant::now(), unix_ms()) {
-            Ok(Some(Note::Left(name))) => info!(member = %name, "member left"),
-            Ok(Some(Note::Restarted(name))) => info!(member = %name, "member restarted"),
-            Ok(None) => {}
+            Ok(Received { note, key }) => {
+                let key = if key == 0 { "primary" } else { "secondary" };
+                self.metrics.cluster_accepted.get_or_create(&KeyLabel { key }).inc();
+                match note {
+                    Some(Note::Left(name)) => info!(member = %name, "member left"),
+                    Some(Note::Restarted(name)) => info!(member = %name, "member restarted"),
+                    None => {}
+                }
+            }
             Err(e) => {
                 self.metrics.cluster_rejected.get_or_create(&ReasonLabel { reason: e.label() }).inc();
                 debug!(%from, reason = %e, "membership packet dropped");
@@ -202,6 +228,37 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Takes a changed key file; an invalid one is reported and the last good keys stay.
+    fn reload_keys(&mut self) {
+        let contents = match std::fs::read(&self.key_file) {
+            Ok(c) => c,
+            Err(e) => {
+                if !self.key_contents.is_empty() {
+                    error!(file = %self.key_file.display(), error = %e, "cannot read the cluster key file; keeping the keys in use");
+                    self.key_contents.clear();
+                }
+                self.metrics.cluster_key_stale.set(1);
+                return;
+            }
+        };
+        if contents == self.key_contents {
+            return;
+        }
+        match Keyring::parse(&contents) {
+            Ok(keys) => {
+                info!(keys = keys.count(), primary = %keys.primary().fingerprint(), "cluster key file changed: keys reloaded");
+                export_keys(&self.metrics, &keys);
+                self.metrics.cluster_key_stale.set(0);
+                self.membership.set_keys(keys);
+            }
+            Err(e) => {
+                error!(file = %self.key_file.display(), error = %e, "invalid cluster key file; keeping the keys in use");
+                self.metrics.cluster_key_stale.set(1);
+            }
+        }
+        self.key_contents = contents;
     }
 
     /// Tells a sender with the wrong key, at most once a second per address.

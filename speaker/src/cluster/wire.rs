@@ -34,6 +34,15 @@ impl Key {
         (secret.len() >= 16).then(|| Key(blake3::derive_key("ferrolb membership 2026-11 v1", secret)))
     }
 
+    /// Names the key without revealing it (a hash of the MAC key), so that operators can
+    /// see which key each speaker sends with.
+    pub fn fingerprint(&self) -> String {
+        blake3::derive_key("ferrolb membership key fingerprint", &self.0)[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn tag(&self, data: &[u8]) -> blake3::Hash {
         blake3::keyed_hash(&self.0, data)
     }
@@ -44,6 +53,70 @@ impl Key {
         let mut out = body.to_vec();
         out.extend_from_slice(self.tag(body).as_bytes());
         out
+    }
+}
+
+/// Why a key file is not used. The last good keys keep serving.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key file holds no key")]
+    Empty,
+    #[error("line {line}: a key must be at least 16 bytes")]
+    Short { line: usize },
+    #[error("more than {MAX_KEYS} keys")]
+    TooMany,
+}
+
+/// At most this many keys are tried on each packet.
+pub const MAX_KEYS: usize = 4;
+
+/// The keys a member accepts, the first of which it sends with. A key file holds one
+/// secret per line, so a key is rotated with no restart and no partition: add the new key
+/// as a second line everywhere, then make it the first, then drop the old one.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    /// Never empty.
+    keys: Vec<Key>,
+}
+
+impl Keyring {
+    pub fn single(key: Key) -> Keyring {
+        Keyring { keys: vec![key] }
+    }
+
+    /// A key file's contents: one secret per non-blank line, surrounding whitespace trimmed.
+    pub fn parse(contents: &[u8]) -> Result<Keyring, KeyError> {
+        let mut keys = Vec::new();
+        for (i, line) in contents.split(|b| *b == b'\n').enumerate() {
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            if keys.len() == MAX_KEYS {
+                return Err(KeyError::TooMany);
+            }
+            keys.push(Key::from_secret(line).ok_or(KeyError::Short { line: i + 1 })?);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// The key this member sends with.
+    pub fn primary(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// How many keys are accepted (at least one).
+    pub fn count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Which key (0 is the primary) made `tag` over `body`, if any.
+    fn verify(&self, body: &[u8], tag: &blake3::Hash) -> Option<usize> {
+        // blake3::Hash compares in constant time.
+        self.keys.iter().position(|k| k.tag(body) == *tag)
     }
 }
 
@@ -170,8 +243,9 @@ impl Packet {
         out
     }
 
-    /// Checks the tag first, then parses; never panics on any input.
-    pub fn decode(data: &[u8], key: &Key) -> Result<Packet, Rejected> {
+    /// Checks the tag first, then parses; never panics on any input. Returns the packet
+    /// and which of `keys` authenticated it (0 is the primary).
+    pub fn decode(data: &[u8], keys: &Keyring) -> Result<(Packet, usize), Rejected> {
         if data == REFUSAL {
             return Err(Rejected::Refused);
         }
@@ -179,12 +253,9 @@ impl Packet {
             return Err(Rejected::Malformed);
         }
         let (body, tag) = data.split_at(data.len() - TAG_LEN);
-        let expected = key.tag(body);
-        // blake3::Hash compares in constant time.
-        if expected != blake3::Hash::from_bytes(tag.try_into().map_err(|_| Rejected::Malformed)?) {
-            return Err(Rejected::BadTag);
-        }
-        Reader { data: body, at: 4 }.packet()
+        let tag = blake3::Hash::from_bytes(tag.try_into().map_err(|_| Rejected::Malformed)?);
+        let by = keys.verify(body, &tag).ok_or(Rejected::BadTag)?;
+        Ok((Reader { data: body, at: 4 }.packet()?, by))
     }
 }
 
@@ -267,6 +338,10 @@ mod tests {
         Key::from_secret(s.as_bytes()).unwrap()
     }
 
+    fn ring(s: &str) -> Keyring {
+        Keyring::single(key(s))
+    }
+
     fn sample() -> Packet {
         Packet {
             kind: Kind::Heartbeat,
@@ -288,12 +363,13 @@ mod tests {
     fn round_trips_and_is_authenticated() {
         let k = key("correct horse battery staple");
         let bytes = sample().encode(&k);
-        assert_eq!(Packet::decode(&bytes, &k), Ok(sample()));
-        assert_eq!(Packet::decode(&bytes, &key("another secret of enough length")), Err(Rejected::BadTag));
+        let keys = Keyring::single(k);
+        assert_eq!(Packet::decode(&bytes, &keys), Ok((sample(), 0)));
+        assert_eq!(Packet::decode(&bytes, &ring("another secret of enough length")), Err(Rejected::BadTag));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(Packet::decode(&bad, &k).is_err(), "flipping byte {i} went unnoticed");
+            assert!(Packet::decode(&bad, &keys).is_err(), "flipping byte {i} went unnoticed");
         }
     }
 
@@ -301,6 +377,34 @@ mod tests {
     fn short_secrets_are_refused() {
         assert!(Key::from_secret(b"short\n").is_none());
         assert!(Key::from_secret(b"sixteen bytes ok\n").is_some());
+    }
+
+    #[test]
+    fn a_key_file_holds_one_key_per_line_and_the_first_sends() {
+        let old = "the old cluster secret";
+        let new = "the new cluster secret";
+        let rotating = Keyring::parse(format!("{new}\n\n  {old}  \n").as_bytes()).unwrap();
+        assert_eq!(rotating.count(), 2);
+        // What the old key signed is still accepted, as the second key; we sign with the new.
+        let from_old = sample().encode(&key(old));
+        assert_eq!(Packet::decode(&from_old, &rotating).map(|(_, by)| by), Ok(1));
+        let ours = sample().encode(rotating.primary());
+        assert_eq!(Packet::decode(&ours, &ring(new)).map(|(_, by)| by), Ok(0));
+        assert_eq!(Packet::decode(&ours, &ring(old)), Err(Rejected::BadTag));
+        // One secret with a trailing newline, as before rotation existed.
+        let single = Keyring::parse(format!("{old}\n").as_bytes()).unwrap();
+        assert_eq!(Packet::decode(&from_old, &single).map(|(_, by)| by), Ok(0));
+        assert_eq!(single.primary().fingerprint().len(), 8);
+        assert_ne!(single.primary().fingerprint(), rotating.primary().fingerprint());
+        assert_eq!(key(old).fingerprint(), single.primary().fingerprint());
+    }
+
+    #[test]
+    fn bad_key_files_say_what_is_wrong() {
+        assert_eq!(Keyring::parse(b" \n\n").unwrap_err(), KeyError::Empty);
+        assert_eq!(Keyring::parse(b"a long enough cluster secret\nshort\n").unwrap_err(), KeyError::Short { line: 2 });
+        let five = (0..5).map(|i| format!("cluster secret number {i}\n")).collect::<String>();
+        assert_eq!(Keyring::parse(five.as_bytes()).unwrap_err(), KeyError::TooMany);
     }
 
     #[test]
@@ -316,7 +420,7 @@ mod tests {
             .collect();
         let bytes = p.encode(&k);
         assert!(bytes.len() <= MAX_PACKET);
-        let back = Packet::decode(&bytes, &k).unwrap();
+        let (back, _) = Packet::decode(&bytes, &Keyring::single(k)).unwrap();
         assert!(back.peers.len() > 10 && back.peers.len() < 200);
         assert_eq!(back.peers[..], p.peers[..back.peers.len()]);
     }
@@ -324,7 +428,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = Packet::decode(&data, &key("correct horse battery staple"));
+            let _ = Packet::decode(&data, &ring("correct horse battery staple"));
         }
 
         /// A valid tag over garbage: the parser, not the MAC, must reject it.
@@ -335,7 +439,7 @@ mod tests {
             data.extend_from_slice(&body);
             let tag = k.tag(&data);
             data.extend_from_slice(tag.as_bytes());
-            let _ = Packet::decode(&data, &k);
+            let _ = Packet::decode(&data, &Keyring::single(k));
         }
     }
 }

@@ -3,8 +3,15 @@ use super::*;
 const T0: u64 = 1_790_000_000_000;
 const MS: Duration = Duration::from_millis(1);
 
-fn key() -> Key {
-    Key::from_secret(b"a shared secret for tests").unwrap()
+const SECRET: &str = "a shared secret for tests";
+
+fn key() -> Keyring {
+    Keyring::parse(SECRET.as_bytes()).unwrap()
+}
+
+/// What a packet told, or why it was dropped.
+fn note(r: Result<Received, Rejected>) -> Result<Option<Note>, Rejected> {
+    r.map(|r| r.note)
 }
 
 fn settings() -> Settings {
@@ -112,8 +119,8 @@ fn a_leave_is_acted_on_at_once() {
     let bye = sim.nodes[2].leave(now, T0 + sim.now.as_millis() as u64);
     sim.up[2] = false;
     for i in 0..2 {
-        let note = sim.nodes[i].receive(&bye, addr(2), now, T0 + sim.now.as_millis() as u64);
-        assert_eq!(note, Ok(Some(Note::Left("node-2".into()))));
+        let left = note(sim.nodes[i].receive(&bye, addr(2), now, T0 + sim.now.as_millis() as u64));
+        assert_eq!(left, Ok(Some(Note::Left("node-2".into()))));
         assert_eq!(sim.names(i), names(&["node-0", "node-1"]));
     }
     // A report from a member that has not yet seen the leave does not bring it back.
@@ -201,28 +208,28 @@ fn replays_forgeries_old_packets_and_name_clashes_are_rejected() {
     let mut a = Sim::node(0, 2, now, T0);
     let mut b = Sim::node(1, 2, now, T0);
     let pkt = b.heartbeat(now, T0);
-    assert_eq!(a.receive(&pkt, addr(1), now, T0), Ok(None));
-    assert_eq!(a.receive(&pkt, addr(1), now, T0), Err(Rejected::Replay));
+    assert_eq!(note(a.receive(&pkt, addr(1), now, T0)), Ok(None));
+    assert_eq!(note(a.receive(&pkt, addr(1), now, T0)), Err(Rejected::Replay));
     let later = b.heartbeat(now, T0 + 100_000);
-    assert_eq!(a.receive(&later, addr(1), now, T0), Err(Rejected::Clock));
+    assert_eq!(note(a.receive(&later, addr(1), now, T0)), Err(Rejected::Clock));
     let mut forged = b.heartbeat(now, T0);
     forged[20] ^= 1;
-    assert_eq!(a.receive(&forged, addr(1), now, T0), Err(Rejected::BadTag));
+    assert_eq!(note(a.receive(&forged, addr(1), now, T0)), Err(Rejected::BadTag));
     let stranger = Membership::new(
         Me { name: "node-9".into(), labels: BTreeMap::new() },
-        Key::from_secret(b"not the cluster's secret").unwrap(),
+        Keyring::parse(b"not the cluster's secret").unwrap(),
         settings(),
         vec![],
         now,
         T0,
     )
     .heartbeat(now, T0);
-    assert_eq!(a.receive(&stranger, addr(9), now, T0), Err(Rejected::BadTag));
+    assert_eq!(note(a.receive(&stranger, addr(9), now, T0)), Err(Rejected::BadTag));
     assert_eq!(a.members(now).len(), 2, "the stranger did not join");
     let twin = Sim::node(0, 2, now, T0 + 1).heartbeat(now, T0);
-    assert_eq!(a.receive(&twin, addr(5), now, T0), Err(Rejected::DuplicateName));
+    assert_eq!(note(a.receive(&twin, addr(5), now, T0)), Err(Rejected::DuplicateName));
     let own = a.heartbeat(now, T0);
-    assert_eq!(a.receive(&own, addr(0), now, T0), Ok(None));
+    assert_eq!(note(a.receive(&own, addr(0), now, T0)), Ok(None));
 }
 
 #[test]
@@ -259,7 +266,7 @@ fn a_node_holds_back_while_starting_and_when_refused_alone() {
     let mut a = Sim::node(0, 2, now, T0);
     assert_eq!(a.wait(now), Some(Wait::Starting), "seeds known, nobody heard yet");
     assert_eq!(a.wait(now + 250 * MS), None, "nobody answered: the first node of a cluster serves");
-    assert_eq!(a.receive(super::super::wire::REFUSAL, addr(1), now, T0), Err(Rejected::Refused));
+    assert_eq!(note(a.receive(super::super::wire::REFUSAL, addr(1), now, T0)), Err(Rejected::Refused));
     assert_eq!(a.wait(now + 10 * MS), Some(Wait::KeyMismatch));
     assert_eq!(a.wait(now + 3000 * MS), Some(Wait::KeyMismatch), "still, between two refusals");
     // With a live member, a refusal (perhaps forged) changes nothing.
@@ -318,4 +325,30 @@ fn a_member_that_stalled_past_dead_after_rejoins_through_hold_down() {
     }
     assert!(sim.nodes[1].take_stall().is_some_and(|gap| gap >= 400 * MS), "the stall is reported");
     assert!(sim.nodes[1].take_stall().is_none(), "once");
+}
+
+/// A key rotated one member at a time, in the three documented steps, never splits the
+/// cluster; a member that skips a step drops out until the others catch up.
+#[test]
+fn a_key_rotated_member_by_member_keeps_everyone_in() {
+    const NEW: &str = "the next shared secret";
+    let mut sim = Sim::new(3);
+    sim.run(400 * MS);
+    let all = names(&["node-0", "node-1", "node-2"]);
+    let steps = [format!("{SECRET}\n{NEW}"), format!("{NEW}\n{SECRET}"), NEW.to_string()];
+    for step in &steps {
+        for i in 0..3 {
+            sim.nodes[i].set_keys(Keyring::parse(step.as_bytes()).unwrap());
+            sim.run(400 * MS);
+            for j in 0..3 {
+                assert_eq!(sim.names(j), all, "node-{j} after node-{i} took {step:?}");
+            }
+        }
+    }
+    // Skipping the first step: the new key alone is not accepted by members on the old one.
+    let mut sim = Sim::new(3);
+    sim.run(400 * MS);
+    sim.nodes[2].set_keys(Keyring::parse(NEW.as_bytes()).unwrap());
+    sim.run(400 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-1"]));
 }
