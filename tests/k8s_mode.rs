@@ -40,9 +40,14 @@ fn answer(method: &Method, path: &str, query: &str, body: &Value, server_if: &st
         m
     };
     let v = match (method.clone(), path) {
-        (Method::GET, "/api/v1/namespaces/kube-system/configmaps/kube-proxy") => json!({
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("kube-proxy", Some("kube-system")),
-            "data": {"config.conf": "mode: ipvs\nipvs:\n  strictARP: false\n"}}),
+        (Method::GET, "/api/v1/namespaces/kube-system/configmaps") if query.contains("metadata.name%3Dkube-proxy") => {
+            list(
+                "ConfigMap",
+                vec![json!({
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("kube-proxy", Some("kube-system")),
+                "data": {"config.conf": "mode: ipvs\nipvs:\n  strictARP: false\n"}})],
+            )
+        }
         (Method::GET, "/api/v1/services") => list(
             "Service",
             vec![json!({

@@ -26,7 +26,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, Cluster};
@@ -328,7 +328,12 @@ pub async fn run_with(
         client.clone(),
         Reporter { controller: "ferrolb-speaker".into(), instance: Some(opts.node_name.clone()) },
     );
-    check_kube_proxy(&client, &recorder, &opts.node_name, &metrics).await;
+    tokio::spawn(watch_kube_proxy(
+        Api::namespaced(client.clone(), "kube-system"),
+        recorder.clone(),
+        opts.node_name.clone(),
+        metrics.clone(),
+    ));
 
     let objects = Arc::new(Notify::new());
     let nodes_changed = Arc::new(Notify::new());
@@ -572,31 +577,55 @@ async fn conflict_events(recorder: &Recorder, services: &Store<Service>, node: &
     }
 }
 
-async fn check_kube_proxy(client: &Client, recorder: &Recorder, node: &str, metrics: &Metrics) {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let Ok(Some(cm)) = api.get_opt("kube-proxy").await else {
-        return; // No kube-proxy ConfigMap (K3s, Cilium's replacement, or no permission).
-    };
-    let Some(problem) = cm.data.as_ref().and_then(|d| d.get("config.conf")).and_then(|c| strict_arp_problem(c)) else {
-        metrics.strict_arp_missing.set(0);
-        return;
-    };
-    error!("{problem}");
-    metrics.strict_arp_missing.set(1);
-    let reference = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Node".into()),
-        name: Some(node.into()),
-        ..ObjectReference::default()
-    };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "StrictARPMissing".into(),
-        note: Some(problem),
-        action: "Check".into(),
-        secondary: None,
-    };
-    let _ = recorder.publish(&event, &reference).await;
+/// Watches kube-system/kube-proxy, since strictARP is often fixed (or lost, with a
+/// kube-proxy upgrade) while the speakers run. Reports on transitions only: an error, the
+/// metric and a Warning Event on this Node when the problem appears, a log line when it
+/// is gone. Without that ConfigMap (K3s, a kube-proxy replacement) there is nothing to
+/// check; without permission the watch retries quietly with back-off.
+async fn watch_kube_proxy(api: Api<ConfigMap>, recorder: Recorder, node: String, metrics: Arc<Metrics>) {
+    let cfg = watcher::Config::default().fields("metadata.name=kube-proxy");
+    let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
+    let mut problem: Option<String> = None;
+    while let Some(event) = events.next().await {
+        let now = match event {
+            Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                cm.data.as_ref().and_then(|d| d.get("config.conf")).and_then(|c| strict_arp_problem(c))
+            }
+            Ok(watcher::Event::Delete(_)) => None,
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Err(e) => {
+                debug!(error = %e, "cannot watch kube-system/kube-proxy");
+                continue;
+            }
+        };
+        if now == problem {
+            continue;
+        }
+        metrics.strict_arp_missing.set(i64::from(now.is_some()));
+        match &now {
+            None => info!("kube-proxy no longer runs in IPVS mode without strictARP"),
+            Some(p) => {
+                error!("{p}");
+                let reference = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    ..ObjectReference::default()
+                };
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "StrictARPMissing".into(),
+                    note: Some(p.clone()),
+                    action: "Check".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    warn!(error = %e, "event not published");
+                }
+            }
+        }
+        problem = now;
+    }
 }
 
 #[cfg(test)]

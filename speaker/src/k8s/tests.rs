@@ -234,6 +234,78 @@ async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
     server.await.unwrap();
 }
 
+/// kube-proxy is found in IPVS mode without strictARP, then an admin fixes it: one Warning
+/// Event on the way in, the metric follows both ways, and the watch uses the field selector
+/// RBAC's `resourceNames` requires.
+#[tokio::test]
+async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    let config_map = |strict: bool, rv: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system", "resourceVersion": rv},
+            "data": {"config.conf": format!("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: {strict}\n")}})
+    };
+    let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(mock, "default");
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "ferrolb-speaker".into(), instance: None });
+    let metrics = Arc::new(Metrics::default());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (fix, fixed) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let seen = seen.clone();
+        let mut fixed = Some(fixed);
+        tokio::spawn(async move {
+            let ok =
+                |v: serde_json::Value| Response::builder().body(Body::from(serde_json::to_vec(&v).unwrap())).unwrap();
+            let mut held = Vec::new();
+            let mut watches = 0;
+            while let Some((req, send)) = handle.next_request().await {
+                let (m, uri) = (req.method().clone(), req.uri().to_string());
+                let body = req.into_body().collect_bytes().await.unwrap();
+                if m == Method::POST {
+                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    seen.lock().unwrap().push(format!("event {} {}", event["reason"], event["regarding"]["name"]));
+                    send.send_response(ok(event));
+                    continue;
+                }
+                assert!(uri.starts_with("/api/v1/namespaces/kube-system/configmaps?"), "{uri}");
+                assert!(uri.contains("fieldSelector=metadata.name%3Dkube-proxy"), "{uri}");
+                if !uri.contains("watch=true") {
+                    seen.lock().unwrap().push("list".into());
+                    send.send_response(ok(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                        "metadata": {"resourceVersion": "1"}, "items": [config_map(false, "1")]})));
+                } else if watches == 0 {
+                    watches += 1;
+                    seen.lock().unwrap().push("watch".into());
+                    // The admin sets strictARP once the test has seen the problem reported.
+                    fixed.take().unwrap().await.unwrap();
+                    let line = serde_json::json!({"type": "MODIFIED", "object": config_map(true, "2")});
+                    send.send_response(ok(line));
+                } else {
+                    held.push(send); // later watches stay open with nothing to say
+                }
+            }
+        })
+    };
+    let watch =
+        tokio::spawn(watch_kube_proxy(Api::namespaced(client, "kube-system"), recorder, "n1".into(), metrics.clone()));
+    let until = |want: i64| {
+        let metrics = metrics.clone();
+        tokio::time::timeout(Duration::from_secs(10), async move {
+            while metrics.strict_arp_missing.get() != want {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    until(1).await.expect("the problem reported");
+    fix.send(()).unwrap();
+    until(0).await.expect("the fix seen");
+    watch.abort();
+    assert!(!server.is_finished() || server.await.is_ok(), "the mock API server failed");
+    assert_eq!(*seen.lock().unwrap(), ["list", "event \"StrictARPMissing\" \"n1\"", "watch"]);
+}
+
 #[test]
 fn trimmed_objects_keep_what_the_speaker_reads() {
     let services = [service("web", "198.51.100.10", "Local"), service("api", "198.51.100.11", "Cluster")];
