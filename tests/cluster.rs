@@ -49,13 +49,18 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-/// Three speakers on three nodes serving `ips`, settled.
-fn cluster(lan: &ClusterLan, ips: &[String], extra: &[&str]) -> Vec<Speaker> {
+/// The configuration serving `ips`, which every node accepts locally.
+fn serve(lan: &ClusterLan, ips: &[String]) -> String {
     let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
     for ip in &refs {
         lan.accept_locally(ip);
     }
-    let cfg = config(&refs, &[]);
+    config(&refs, &[])
+}
+
+/// Three speakers on three nodes serving `ips`, settled.
+fn cluster(lan: &ClusterLan, ips: &[String], extra: &[&str]) -> Vec<Speaker> {
+    let cfg = serve(lan, ips);
     let speakers: Vec<Speaker> = (0..lan.nodes.len()).map(|i| lan.speaker(i, &cfg, extra)).collect();
     for s in &speakers {
         s.wait_until("three settled members", || {
@@ -243,11 +248,7 @@ fn a_restarted_node_takes_nothing_back_during_hold_down_then_its_share() {
 fn a_speaker_with_the_wrong_key_is_not_admitted_and_changes_nothing() {
     let lan = ClusterLan::new(4);
     let ips = vips(12);
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    for ip in &refs {
-        lan.accept_locally(ip);
-    }
-    let cfg = config(&refs, &[]);
+    let cfg = serve(&lan, &ips);
     let speakers: Vec<Speaker> = (0..3).map(|i| lan.speaker(i, &cfg, &[])).collect();
     for s in &speakers {
         s.wait_until("three settled", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0);
@@ -285,11 +286,7 @@ fn a_key_rotated_node_by_node_moves_nothing_and_retires_the_old_key() {
     const NEW: &str = "the cluster secret of this year";
     let lan = ClusterLan::new(4);
     let ips = vips(6);
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    for ip in &refs {
-        lan.accept_locally(ip);
-    }
-    let cfg = config(&refs, &[]);
+    let cfg = serve(&lan, &ips);
     let files: Vec<TempFile> = (0..3).map(|_| TempFile::new("key", OLD)).collect();
     let speakers: Vec<Speaker> =
         (0..3).map(|i| lan.speaker(i, &cfg, &["--cluster-key-file", files[i].path()])).collect();
@@ -420,9 +417,9 @@ fn members_with_different_configuration_files_are_reported() {
 fn a_stopped_owner_is_replaced_and_on_resuming_takes_nothing_back_during_hold_down() {
     let lan = ClusterLan::new(3);
     let ips = vips(6);
-    let hold = ["--cluster-hold-down-ms", "3000"];
+    let hold = ["--cluster-hold-down-ms", "4000"];
     let speakers = cluster(&lan, &ips, &hold);
-    std::thread::sleep(Duration::from_millis(3200)); // past the founders' window
+    std::thread::sleep(Duration::from_millis(4200)); // past the founders' window
     let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
     let before = owners(&all, &ips);
     let victim = before["198.51.100.10"];
