@@ -28,6 +28,7 @@ node=flb-demo-node-$$ client=flb-demo-client-$$ switch=flb-demo-switch-$$
 members=(flb-demo-n0-$$ flb-demo-n1-$$ flb-demo-n2-$$)
 key=$(mktemp)
 cleanup() {
+  disown -a 2>/dev/null || true  # no "Killed" job notices for the speakers stopped here
   for ns in "$node" "${members[@]}"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
   done
