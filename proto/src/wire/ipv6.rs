@@ -66,7 +66,7 @@ pub(crate) fn addr(b: &[u8]) -> Ipv6Addr {
 }
 
 /// Writes a fixed IPv6 header into `buf[..40]`.
-#[inline]
+#[inline(always)]
 pub fn emit_header(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, hop_limit: u8, payload_len: u16) {
     buf[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
     buf[4..6].copy_from_slice(&payload_len.to_be_bytes());
@@ -84,7 +84,7 @@ pub(crate) struct Sum(u64);
 
 impl Sum {
     /// The ICMPv6 pseudo-header (RFC 8200 §8.1) for a message of `len` bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pseudo_header(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> Sum {
         Sum::default()
             .u128(u128::from(src))
@@ -92,18 +92,18 @@ impl Sum {
             .u64(((len as u64) << 32) | u64::from(NEXT_HEADER_ICMPV6))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u64(self, x: u64) -> Sum {
         Sum(self.0 + (x >> 32) + (x & 0xffff_ffff))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u128(self, x: u128) -> Sum {
         self.u64(x as u64).u64((x >> 64) as u64)
     }
 
     /// Adds `bytes` as big-endian words, the last one zero-padded.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn bytes(mut self, bytes: &[u8]) -> Sum {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -118,7 +118,7 @@ impl Sum {
     }
 
     /// The checksum: the folded sum, complemented.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn checksum(self) -> u16 {
         let mut folded = self.0;
         while folded > 0xffff {
