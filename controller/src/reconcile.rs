@@ -17,8 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::allocator::{PoolUsage, allocate_all};
 
-/// The annotation naming the pool a Service's addresses came from (MetalLB's).
-pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
+pub use ferrolb_proto::api::ANNOTATION_ALLOCATED_FROM_POOL;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

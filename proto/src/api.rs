@@ -17,10 +17,12 @@ pub const ANNOTATION_LOAD_BALANCER_IPS: &str = "metallb.io/loadBalancerIPs";
 pub const ANNOTATION_ADDRESS_POOL: &str = "metallb.io/address-pool";
 /// Services with the same key may share an address.
 pub const ANNOTATION_ALLOW_SHARED_IP: &str = "metallb.io/allow-shared-ip";
+/// Written by the controller on each Service it gave addresses: the pool they came from.
+pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
 /// The annotation prefix of MetalLB before v0.13, still honoured.
+pub const LEGACY_ANNOTATION_PREFIX: &str = "metallb.universe.tf/";
 /// Nodes with this label never announce LoadBalancer addresses (as kube-proxy and MetalLB).
 pub const LABEL_EXCLUDE_FROM_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-pub const LEGACY_ANNOTATION_PREFIX: &str = "metallb.universe.tf/";
 
 /// A pool of addresses that LoadBalancer Services can be given.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

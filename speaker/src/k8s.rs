@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrolb_proto::api::{
-    IPAddressPool, InterfaceInfo, L2Advertisement, LoadBalancerService, MetalLBServiceL2Status, ServiceL2Status,
+    self, IPAddressPool, InterfaceInfo, L2Advertisement, LoadBalancerService, MetalLBServiceL2Status, ServiceL2Status,
 };
 use ferrolb_proto::config::{self, Announcement, Config, Plan, ServiceAddresses};
 use futures::StreamExt;
@@ -47,14 +47,22 @@ pub fn plan(
     lb_class: Option<&str>,
 ) -> Plan {
     let in_ns = |ns: Option<&String>| ns.map(String::as_str) == Some(namespace);
-    // Invalid pools are the controller's to report; here they just announce nothing.
-    let pools: Vec<config::Pool> = pools
+    // Invalid pools are the controller's to report, and it keeps serving their last valid
+    // version; here an edit gone wrong must not stop what they hold from being answered.
+    // An address belongs to the pool the controller says it came from (its annotation);
+    // without one, to the first pool containing it, valid pools first, by name. Invalid
+    // pools count with the ranges that parse. All of it is the same on every speaker,
+    // which a remembered last good version would not be after a restart.
+    let mut pools: Vec<(bool, config::Pool)> = pools
         .iter()
         .filter(|p| in_ns(p.metadata.namespace.as_ref()))
-        .map(|p| config::pool_from_api("", p))
-        .filter(|(_, issues)| issues.is_empty())
-        .map(|(p, _)| p)
+        .map(|p| {
+            let (pool, issues) = config::pool_from_api("", p);
+            (!issues.is_empty(), pool)
+        })
         .collect();
+    pools.sort_by(|(a_bad, a), (b_bad, b)| (a_bad, &a.name).cmp(&(b_bad, &b.name)));
+    let pools: Vec<config::Pool> = pools.into_iter().map(|(_, p)| p).collect();
     let l2_advertisements: Vec<L2Advertisement> =
         advertisements.iter().filter(|a| in_ns(a.metadata.namespace.as_ref())).map(|a| (**a).clone()).collect();
     let services: Vec<LoadBalancerService> = services
@@ -65,8 +73,13 @@ pub fn plan(
     let mut assigned = Vec::new();
     for svc in &services {
         let mut by_pool: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
+        let allocated_from = svc.annotations.get(api::ANNOTATION_ALLOCATED_FROM_POOL);
         for ip in &svc.ingress_ips {
-            if let Some(pool) = pools.iter().find(|p| p.contains(*ip)) {
+            let pool = pools
+                .iter()
+                .find(|p| Some(&p.name) == allocated_from)
+                .or_else(|| pools.iter().find(|p| p.contains(*ip)));
+            if let Some(pool) = pool {
                 by_pool.entry(&pool.name).or_default().push(*ip);
             }
         }
@@ -237,7 +250,9 @@ pub mod trim {
 
     pub fn service(s: &mut Service) {
         meta(s);
-        s.metadata.annotations = None;
+        if let Some(a) = &mut s.metadata.annotations {
+            a.retain(|k, _| k == api::ANNOTATION_ALLOCATED_FROM_POOL);
+        }
     }
 
     pub fn node(n: &mut Node) {

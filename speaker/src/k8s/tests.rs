@@ -306,9 +306,37 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
     assert_eq!(*seen.lock().unwrap(), ["list", "event \"StrictARPMissing\" \"n1\"", "watch"]);
 }
 
+/// A pool edit gone wrong (the controller reports it and keeps serving the pool's last
+/// valid version) does not stop the speakers answering for what the pool holds: ranges that
+/// still parse count, and an address in none of them is placed by the controller's
+/// `ip-allocated-from-pool` annotation.
+#[test]
+fn a_broken_pool_edit_keeps_its_addresses_answered() {
+    let broken: Arc<IPAddressPool> = obj(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24, 203.0.113.0/33]}\n",
+    );
+    let mut was_in_the_typo: Service = (*service("db", "203.0.113.7", "Cluster")).clone();
+    was_in_the_typo.metadata.annotations =
+        Some([(api::ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "lan".to_string())].into());
+    let services = [
+        service("web", "198.51.100.10", "Cluster"),
+        Arc::new(was_in_the_typo),
+        service("stray", "203.0.113.8", "Cluster"),
+    ];
+    let slices = [slice("web", &[("n1", true)]), slice("db", &[("n1", true)]), slice("stray", &[("n1", true)])];
+    let p = plan(&services, &slices, &[broken], &[adv("ipAddressPools: [lan]")], "metallb-system", None);
+    let ips: Vec<String> = p.candidates.iter().map(|c| c.ip.to_string()).collect();
+    assert_eq!(ips, ["198.51.100.10", "203.0.113.7"], "203.0.113.8 was never given by the controller from lan");
+}
+
 #[test]
 fn trimmed_objects_keep_what_the_speaker_reads() {
-    let services = [service("web", "198.51.100.10", "Local"), service("api", "198.51.100.11", "Cluster")];
+    let mut annotated: Service = (*service("api", "198.51.100.11", "Cluster")).clone();
+    annotated.metadata.annotations = Some(
+        [(api::ANNOTATION_ALLOCATED_FROM_POOL.to_string(), "lan".to_string()), ("note".to_string(), "x".repeat(4096))]
+            .into(),
+    );
+    let services = [service("web", "198.51.100.10", "Local"), Arc::new(annotated)];
     let slices = [slice("web", &[("n1", true), ("n2", false)]), slice("api", &[("n3", true)])];
     let before = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
     let trimmed_services: Vec<Arc<Service>> = services
@@ -319,6 +347,7 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
             Arc::new(s)
         })
         .collect();
+    assert_eq!(trimmed_services[1].annotations().keys().collect::<Vec<_>>(), [api::ANNOTATION_ALLOCATED_FROM_POOL]);
     let trimmed_slices: Vec<Arc<EndpointSlice>> = slices
         .iter()
         .map(|s| {
