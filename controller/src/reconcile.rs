@@ -125,13 +125,29 @@ impl Memory {
 /// Plans one round. `memory` carries over to the next.
 pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Writes {
     let mut w = Writes::default();
-    let (pools, conditions) = pools(snapshot, settings, memory, &mut w);
+    let (pools, conditions, unserved) = pools(snapshot, settings, memory, &mut w);
     let services: Vec<(&Service, LoadBalancerService)> =
         snapshot.services.iter().map(|s| (s, LoadBalancerService::from(s))).collect();
+    // Addresses from a pool that is invalid with no valid version to fall back on (the pool
+    // broke while this controller was not running) stay where they are: a restart must not
+    // move an address in use. Unless a valid pool covers them, where allocation keeps them.
+    let kept: std::collections::HashSet<String> = services
+        .iter()
+        .filter(|(_, s)| {
+            s.annotations.get(ANNOTATION_ALLOCATED_FROM_POOL).is_some_and(|p| unserved.contains(p))
+                && !s.ingress_ips.is_empty()
+                && s.ingress_ips.iter().all(|ip| !pools.iter().any(|p| p.contains(*ip)))
+        })
+        .map(|(_, s)| s.key())
+        .collect();
     let config = Config {
         pools: pools.clone(),
         l2_advertisements: Vec::new(),
-        services: services.iter().filter(|(_, s)| s.is_load_balancer()).map(|(_, s)| s.clone()).collect(),
+        services: services
+            .iter()
+            .filter(|(_, s)| s.is_load_balancer() && !kept.contains(&s.key()))
+            .map(|(_, s)| s.clone())
+            .collect(),
         namespaces: snapshot.namespaces.clone(),
     };
     let allocation = allocate_all(&config, settings.lb_class.as_deref());
@@ -163,6 +179,18 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                 EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "ClearAssignment", note },
             );
             (Vec::new(), None)
+        } else if kept.contains(&key) {
+            let pool = current_pool.unwrap_or_default();
+            let note = format!(
+                "Kept {:?}: pool {pool:?} is invalid and there is no valid version of it to check them against; fix the pool",
+                svc.ingress_ips
+            );
+            memory.say(
+                &mut w.events,
+                format!("svc:{key}"),
+                EventSpec { regarding, kind: EventKind::Warning, reason: "AddressesKept", note },
+            );
+            continue;
         } else if let Some(a) = assigned.get(key.as_str()) {
             if !svc.ingress_ips.is_empty() && svc.ingress_ips != a.addresses {
                 let note = format!(
@@ -276,14 +304,15 @@ fn valid_condition(obj: &IPAddressPool, ok: bool, reason: &str, message: String)
 
 /// The pools this round allocates from: valid ones from our namespace, in age order, each
 /// checked against the ones before it; for a rejected one its last valid version, if any.
-/// Also each pool's `Valid` condition.
+/// Also each pool's `Valid` condition, and the rejected pools with no version serving.
 fn pools(
     snapshot: &Snapshot,
     settings: &Settings,
     memory: &mut Memory,
     w: &mut Writes,
-) -> (Vec<Pool>, HashMap<String, Vec<Condition>>) {
+) -> (Vec<Pool>, HashMap<String, Vec<Condition>>, std::collections::HashSet<String>) {
     let mut conditions = HashMap::new();
+    let mut unserved = std::collections::HashSet::new();
     let mut objects: Vec<&IPAddressPool> = snapshot.pools.iter().collect();
     objects.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), &a.metadata.name)
@@ -335,13 +364,16 @@ fn pools(
                 key,
                 EventSpec { regarding, kind: EventKind::Warning, reason: "InvalidPool", note },
             );
-            if let Some(old) = fallback {
-                accepted.push(old);
+            match fallback {
+                Some(old) => accepted.push(old),
+                None => {
+                    unserved.insert(name.clone());
+                }
             }
         }
     }
     memory.last_good.retain(|n, _| seen.contains(n));
-    (accepted, conditions)
+    (accepted, conditions, unserved)
 }
 
 #[cfg(test)]

@@ -265,3 +265,35 @@ fn a_failure_is_reported_once_until_it_changes() {
     assert!(w.events[0].note.contains("192.0.2.7 is in no pool"), "{}", w.events[0].note);
     assert!(plan(&snap, &settings(), &mut memory).events.is_empty());
 }
+
+/// The pool breaks (an edit) while no controller runs: the new one has no valid version of
+/// it, and keeps the addresses in use where they are instead of releasing them.
+#[test]
+fn a_controller_restarted_while_a_pool_is_broken_keeps_its_addresses() {
+    let mut memory = Memory::default();
+    let snap = snapshot(
+        vec![lan_pool()],
+        vec![service("web", "2026-02-01T00:00:00Z", ""), service("db", "2026-02-02T00:00:00Z", "")],
+    );
+    let first = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &first);
+    let before: Vec<_> = ["web", "db"].iter().map(|n| ingress(&snap, n)).collect();
+    snap.pools[0].spec.addresses = vec!["198.51.100.10-198.51.100.12".into(), "198.51.100.0/33".into()];
+    snap.services.push(service("new", "2026-02-03T00:00:00Z", ""));
+    let mut fresh = Memory::default();
+    let w = plan(&snap, &settings(), &mut fresh);
+    assert!(w.services.is_empty(), "nothing released, nothing to allocate from: {:?}", w.services);
+    assert_eq!(reasons(&w), ["InvalidPool", "AddressesKept", "AddressesKept", "AllocationFailed"]);
+    assert!(w.events[1].note.contains("198.51.100.10"), "{}", w.events[1].note);
+    let snap = applied(snap, &w);
+    assert_eq!(before, ["web", "db"].iter().map(|n| ingress(&snap, n)).collect::<Vec<_>>());
+    // Said once; and once the pool is fixed, everything carries on quietly.
+    assert_eq!(reasons(&plan(&snap, &settings(), &mut fresh)), Vec::<&str>::new());
+    let mut snap = snap;
+    snap.pools[0].spec.addresses = vec!["198.51.100.10-198.51.100.12".into()];
+    let w = plan(&snap, &settings(), &mut fresh);
+    assert_eq!(w.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["new"]);
+    assert_eq!(w.services[0].ingress, vec!["198.51.100.12".parse::<IpAddr>().unwrap()]);
+    let snap = applied(snap, &w);
+    assert_eq!(before, ["web", "db"].iter().map(|n| ingress(&snap, n)).collect::<Vec<_>>());
+}
