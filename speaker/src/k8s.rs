@@ -601,13 +601,21 @@ async fn watch_kube_proxy(api: Api<ConfigMap>, recorder: Recorder, node: String,
     let cfg = watcher::Config::default().fields("metadata.name=kube-proxy");
     let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
     let mut problem: Option<String> = None;
+    // A re-list (after a lost watch) that no longer finds the ConfigMap means it is gone.
+    let mut listed = false;
     while let Some(event) = events.next().await {
         let now = match event {
             Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                listed = true;
                 cm.data.as_ref().and_then(|d| d.get("config.conf")).and_then(|c| strict_arp_problem(c))
             }
             Ok(watcher::Event::Delete(_)) => None,
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Ok(watcher::Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) if !listed => None,
+            Ok(watcher::Event::InitDone) => continue,
             Err(e) => {
                 debug!(error = %e, "cannot watch kube-system/kube-proxy");
                 continue;

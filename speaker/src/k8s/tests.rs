@@ -234,56 +234,66 @@ async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
     server.await.unwrap();
 }
 
-/// kube-proxy is found in IPVS mode without strictARP, then an admin fixes it: one Warning
-/// Event on the way in, the metric follows both ways, and the watch uses the field selector
+/// kube-proxy's ConfigMap over time: found in IPVS mode without strictARP, fixed, broken
+/// again (a kube-proxy upgrade), then gone while the watch was lost (a kube-proxy
+/// replacement), seen through a re-list. One Warning Event each time the problem
+/// appears, the metric follows every step, and every request carries the field selector
 /// RBAC's `resourceNames` requires.
 #[tokio::test]
 async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
-    use http::{Method, Request, Response};
+    use http::{Request, Response};
     use kube::client::Body;
     let config_map = |strict: bool, rv: &str| {
         serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "kube-proxy", "namespace": "kube-system", "resourceVersion": rv},
             "data": {"config.conf": format!("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: {strict}\n")}})
     };
+    let list = |items: Vec<serde_json::Value>| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "9"}, "items": items});
+    let modified = |strict: bool, rv: &str| serde_json::json!({"type": "MODIFIED", "object": config_map(strict, rv)});
+    let gone = serde_json::json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired", "message": "too old resource version"}});
+    // What the API server answers, in order; the test lets each watch answer in its turn.
+    let (step, mut steps) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let script = vec![
+        ("list", false, list(vec![config_map(false, "1")])),
+        ("watch", true, modified(true, "2")),
+        ("watch", true, modified(false, "3")),
+        ("watch", true, gone),
+        ("list", false, list(vec![])),
+    ];
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(mock, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "ferrolb-speaker".into(), instance: None });
     let metrics = Arc::new(Metrics::default());
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let (fix, fixed) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let seen = seen.clone();
-        let mut fixed = Some(fixed);
         tokio::spawn(async move {
             let ok =
-                |v: serde_json::Value| Response::builder().body(Body::from(serde_json::to_vec(&v).unwrap())).unwrap();
+                |v: &serde_json::Value| Response::builder().body(Body::from(serde_json::to_vec(v).unwrap())).unwrap();
+            let mut script = script.into_iter();
             let mut held = Vec::new();
-            let mut watches = 0;
             while let Some((req, send)) = handle.next_request().await {
-                let (m, uri) = (req.method().clone(), req.uri().to_string());
+                let uri = req.uri().to_string();
                 let body = req.into_body().collect_bytes().await.unwrap();
-                if m == Method::POST {
+                if uri.contains("/events") {
                     let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    seen.lock().unwrap().push(format!("event {} {}", event["reason"], event["regarding"]["name"]));
-                    send.send_response(ok(event));
+                    seen.lock().unwrap().push(format!("event {}", event["reason"].as_str().unwrap()));
+                    send.send_response(ok(&event));
                     continue;
                 }
                 assert!(uri.starts_with("/api/v1/namespaces/kube-system/configmaps?"), "{uri}");
                 assert!(uri.contains("fieldSelector=metadata.name%3Dkube-proxy"), "{uri}");
-                if !uri.contains("watch=true") {
-                    seen.lock().unwrap().push("list".into());
-                    send.send_response(ok(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList",
-                        "metadata": {"resourceVersion": "1"}, "items": [config_map(false, "1")]})));
-                } else if watches == 0 {
-                    watches += 1;
-                    seen.lock().unwrap().push("watch".into());
-                    // The admin sets strictARP once the test has seen the problem reported.
-                    fixed.take().unwrap().await.unwrap();
-                    let line = serde_json::json!({"type": "MODIFIED", "object": config_map(true, "2")});
-                    send.send_response(ok(line));
-                } else {
-                    held.push(send); // later watches stay open with nothing to say
+                let kind = if uri.contains("watch=true") { "watch" } else { "list" };
+                match script.next() {
+                    Some((expected, wait, answer)) => {
+                        assert_eq!(kind, expected, "{uri}");
+                        seen.lock().unwrap().push(kind.to_string());
+                        if wait {
+                            steps.recv().await.unwrap();
+                        }
+                        send.send_response(ok(&answer));
+                    }
+                    None => held.push(send), // later watches stay open with nothing to say
                 }
             }
         })
@@ -299,11 +309,18 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
         })
     };
     until(1).await.expect("the problem reported");
-    fix.send(()).unwrap();
+    step.send(()).unwrap();
     until(0).await.expect("the fix seen");
+    step.send(()).unwrap();
+    until(1).await.expect("the problem back");
+    step.send(()).unwrap();
+    until(0).await.expect("the ConfigMap gone, through a re-list");
     watch.abort();
     assert!(!server.is_finished() || server.await.is_ok(), "the mock API server failed");
-    assert_eq!(*seen.lock().unwrap(), ["list", "event \"StrictARPMissing\" \"n1\"", "watch"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["list", "event StrictARPMissing", "watch", "watch", "event StrictARPMissing", "watch", "list"]
+    );
 }
 
 /// A pool edit gone wrong (the controller reports it and keeps serving the pool's last
