@@ -7,7 +7,7 @@
 //! rebuilds its state from what is in use before giving anything new away, and moves
 //! nothing that is still valid.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ferrolb_proto::api::{self, IPAddressPool, IPAddressPoolStatus, LoadBalancerService};
@@ -131,7 +131,7 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
     // Addresses from a pool that is invalid with no valid version to fall back on (the pool
     // broke while this controller was not running) stay where they are: a restart must not
     // move an address in use. Unless a valid pool covers them, where allocation keeps them.
-    let kept: std::collections::HashSet<String> = services
+    let kept: HashSet<String> = services
         .iter()
         .filter(|(_, s)| {
             s.annotations.get(ANNOTATION_ALLOCATED_FROM_POOL).is_some_and(|p| unserved.contains(p))
@@ -257,7 +257,7 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
         }
     }
     // Services gone: forget what we said, so a new one of the same name starts afresh.
-    let live: std::collections::HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
+    let live: HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
     memory.said.retain(|k, _| !k.starts_with("svc:") || live.contains(k));
 
     for p in &pools {
@@ -310,16 +310,16 @@ fn pools(
     settings: &Settings,
     memory: &mut Memory,
     w: &mut Writes,
-) -> (Vec<Pool>, HashMap<String, Vec<Condition>>, std::collections::HashSet<String>) {
+) -> (Vec<Pool>, HashMap<String, Vec<Condition>>, HashSet<String>) {
     let mut conditions = HashMap::new();
-    let mut unserved = std::collections::HashSet::new();
+    let mut unserved = HashSet::new();
     let mut objects: Vec<&IPAddressPool> = snapshot.pools.iter().collect();
     objects.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), &a.metadata.name)
             .cmp(&(b.metadata.creation_timestamp.as_ref(), &b.metadata.name))
     });
     let mut accepted: Vec<Pool> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for obj in objects {
         let name = obj.metadata.name.clone().unwrap_or_default();
         let ns = obj.metadata.namespace.clone().unwrap_or_default();

@@ -44,18 +44,19 @@ const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 /// rotated by editing it (see [`Keyring`]).
 const KEY_POLL: Duration = Duration::from_secs(2);
 
-fn export_keys(metrics: &Metrics, keys: &Keyring) {
-    metrics.cluster_keys.set(keys.count() as i64);
-    metrics.cluster_key_info.clear();
-    metrics.cluster_key_info.get_or_create(&PrimaryKeyLabel { primary: keys.primary().fingerprint() }).set(1);
-}
-
 /// How often the member list is re-evaluated between packets: the granularity of
 /// failure detection.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The key metrics: how many keys are accepted, and which one this speaker sends with.
+fn export_keys(metrics: &Metrics, keys: &Keyring) {
+    metrics.cluster_keys.set(keys.count() as i64);
+    metrics.cluster_key_info.clear();
+    metrics.cluster_key_info.get_or_create(&PrimaryKeyLabel { primary: keys.primary().fingerprint() }).set(1);
 }
 
 #[derive(Debug)]
