@@ -1,0 +1,138 @@
+//! FerroLB against real kube-apiservers (1.30 and 1.32): installed with the shipped
+//! manifests, the real controller and speakers (speakers in node namespaces) authorised by
+//! the shipped RBAC, the kernel's own ARP and NDP clients on the LAN. See
+//! `tests/apiserver/mod.rs` for the topology and what the test writes in place of the
+//! components that are not there (kubelet, scheduler, kube-controller-manager).
+
+mod apiserver;
+mod netns;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use apiserver::{Cluster, NAMESPACE, Process, node_mac, node_name, wait_for};
+
+/// The pool of these tests: documentation addresses on the test LAN.
+const POOL: &str = "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan, namespace: metallb-system}
+spec:
+  addresses: [198.51.100.64-198.51.100.99, '2001:db8:100::64-2001:db8:100::99']
+";
+
+/// MetalLB's own sample `configsamples/simple_pool_adv_l2.yaml`, unchanged: its
+/// L2Advertisement has no `spec` at all.
+const METALLB_SIMPLE_SAMPLE: &str = include_str!("fixtures/metallb/simple_pool_adv_l2.yaml");
+
+/// A MetalLB sample with its private addresses moved onto the test LAN's documentation
+/// ranges (tests send traffic to nothing else); everything else as it is.
+fn on_test_lan(sample: &str) -> String {
+    let moved = sample
+        .replace("192.168.10.0/24", "198.51.100.64/27")
+        .replace("192.168.9.1-192.168.9.5", "198.51.100.96-198.51.100.99")
+        .replace("fc00:f853:0ccd:e799::/124", "2001:db8:100::60/124");
+    assert!(!moved.contains("192.168.") && !moved.contains("fc00:"), "a sample address left unmoved:\n{moved}");
+    moved
+}
+
+fn service(name: &str, dual: bool) -> String {
+    let policy = if dual { "ipFamilyPolicy: PreferDualStack" } else { "ipFamilyPolicy: SingleStack" };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: LoadBalancer\n  {policy}\n  selector: {{app: {name}}}\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+/// An EndpointSlice with one ready endpoint of `service` on `node` (what the
+/// EndpointSlice controller writes).
+fn endpoints(service: &str, node: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-x\n  namespace: default\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nendpoints:\n- addresses: [10.244.0.7]\n  nodeName: {node}\n  conditions: {{ready: true}}\nports: [{{port: 80, protocol: TCP}}]\n"
+    )
+}
+
+/// A cluster of `n` nodes with FerroLB installed, Nodes and speaker Pods written, the
+/// controller running; the speakers not yet started.
+struct Setup {
+    cluster: Cluster,
+    controller: Process,
+    key: std::path::PathBuf,
+}
+
+fn setup(version: &str, n: usize) -> Option<Setup> {
+    let cluster = Cluster::start(version, n)?;
+    cluster.install();
+    for i in 0..n {
+        cluster.add_node(i, &[]);
+        cluster.add_speaker_pod(i);
+    }
+    let controller = cluster.controller("ferrolb-controller-0");
+    let key = cluster.memberlist_key_file();
+    Some(Setup { cluster, controller, key })
+}
+
+impl Setup {
+    fn speakers(&self, n: usize) -> Vec<Process> {
+        (0..n).map(|i| self.cluster.speaker(i, &self.key, &[])).collect()
+    }
+}
+
+fn wait_ready(speakers: &[Process]) {
+    for s in speakers {
+        wait_for(
+            "the speaker to be Ready",
+            Duration::from_secs(30),
+            || s.ready(),
+            || format!("speaker log:\n{}", s.log_tail()),
+        );
+    }
+}
+
+/// Which node's MAC answers `ip`: exactly one, else the test fails.
+fn sole_owner(c: &Cluster, ip: &str, speakers: &[Process]) -> usize {
+    let mut macs = BTreeSet::new();
+    wait_for(
+        &format!("one node to answer for {ip}"),
+        Duration::from_secs(20),
+        || {
+            macs = if ip.contains(':') { c.ndisc6(ip).into_iter().collect() } else { c.arping_all(ip, 3) };
+            macs.len() == 1
+        },
+        || speakers.iter().map(|s| s.log_tail()).collect::<Vec<_>>().join("\n-----\n"),
+    );
+    let mac = macs.into_iter().next().unwrap();
+    (0..speakers.len()).find(|i| node_mac(*i) == mac).unwrap_or_else(|| panic!("{mac} is no node's MAC"))
+}
+
+/// User story 1: a fresh install with MetalLB's own minimal sample (an L2Advertisement
+/// with no `spec`): a dual-stack Service gets an EXTERNAL-IP per family, exactly one node
+/// answers ARP and NDP for them, the ServiceL2Status names that node, every speaker is
+/// Ready.
+fn fresh_install_with_metallb_sample(version: &str) {
+    let Some(s) = setup(version, 3) else { return };
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let speakers = s.speakers(3);
+    wait_ready(&speakers);
+    c.apply(&service("web", true));
+    c.apply(&endpoints("web", &node_name(0)));
+    let ips = c.wait_ingress("default", "web", 2, &s.controller);
+    assert!(!ips[0].contains(':') && ips[1].contains(':'), "IPv4 first, as MetalLB writes it: {ips:?}");
+    let owner4 = sole_owner(c, &ips[0], &speakers);
+    let owner6 = sole_owner(c, &ips[1], &speakers);
+    assert_eq!(owner4, owner6, "one node announces both addresses of a Service");
+    let want = vec![(node_name(owner4), "default/web".to_string())];
+    let ok = apiserver::poll(Duration::from_secs(15), || c.l2_statuses() == want);
+    assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
+}
+
+macro_rules! on_both_versions {
+    ($($story:ident),* $(,)?) => {
+        mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
+        mod v1_32 { $( #[test] fn $story() { super::$story("1.32") } )* }
+    };
+}
+
+on_both_versions!(fresh_install_with_metallb_sample);
+
+#[allow(dead_code)]
+const _: &str = NAMESPACE;
