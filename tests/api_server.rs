@@ -13,6 +13,7 @@ use std::time::Duration;
 use apiserver::{Cluster, NAMESPACE, Process, node_mac, node_name, wait_for};
 
 /// The pool of these tests: documentation addresses on the test LAN.
+#[allow(dead_code)]
 const POOL: &str = "apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: lan, namespace: metallb-system}

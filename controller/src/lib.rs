@@ -11,11 +11,11 @@ pub use allocator::{AllocError, Allocation, Allocator, Assignment, Unassigned, a
 /// The CRDs of the MetalLB-compatible types, as the multi-document YAML committed in
 /// `manifests/crds/crds.yaml`.
 pub fn crds() -> Result<String, serde_yaml::Error> {
-    use ferrolb_proto::api::{IPAddressPool, L2Advertisement, ServiceL2Status};
+    use ferrolb_proto::api::{IPAddressPool, ServiceL2Status, l2_advertisement_crd};
     use kube::CustomResourceExt;
     let docs = [
         serde_yaml::to_string(&IPAddressPool::crd())?,
-        serde_yaml::to_string(&L2Advertisement::crd())?,
+        serde_yaml::to_string(&l2_advertisement_crd())?,
         serde_yaml::to_string(&ServiceL2Status::crd())?,
     ];
     Ok(docs.join("---\n"))

@@ -126,7 +126,7 @@ pub struct InterfaceInfo {
 
 /// Announces the addresses of the selected pools with ARP/NDP from the selected nodes.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta1", kind = "L2Advertisement", namespaced)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "L2Advertisement", root = "L2AdvertisementCrd", namespaced)]
 #[serde(rename_all = "camelCase")]
 pub struct L2AdvertisementSpec {
     /// Pools by name. With no pools and no selectors, every pool is announced.
@@ -140,6 +140,66 @@ pub struct L2AdvertisementSpec {
     /// Interfaces to announce on; every eligible one when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
+    /// Services (by their labels) whose addresses are announced; all when empty
+    /// (MetalLB v0.16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+/// An `L2Advertisement` object. The derived [`L2AdvertisementCrd`] only gives the CRD
+/// ([`l2_advertisement_crd`]): here `spec` may be missing and means empty (every pool,
+/// node and interface), since MetalLB's documented minimal advertisement
+/// (`configsamples/simple_pool_adv_l2.yaml`) has none and MetalLB's CRD stores it so.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(into = "L2AdvertisementCrd")]
+pub struct L2Advertisement {
+    #[serde(default)]
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    pub spec: L2AdvertisementSpec,
+}
+
+impl From<L2Advertisement> for L2AdvertisementCrd {
+    fn from(a: L2Advertisement) -> Self {
+        L2AdvertisementCrd { metadata: a.metadata, spec: a.spec }
+    }
+}
+
+impl kube::Resource for L2Advertisement {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        L2AdvertisementCrd::kind(&())
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        L2AdvertisementCrd::group(&())
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        L2AdvertisementCrd::version(&())
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        L2AdvertisementCrd::plural(&())
+    }
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The L2Advertisement CRD, with `spec` optional as in MetalLB's.
+pub fn l2_advertisement_crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = L2AdvertisementCrd::crd();
+    for v in &mut crd.spec.versions {
+        if let Some(schema) = v.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            schema.required = None;
+            schema.title = Some("L2Advertisement".into());
+        }
+    }
+    crd
 }
 
 /// A port of a Service, as far as address sharing cares.

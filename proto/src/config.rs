@@ -519,6 +519,8 @@ impl Plan {
                 interfaces: a.spec.interfaces.iter().cloned().collect(),
             })
             .collect();
+        let labels: BTreeMap<String, &BTreeMap<String, String>> =
+            config.services.iter().map(|s| (s.key(), &s.labels)).collect();
         let mut by_ip: BTreeMap<IpAddr, (&str, Vec<String>)> = BTreeMap::new();
         for a in assigned {
             for ip in &a.addresses {
@@ -530,7 +532,10 @@ impl Plan {
             .filter_map(|(ip, (pool_name, services))| {
                 let pool = config.pools.iter().find(|p| p.name == pool_name)?;
                 let scopes: Vec<u32> = (0..config.l2_advertisements.len() as u32)
-                    .filter(|i| advertises_pool(&config.l2_advertisements[*i as usize], pool))
+                    .filter(|i| {
+                        let adv = &config.l2_advertisements[*i as usize];
+                        advertises_pool(adv, pool) && advertises_services(adv, &services, &labels)
+                    })
                     .collect();
                 (!scopes.is_empty()).then(|| Candidate {
                     ip,
@@ -586,6 +591,19 @@ impl Plan {
 /// addresses, sorted by address.
 pub fn announcements(config: &Config, assigned: &[ServiceAddresses], node: &NodeInfo) -> Vec<Announcement> {
     Plan::new(config, assigned).for_node(node)
+}
+
+/// MetalLB v0.16's `serviceSelectors`: none, every Service; else one of the Services on
+/// the address must match one (`l2AdsForService`, speaker/layer2_controller.go:257 at
+/// MetalLB 7938d3f).
+fn advertises_services(
+    adv: &L2Advertisement,
+    services: &[String],
+    labels: &BTreeMap<String, &BTreeMap<String, String>>,
+) -> bool {
+    let selectors = &adv.spec.service_selectors;
+    selectors.is_empty()
+        || services.iter().filter_map(|s| labels.get(s)).any(|l| selectors.iter().any(|sel| selector_matches(sel, l)))
 }
 
 fn advertises_pool(adv: &L2Advertisement, pool: &Pool) -> bool {

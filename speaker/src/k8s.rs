@@ -87,8 +87,9 @@ pub fn plan(
             assigned.push(ServiceAddresses { service: svc.key(), pool: pool.to_string(), addresses });
         }
     }
-    let config = Config { pools, l2_advertisements, ..Config::default() };
+    let config = Config { pools, l2_advertisements, services, ..Config::default() };
     let mut plan = Plan::new(&config, &assigned);
+    let services = config.services;
 
     // Nodes with a ready endpoint, per Service.
     let mut ready: HashMap<String, BTreeSet<String>> = HashMap::new();

@@ -145,3 +145,34 @@ fn bad_requested_address_is_an_error_naming_the_annotation() {
     let text = format!("{POOL}{}", service("a", "metallb.universe.tf/loadBalancerIPs: 192.0.2.9", ""));
     assert!(load("r.yaml", &text).unwrap().warnings.iter().any(|w| w.message.contains("deprecated")));
 }
+
+/// MetalLB's own `configsamples/simple_pool_adv_l2.yaml`: its L2Advertisement has no
+/// `spec`, which MetalLB reads as "every pool, every node".
+const METALLB_SIMPLE: &str = include_str!("../../../tests/fixtures/metallb/simple_pool_adv_l2.yaml");
+
+#[test]
+fn metallb_sample_without_spec_announces_every_pool() {
+    let text = format!("{METALLB_SIMPLE}{}", service("web", "metallb.io/loadBalancerIPs: 192.168.10.7", ""));
+    let loaded = load("sample.yaml", &text).unwrap();
+    assert_eq!(loaded.config.l2_advertisements.len(), 1);
+    let plan = Plan::new(&loaded.config, &assigned("web/web", "example", &["192.168.10.7"]));
+    assert_eq!(plan.for_node(&NodeInfo::new("n1")).len(), 1, "{plan:?}");
+}
+
+/// MetalLB v0.16 `serviceSelectors`: an advertisement announces only the Services its
+/// selectors match (speaker/layer2_controller.go:257, `l2AdsForService`, MetalLB 7938d3f).
+#[test]
+fn service_selectors_limit_what_an_advertisement_announces() {
+    let adv = POOL.replace("  ipAddressPools: [lan]\n", "  ipAddressPools: [lan]\n  serviceSelectors: [{matchLabels: {expose: lan}}]\n");
+    let text = format!(
+        "{adv}{}{}",
+        service("labelled", "metallb.io/loadBalancerIPs: 192.0.2.9", "").replace("  name: labelled\n", "  name: labelled\n  labels: {expose: lan}\n"),
+        service("plain", "metallb.io/loadBalancerIPs: 192.0.2.10", "")
+    );
+    let loaded = load("selectors.yaml", &text).unwrap();
+    let mut addresses = assigned("web/labelled", "lan", &["192.0.2.9"]);
+    addresses.extend(assigned("web/plain", "lan", &["192.0.2.10"]));
+    let announced: Vec<IpAddr> =
+        Plan::new(&loaded.config, &addresses).for_node(&NodeInfo::new("n1")).iter().map(|a| a.ip).collect();
+    assert_eq!(announced, vec![ip("192.0.2.9")]);
+}

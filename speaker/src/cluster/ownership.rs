@@ -22,7 +22,8 @@ pub fn decide(plan: &Plan, members: &[Member], me: &str) -> (Vec<Option<String>>
         plan.candidates.iter().map(|c| nodes.iter().map(|n| plan.eligible(c, n)).collect()).collect();
     let any_settled: Vec<bool> =
         may.iter().map(|row| row.iter().zip(members).any(|(ok, m)| *ok && m.settled)).collect();
-    let owners = assign(&ips, &names, |i, n| may[i][n] && (members[n].settled || !any_settled[i]));
+    let allowed = |i: usize, n: usize| may[i][n] && (members[n].settled || !any_settled[i]);
+    let owners = assign_by_service(plan, &ips, &names, allowed);
     let me_index = names.iter().position(|n| *n == me);
     let mine = plan
         .candidates
@@ -32,6 +33,48 @@ pub fn decide(plan: &Plan, members: &[Member], me: &str) -> (Vec<Option<String>>
         .filter_map(|(c, _)| me_index.and_then(|i| plan.announcement(c, &nodes[i])))
         .collect();
     (owners.into_iter().map(|o| o.map(|n| names[n].to_string())).collect(), mine)
+}
+
+/// [`assign`], with every address of a Service on one node, as MetalLB elects one node
+/// per Service from its first address (`ShouldAnnounce`, speaker/layer2_controller.go:123
+/// at MetalLB 7938d3f): a dual-stack Service answers ARP and NDP from the same node. The
+/// Service's first address (IPv4 first, as the status lists them) is placed; its other
+/// addresses follow it where that node may announce them, and are placed on their own
+/// otherwise.
+fn assign_by_service(
+    plan: &Plan,
+    ips: &[IpAddr],
+    nodes: &[&str],
+    allowed: impl Fn(usize, usize) -> bool,
+) -> Vec<Option<usize>> {
+    use std::collections::HashMap;
+    // The first address of each Service, then of each candidate's first Service.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in plan.candidates.iter().enumerate() {
+        for s in &c.services {
+            first.entry(s).and_modify(|f| if ips[i] < ips[*f] { *f = i }).or_insert(i);
+        }
+    }
+    let anchor: Vec<usize> =
+        plan.candidates.iter().enumerate().map(|(i, c)| c.services.first().map_or(i, |s| first[s.as_str()])).collect();
+    let leaders: Vec<usize> = (0..ips.len()).filter(|i| anchor[*i] == *i).collect();
+    let leader_ips: Vec<IpAddr> = leaders.iter().map(|i| ips[*i]).collect();
+    let mut owners = vec![None; ips.len()];
+    for (k, o) in assign(&leader_ips, nodes, |k, n| allowed(leaders[k], n)).into_iter().enumerate() {
+        owners[leaders[k]] = o;
+    }
+    let mut rest = Vec::new();
+    for i in (0..ips.len()).filter(|i| anchor[*i] != *i) {
+        match owners[anchor[i]] {
+            Some(n) if allowed(i, n) => owners[i] = Some(n),
+            _ => rest.push(i),
+        }
+    }
+    let rest_ips: Vec<IpAddr> = rest.iter().map(|i| ips[*i]).collect();
+    for (k, o) in assign(&rest_ips, nodes, |k, n| allowed(rest[k], n)).into_iter().enumerate() {
+        owners[rest[k]] = o;
+    }
+    owners
 }
 
 /// The rendezvous score: BLAKE3, so that every version and platform agrees.
@@ -111,6 +154,31 @@ mod tests {
         let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
         let allocation = ferrolb_controller::allocate_all(&config, None);
         Plan::new(&config, &allocation.assigned)
+    }
+
+    /// A dual-stack Service: both addresses on one node, whichever members are live.
+    #[test]
+    fn a_services_addresses_share_one_owner() {
+        let mut text = String::from(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24, '2001:db8:100::/120']}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\n",
+        );
+        for i in 0..20 {
+            text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80}}]}}\n"));
+        }
+        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
+        let allocation = ferrolb_controller::allocate_all(&config, None);
+        let plan = Plan::new(&config, &allocation.assigned);
+        assert_eq!(plan.candidates.len(), 40);
+        for live in [&["a", "b", "c"][..], &["a", "c"], &["b", "c", "d", "e"]] {
+            let members: Vec<Member> = live.iter().map(|n| member(n, true)).collect();
+            let (owners, _) = decide(&plan, &members, "a");
+            let mut by_service: std::collections::BTreeMap<&str, std::collections::BTreeSet<&Option<String>>> =
+                Default::default();
+            for (c, o) in plan.candidates.iter().zip(&owners) {
+                by_service.entry(c.services[0].as_str()).or_default().insert(o);
+            }
+            assert!(by_service.values().all(|o| o.len() == 1), "{live:?}: {by_service:?}");
+        }
     }
 
     #[test]
