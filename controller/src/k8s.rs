@@ -256,33 +256,51 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     let (pools, pools_w) = reflector::store();
     let (namespaces, namespaces_w) = reflector::store();
     let changed = Arc::new(Notify::new());
-    let watch = |stream: futures::stream::BoxStream<'static, ()>| {
+    // A failing watch (RBAC, a missing CRD, an object that does not decode) is logged at
+    // warn level when it starts failing and when it works again, and retried with back-off.
+    let watch = |what: &'static str, stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| {
         let changed = changed.clone();
         tokio::spawn(async move {
             let mut stream = stream;
-            while stream.next().await.is_some() {
-                changed.notify_one();
+            let mut failing = false;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(()) => {
+                        if std::mem::take(&mut failing) {
+                            info!(watch = what, "watch works again");
+                        }
+                        changed.notify_one();
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            warn!(watch = what, error = %e, "cannot list or watch; retrying, nothing is reconciled until every list completes");
+                        }
+                    }
+                }
             }
         });
     };
     let cfg = watcher::Config::default();
     watch(
+        "services",
         reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
             .default_backoff()
-            .map(|_| ())
+            .map(|e| e.map(|_| ()))
             .boxed(),
     );
     // All namespaces, to warn about pools created in the wrong one.
     watch(
+        "ipaddresspools",
         reflector::reflector(pools_w, watcher(Api::<IPAddressPool>::all(client.clone()), cfg.clone()))
             .default_backoff()
-            .map(|_| ())
+            .map(|e| e.map(|_| ()))
             .boxed(),
     );
     watch(
+        "namespaces",
         reflector::reflector(namespaces_w, watcher(Api::<Namespace>::all(client.clone()), cfg))
             .default_backoff()
-            .map(|_| ())
+            .map(|e| e.map(|_| ()))
             .boxed(),
     );
     // Nothing is planned before every list is complete: a partial view of the Services

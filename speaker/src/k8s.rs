@@ -30,6 +30,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, Cluster};
+use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::standalone::{Options as SpeakerOptions, Speaker};
 
@@ -254,6 +255,13 @@ pub mod trim {
         if let Some(a) = &mut s.metadata.annotations {
             a.retain(|k, _| k == api::ANNOTATION_ALLOCATED_FROM_POOL);
         }
+        // Listed only where the API server cannot select by type (before 1.31).
+        if s.spec.as_ref().and_then(|spec| spec.type_.as_deref()) != Some("LoadBalancer") {
+            s.metadata.labels = None;
+            s.metadata.annotations = None;
+            s.spec = None;
+            s.status = None;
+        }
     }
 
     pub fn node(n: &mut Node) {
@@ -294,19 +302,58 @@ pub mod trim {
     }
 }
 
-fn store_watch<K>(api: Api<K>, cfg: watcher::Config, trim: fn(&mut K), changed: Arc<Notify>) -> Store<K>
+/// A reflector store of `api`, kept by a task of its own. A watch that fails (RBAC, a
+/// missing CRD, a selector the API server rejects, an object that does not decode) is
+/// logged at warn level once, makes the speaker not Ready with the reason in `/readyz`,
+/// and is retried with back-off; the first event after that clears it.
+fn store_watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    trim: fn(&mut K),
+    changed: Arc<Notify>,
+    readiness: Arc<Readiness>,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
+    let what = format!("the {} watch", K::plural(&()));
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, cfg).modify(trim)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
-        while stream.next().await.is_some() {
-            changed.notify_one();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    if readiness.done(&what) {
+                        info!(watch = %what, "watch works again");
+                    }
+                    changed.notify_one();
+                }
+                Err(e) => {
+                    if readiness.wait_for(&what, e.to_string()) {
+                        warn!(watch = %what, error = %e, "cannot list or watch; retrying, not Ready until it works");
+                    }
+                }
+            }
         }
     });
     store
+}
+
+/// Selects LoadBalancer Services on the API server where it can: `spec.type` is a field
+/// selector for Services only from Kubernetes 1.31 on; older API servers answer 400, and
+/// then every Service is watched and the others trimmed to nearly nothing here.
+async fn load_balancer_services(client: &Client) -> watcher::Config {
+    let cfg = watcher::Config::default();
+    let selector = "spec.type=LoadBalancer";
+    let probe = kube::api::ListParams::default().fields(selector).limit(1);
+    match Api::<Service>::all(client.clone()).list_metadata(&probe).await {
+        Err(kube::Error::Api(s)) if s.code == 400 => {
+            info!(reason = %s.message, "the API server cannot select Services by spec.type (before Kubernetes 1.31): filtering here");
+            cfg
+        }
+        _ => cfg.fields(selector),
+    }
 }
 
 fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> {
@@ -327,7 +374,7 @@ fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> 
 pub async fn run(
     opts: Options,
     metrics: Arc<Metrics>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<Readiness>,
 ) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
     run_with(client, opts, metrics, ready).await
@@ -338,7 +385,7 @@ pub async fn run_with(
     client: Client,
     opts: Options,
     metrics: Arc<Metrics>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<Readiness>,
 ) -> anyhow::Result<()> {
     let recorder = Recorder::new(
         client.clone(),
@@ -357,34 +404,39 @@ pub async fn run_with(
     let all = watcher::Config::default();
     let services = store_watch(
         Api::<Service>::all(client.clone()),
-        all.clone().fields("spec.type=LoadBalancer"),
+        load_balancer_services(&client).await,
         trim::service,
         objects.clone(),
+        ready.clone(),
     );
     let slices = store_watch(
         Api::<EndpointSlice>::all(client.clone()),
         all.clone().labels(LABEL_SERVICE_NAME),
         trim::slice,
         objects.clone(),
+        ready.clone(),
     );
     let pools = store_watch(
         Api::<IPAddressPool>::namespaced(client.clone(), &opts.namespace),
         all.clone(),
         trim::meta,
         objects.clone(),
+        ready.clone(),
     );
     let advs = store_watch(
         Api::<L2Advertisement>::namespaced(client.clone(), &opts.namespace),
         all.clone(),
         trim::meta,
         objects.clone(),
+        ready.clone(),
     );
-    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone());
+    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone(), ready.clone());
     let pods = store_watch(
         Api::<Pod>::namespaced(client.clone(), &opts.namespace),
         all.labels(&opts.speaker_selector),
         trim::pod,
         pods_changed.clone(),
+        ready.clone(),
     );
     let _ = tokio::join!(
         services.wait_until_ready(),
@@ -449,7 +501,7 @@ pub async fn run_with(
     let new = speaker.set_plan(plan_now());
     cluster.set_plan(speaker.plan_digest());
     let _ = report.send(Report::Announced(new));
-    ready.store(true, std::sync::atomic::Ordering::Release);
+    ready.set_serving(true);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -474,7 +526,7 @@ pub async fn run_with(
                 Vec::new()
             }
             _ = poll.tick() => {
-                ready.store(speaker.healthy(), std::sync::atomic::Ordering::Release);
+                ready.set_serving(speaker.healthy());
                 let conflicts = std::mem::take(&mut *metrics.new_conflicts.lock().unwrap_or_else(|e| e.into_inner()));
                 if !conflicts.is_empty() {
                     let _ = report.send(Report::Conflicts(conflicts));

@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -169,7 +168,7 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-async fn serve_metrics(bind: SocketAddr, metrics: &Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn serve_metrics(bind: SocketAddr, metrics: &Arc<Metrics>, ready: Arc<ferrolb_speaker::http::Readiness>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -200,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
             timing,
         } => {
             let metrics = Arc::new(Metrics::default());
-            let ready = Arc::new(AtomicBool::new(false));
+            let ready = Arc::new(ferrolb_speaker::http::Readiness::default());
             serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
             let opts = ferrolb_speaker::k8s::Options {
                 node_name,
@@ -237,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
                 refresh: (!gratuitous_refresh_ms.is_zero()).then_some(gratuitous_refresh_ms),
             };
             let metrics = Arc::new(Metrics::default());
-            let ready = Arc::new(AtomicBool::new(false));
+            let ready = Arc::new(ferrolb_speaker::http::Readiness::default());
             serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
             let embedded = config.is_none();
             let config = match config {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -322,7 +321,7 @@ impl Speaker {
     }
 
     /// Serves until SIGTERM or SIGINT. The first load must succeed.
-    pub async fn run(mut self, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    pub async fn run(mut self, ready: Arc<crate::http::Readiness>) -> anyhow::Result<()> {
         let mut cluster = match self.opts.cluster.clone() {
             Some(opts) => {
                 let me = Me { name: self.opts.node.name.clone(), labels: self.opts.node.labels.clone() };
@@ -336,7 +335,7 @@ impl Speaker {
         if let Some(c) = &mut cluster {
             c.set_plan(self.plan_digest());
         }
-        ready.store(true, Ordering::Release);
+        ready.set_serving(true);
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -358,7 +357,7 @@ impl Speaker {
                     } else {
                         self.check_interfaces();
                     }
-                    ready.store(self.healthy(), Ordering::Release);
+                    ready.set_serving(self.healthy());
                 }
                 change = members_changed(&mut cluster) => {
                     let members = cluster.as_ref().map(|c| c.members().to_vec()).unwrap_or_default();
