@@ -126,6 +126,103 @@ fn fresh_install_with_metallb_sample(version: &str) {
     assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
 }
 
+/// Waits until the ServiceL2Status objects are exactly `want` (node, Service).
+fn wait_statuses(c: &Cluster, want: &[(String, String)]) {
+    let ok = apiserver::poll(Duration::from_secs(15), || c.l2_statuses() == want);
+    assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
+}
+
+/// A cluster of 3 with MetalLB's sample config, Ready speakers and one IPv4 Service
+/// `web` with an endpoint; returns the speakers and the Service's address.
+fn serving(s: &Setup) -> (Vec<Process>, String) {
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let speakers = s.speakers(3);
+    wait_ready(&speakers);
+    c.apply(&service("web", false));
+    c.apply(&endpoints("web", &node_name(0)));
+    let ip = c.wait_ingress("default", "web", 1, &s.controller).remove(0);
+    (speakers, ip)
+}
+
+/// User story 2: a speaker that cannot proceed (here: its ClusterRoleBinding is gone, so
+/// it may not list Nodes or Services) says so at warn level and in `/readyz`, is not
+/// Ready, and recovers by itself once RBAC is back.
+fn rbac_denial_is_reported_and_recovers(version: &str) {
+    let Some(s) = setup(version, 1) else { return };
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let binding = c.kubectl(&["get", "clusterrolebinding", "ferrolb-speaker", "-o", "yaml"]);
+    c.kubectl(&["delete", "clusterrolebinding", "ferrolb-speaker"]);
+    let speaker = c.speaker(0, &s.key, &[]);
+    let mut body = String::new();
+    wait_for(
+        "/readyz to name the failing watch",
+        Duration::from_secs(30),
+        || {
+            let (code, b) = speaker.http("/readyz");
+            body = b;
+            code == 503 && body.contains("watch") && body.contains("forbidden")
+        },
+        || format!("speaker log:\n{}", speaker.log_tail()),
+    );
+    let log = speaker.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains("cannot list or watch") && l.contains("forbidden")),
+        "no warning naming the denial:\n{}",
+        speaker.log_tail()
+    );
+    let binding: String = binding
+        .lines()
+        .filter(|l| !l.contains("resourceVersion:") && !l.contains("uid:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    c.apply(&binding);
+    wait_ready(std::slice::from_ref(&speaker));
+    assert_eq!(speaker.http("/readyz"), (200, "ready".to_string()));
+}
+
+/// User story 3: the owner crashes (SIGKILL), then the next owner stops gracefully
+/// (SIGTERM): each time another node answers, and the ServiceL2Status objects name
+/// exactly the current owner (the new owner deletes the others'), owned by its Pod.
+fn owner_crash_and_graceful_stop_leave_one_status(version: &str) {
+    let Some(s) = setup(version, 3) else { return };
+    let c = &s.cluster;
+    let (mut speakers, ip) = serving(&s);
+    let svc = "default/web".to_string();
+    let first = sole_owner(c, &ip, &speakers);
+    wait_statuses(c, &[(node_name(first), svc.clone())]);
+    let v = c.get_json(&["servicel2statuses.metallb.io", "-n", NAMESPACE]);
+    let owner = &v["items"][0]["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Pod");
+    assert_eq!(owner["name"].as_str(), Some(format!("ferrolb-speaker-{}", node_name(first)).as_str()));
+
+    speakers[first].stop("KILL");
+    let alive: Vec<usize> = (0..3).filter(|i| *i != first).collect();
+    let mut second = first;
+    wait_for(
+        "another node to answer after the crash",
+        Duration::from_secs(10),
+        || {
+            second = sole_owner(c, &ip, &speakers);
+            second != first
+        },
+        String::new,
+    );
+    assert!(alive.contains(&second));
+    wait_statuses(c, &[(node_name(second), svc.clone())]);
+
+    speakers[second].stop("TERM");
+    let third = alive.into_iter().find(|i| *i != second).unwrap();
+    wait_for(
+        "the last node to answer",
+        Duration::from_secs(10),
+        || sole_owner(c, &ip, &speakers) == third,
+        String::new,
+    );
+    wait_statuses(c, &[(node_name(third), svc)]);
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -133,7 +230,8 @@ macro_rules! on_both_versions {
     };
 }
 
-on_both_versions!(fresh_install_with_metallb_sample);
-
-#[allow(dead_code)]
-const _: &str = NAMESPACE;
+on_both_versions!(
+    fresh_install_with_metallb_sample,
+    rbac_denial_is_reported_and_recovers,
+    owner_crash_and_graceful_stop_leave_one_status,
+);

@@ -258,14 +258,16 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     let changed = Arc::new(Notify::new());
     // A failing watch (RBAC, a missing CRD, an object that does not decode) is logged at
     // warn level when it starts failing and when it works again, and retried with back-off.
-    let watch = |what: &'static str, stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| {
+    let watch = |what: &'static str, stream: futures::stream::BoxStream<'static, Result<bool, watcher::Error>>| {
         let changed = changed.clone();
         tokio::spawn(async move {
             let mut stream = stream;
             let mut failing = false;
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(()) => {
+                    // Init comes before the list is even asked for.
+                    Ok(false) => {}
+                    Ok(true) => {
                         if std::mem::take(&mut failing) {
                             info!(watch = what, "watch works again");
                         }
@@ -285,7 +287,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
         "services",
         reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
             .default_backoff()
-            .map(|e| e.map(|_| ()))
+            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
             .boxed(),
     );
     // All namespaces, to warn about pools created in the wrong one.
@@ -293,14 +295,14 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
         "ipaddresspools",
         reflector::reflector(pools_w, watcher(Api::<IPAddressPool>::all(client.clone()), cfg.clone()))
             .default_backoff()
-            .map(|e| e.map(|_| ()))
+            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
             .boxed(),
     );
     watch(
         "namespaces",
         reflector::reflector(namespaces_w, watcher(Api::<Namespace>::all(client.clone()), cfg))
             .default_backoff()
-            .map(|e| e.map(|_| ()))
+            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
             .boxed(),
     );
     // Nothing is planned before every list is complete: a partial view of the Services

@@ -190,7 +190,8 @@ impl kube::Resource for L2Advertisement {
 }
 
 /// The L2Advertisement CRD, with `spec` optional as in MetalLB's.
-pub fn l2_advertisement_crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+pub fn l2_advertisement_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut crd = L2AdvertisementCrd::crd();
     for v in &mut crd.spec.versions {

@@ -19,6 +19,7 @@ use ferrolb_proto::config::{self, Announcement, Config, Plan, ServiceAddresses};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -151,10 +152,12 @@ const LABEL_STATUS_SERVICE_NAME: &str = "metallb.io/service-name";
 const LABEL_STATUS_SERVICE_NAMESPACE: &str = "metallb.io/service-namespace";
 
 /// The ServiceL2Status objects `node` should have: one per Service it announces, named
-/// from a hash of node and Service (stable, so writes are idempotent).
+/// from a hash of node and Service (stable, so writes are idempotent), owned by the
+/// speaker Pod (`owner`) as MetalLB's are, so that deleting the Pod deletes them.
 pub fn l2_statuses(
     node: &str,
     namespace: &str,
+    owner: Option<&OwnerReference>,
     announced: &BTreeMap<String, BTreeSet<String>>,
 ) -> BTreeMap<String, ServiceL2Status> {
     announced
@@ -165,6 +168,7 @@ pub fn l2_statuses(
             let name = format!("l2-{}", &hash[..20]);
             let mut status = ServiceL2Status::new(&name, Default::default());
             status.metadata.namespace = Some(namespace.into());
+            status.metadata.owner_references = owner.map(|o| vec![o.clone()]);
             status.metadata.labels = Some(
                 [
                     (LABEL_STATUS_NODE.to_string(), node.to_string()),
@@ -184,17 +188,51 @@ pub fn l2_statuses(
         .collect()
 }
 
-/// Brings this node's ServiceL2Status objects in line with `desired`: applies each (object,
-/// then status) and deletes the ones no longer announced.
+/// Which existing ServiceL2Status objects `node` deletes: its own that `desired` no longer
+/// has, and other nodes' for the Services it now announces (their node died or gave the
+/// Service up; MetalLB's new owner does the same), so that exactly the current owner is
+/// named.
+pub fn stale_l2_statuses<'a>(
+    node: &str,
+    existing: &'a [ServiceL2Status],
+    desired: &BTreeMap<String, ServiceL2Status>,
+) -> Vec<&'a str> {
+    let service = |o: &ServiceL2Status| {
+        let labels = o.metadata.labels.as_ref();
+        let get = |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
+        (get(LABEL_STATUS_SERVICE_NAMESPACE), get(LABEL_STATUS_SERVICE_NAME))
+    };
+    let announced: BTreeSet<(String, String)> = desired.values().map(service).collect();
+    existing
+        .iter()
+        .filter(|o| {
+            let owner = o.metadata.labels.as_ref().and_then(|l| l.get(LABEL_STATUS_NODE));
+            if owner.map(String::as_str) == Some(node) {
+                !desired.contains_key(o.metadata.name.as_deref().unwrap_or_default())
+            } else {
+                announced.contains(&service(o))
+            }
+        })
+        .filter_map(|o| o.metadata.name.as_deref())
+        .collect()
+}
+
+/// Brings the ServiceL2Status objects in line with `desired`: applies each (object, then
+/// status) and deletes the stale ones ([`stale_l2_statuses`]).
 async fn sync_l2_statuses(
     api: &Api<ServiceL2Status>,
     node: &str,
     desired: &BTreeMap<String, ServiceL2Status>,
 ) -> Result<(), kube::Error> {
     use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-    let existing = api.list(&ListParams::default().labels(&format!("{LABEL_STATUS_NODE}={node}"))).await?;
-    for old in existing.items.iter().map(|o| o.name_any()).filter(|n| !desired.contains_key(n)) {
-        api.delete(&old, &DeleteParams::default()).await?;
+    let existing = api.list(&ListParams::default()).await?;
+    for old in stale_l2_statuses(node, &existing.items, desired) {
+        match api.delete(old, &DeleteParams::default()).await {
+            Ok(_) => {}
+            // Another speaker was first.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
     }
     let pp = PatchParams::apply("ferrolb-speaker").force();
     for (name, obj) in desired {
@@ -237,6 +275,19 @@ pub struct Options {
     pub policy: crate::dataplane::AnnouncePolicy,
     /// Label selector of the speaker pods (the membership peers).
     pub speaker_selector: String,
+    /// This speaker's Pod, the owner of its ServiceL2Status objects.
+    pub pod: Option<OwnerReference>,
+}
+
+/// The owner reference to a speaker Pod from its name and uid (downward API).
+pub fn pod_owner(name: Option<String>, uid: Option<String>) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: name.filter(|n| !n.is_empty())?,
+        uid: uid.filter(|u| !u.is_empty())?,
+        ..OwnerReference::default()
+    })
 }
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -323,6 +374,8 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
+                // Init comes before the list is even asked for.
+                Ok(watcher::Event::Init) => {}
                 Ok(_) => {
                     if readiness.done(&what) {
                         info!(watch = %what, "watch works again");
@@ -342,17 +395,33 @@ where
 
 /// Selects LoadBalancer Services on the API server where it can: `spec.type` is a field
 /// selector for Services only from Kubernetes 1.31 on; older API servers answer 400, and
-/// then every Service is watched and the others trimmed to nearly nothing here.
-async fn load_balancer_services(client: &Client) -> watcher::Config {
+/// then every Service is watched and the others trimmed to nearly nothing here. Asks until
+/// the API server answers either way (a denial says nothing about the selector).
+async fn load_balancer_services(client: &Client, readiness: &Readiness) -> watcher::Config {
+    const WHAT: &str = "the services watch";
     let cfg = watcher::Config::default();
     let selector = "spec.type=LoadBalancer";
     let probe = kube::api::ListParams::default().fields(selector).limit(1);
-    match Api::<Service>::all(client.clone()).list_metadata(&probe).await {
-        Err(kube::Error::Api(s)) if s.code == 400 => {
-            info!(reason = %s.message, "the API server cannot select Services by spec.type (before Kubernetes 1.31): filtering here");
-            cfg
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match Api::<Service>::all(client.clone()).list_metadata(&probe).await {
+            Ok(_) => {
+                readiness.done(WHAT);
+                return cfg.fields(selector);
+            }
+            Err(kube::Error::Api(s)) if s.code == 400 => {
+                readiness.done(WHAT);
+                info!(reason = %s.message, "the API server cannot select Services by spec.type (before Kubernetes 1.31): filtering here");
+                return cfg;
+            }
+            Err(e) => {
+                if readiness.wait_for(WHAT, e.to_string()) {
+                    warn!(watch = WHAT, error = %e, "cannot list or watch; retrying, not Ready until it works");
+                }
+            }
         }
-        _ => cfg.fields(selector),
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -371,11 +440,7 @@ fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> 
 }
 
 /// Serves until SIGTERM or SIGINT, with the in-cluster configuration (or kubeconfig).
-pub async fn run(
-    opts: Options,
-    metrics: Arc<Metrics>,
-    ready: Arc<Readiness>,
-) -> anyhow::Result<()> {
+pub async fn run(opts: Options, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
     run_with(client, opts, metrics, ready).await
 }
@@ -404,7 +469,7 @@ pub async fn run_with(
     let all = watcher::Config::default();
     let services = store_watch(
         Api::<Service>::all(client.clone()),
-        load_balancer_services(&client).await,
+        load_balancer_services(&client, &ready).await,
         trim::service,
         objects.clone(),
         ready.clone(),
@@ -430,7 +495,8 @@ pub async fn run_with(
         objects.clone(),
         ready.clone(),
     );
-    let nodes = store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone(), ready.clone());
+    let nodes =
+        store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone(), ready.clone());
     let pods = store_watch(
         Api::<Pod>::namespaced(client.clone(), &opts.namespace),
         all.labels(&opts.speaker_selector),
@@ -497,6 +563,7 @@ pub async fn run_with(
         Api::namespaced(client.clone(), &opts.namespace),
         opts.node_name.clone(),
         opts.namespace.clone(),
+        opts.pod.clone(),
     ));
     let new = speaker.set_plan(plan_now());
     cluster.set_plan(speaker.plan_digest());
@@ -573,6 +640,7 @@ async fn reporter(
     statuses: Api<ServiceL2Status>,
     node: String,
     namespace: String,
+    owner: Option<OwnerReference>,
 ) {
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // None: not yet in line with the API (forces the first sync, and retries after errors).
@@ -585,7 +653,7 @@ async fn reporter(
             Report::Retry => {}
         }
         if synced.as_ref() != Some(&wanted) {
-            let desired = l2_statuses(&node, &namespace, &wanted);
+            let desired = l2_statuses(&node, &namespace, owner.as_ref(), &wanted);
             match sync_l2_statuses(&statuses, &node, &desired).await {
                 Ok(()) => synced = Some(wanted.clone()),
                 Err(e) => {

@@ -45,6 +45,11 @@ enum Command {
         /// This node's address (on the host network, the pod IP), for membership.
         #[arg(long, env = "POD_IP")]
         pod_ip: std::net::IpAddr,
+        /// This speaker's Pod (downward API): the owner of its ServiceL2Status objects.
+        #[arg(long, env = "POD_NAME")]
+        pod_name: Option<String>,
+        #[arg(long, env = "POD_UID")]
+        pod_uid: Option<String>,
         #[arg(long, default_value_t = 7946)]
         cluster_port: u16,
         /// The membership keys (the mounted Secret; see --cluster-key-file of `standalone`).
@@ -168,7 +173,11 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-async fn serve_metrics(bind: SocketAddr, metrics: &Arc<Metrics>, ready: Arc<ferrolb_speaker::http::Readiness>) -> anyhow::Result<()> {
+async fn serve_metrics(
+    bind: SocketAddr,
+    metrics: &Arc<Metrics>,
+    ready: Arc<ferrolb_speaker::http::Readiness>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready);
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -190,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
             node_name,
             namespace,
             pod_ip,
+            pod_name,
+            pod_uid,
             cluster_port,
             cluster_key_file,
             speaker_selector,
@@ -214,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
                     refresh: None,
                 },
                 speaker_selector,
+                pod: ferrolb_speaker::k8s::pod_owner(pod_name, pod_uid),
             };
             ferrolb_speaker::k8s::run(opts, metrics, ready).await
         }

@@ -191,7 +191,10 @@ impl Cluster {
                 .arg(format!("--service-account-signing-key-file={}", d("sa.key")))
                 .arg("--service-account-issuer=https://kubernetes.default.svc")
                 .arg(format!("--token-auth-file={}", d("tokens.csv")))
-                .args(["--authorization-mode=Node,RBAC", "--service-cluster-ip-range=198.51.100.128/25,2001:db8:100::1:0/112"])
+                .args([
+                    "--authorization-mode=Node,RBAC",
+                    "--service-cluster-ip-range=198.51.100.128/25,2001:db8:100::1:0/112",
+                ])
                 .stdout(Stdio::null())
                 .stderr(log("apiserver.log"))
                 .spawn()
@@ -332,7 +335,17 @@ impl Cluster {
                 "containers": [{"name": "speaker", "image": "ghcr.io/ferrolb/ferrolb:0.1.0"}]}});
         self.apply(&pod.to_string());
         let status = serde_json::json!({"status": {"phase": "Running", "podIP": node_v4(i), "podIPs": [{"ip": node_v4(i)}, {"ip": node_v6(i)}], "hostIP": node_v4(i)}});
-        self.kubectl(&["patch", "pod", "-n", NAMESPACE, &name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+        self.kubectl(&[
+            "patch",
+            "pod",
+            "-n",
+            NAMESPACE,
+            &name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
         self.kubectl(&["get", "pod", "-n", NAMESPACE, &name, "-o", "jsonpath={.metadata.uid}"])
     }
 
@@ -368,7 +381,15 @@ impl Cluster {
             Duration::from_secs(30),
             || {
                 b64 = self
-                    .kubectl_ok(&["get", "secret", "-n", NAMESPACE, "ferrolb-memberlist", "-o", "jsonpath={.data.secretkey}"])
+                    .kubectl_ok(&[
+                        "get",
+                        "secret",
+                        "-n",
+                        NAMESPACE,
+                        "ferrolb-memberlist",
+                        "-o",
+                        "jsonpath={.data.secretkey}",
+                    ])
                     .unwrap_or_default();
                 !b64.is_empty()
             },
@@ -390,6 +411,8 @@ impl Cluster {
     pub fn speaker(&self, i: usize, key_file: &Path, extra: &[&str]) -> Process {
         let kubeconfig = self.service_account_kubeconfig("ferrolb-speaker");
         let log = self.dir.join(format!("{}.log", unique("speaker")));
+        let pod = format!("ferrolb-speaker-{}", node_name(i));
+        let uid = self.kubectl(&["get", "pod", "-n", NAMESPACE, &pod, "-o", "jsonpath={.metadata.uid}"]);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.nodes[i].name])
             .arg(env!("CARGO_BIN_EXE_ferrolb-speaker"))
@@ -399,7 +422,8 @@ impl Cluster {
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
             .env("NODE_NAME", node_name(i))
-            .env("POD_NAME", format!("ferrolb-speaker-{}", node_name(i)))
+            .env("POD_NAME", &pod)
+            .env("POD_UID", uid)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_IP", node_v4(i));
         Process::spawn(cmd, log, self.nodes[i].name.clone())
@@ -449,7 +473,11 @@ impl Cluster {
                 let s = &o["status"];
                 (
                     s["node"].as_str().unwrap_or_default().to_string(),
-                    format!("{}/{}", s["serviceNamespace"].as_str().unwrap_or_default(), s["serviceName"].as_str().unwrap_or_default()),
+                    format!(
+                        "{}/{}",
+                        s["serviceNamespace"].as_str().unwrap_or_default(),
+                        s["serviceName"].as_str().unwrap_or_default()
+                    ),
                 )
             })
             .collect();

@@ -163,10 +163,14 @@ fn metallb_sample_without_spec_announces_every_pool() {
 /// selectors match (speaker/layer2_controller.go:257, `l2AdsForService`, MetalLB 7938d3f).
 #[test]
 fn service_selectors_limit_what_an_advertisement_announces() {
-    let adv = POOL.replace("  ipAddressPools: [lan]\n", "  ipAddressPools: [lan]\n  serviceSelectors: [{matchLabels: {expose: lan}}]\n");
+    let adv = POOL.replace(
+        "  ipAddressPools: [lan]\n",
+        "  ipAddressPools: [lan]\n  serviceSelectors: [{matchLabels: {expose: lan}}]\n",
+    );
     let text = format!(
         "{adv}{}{}",
-        service("labelled", "metallb.io/loadBalancerIPs: 192.0.2.9", "").replace("  name: labelled\n", "  name: labelled\n  labels: {expose: lan}\n"),
+        service("labelled", "metallb.io/loadBalancerIPs: 192.0.2.9", "")
+            .replace("  name: labelled\n", "  name: labelled\n  labels: {expose: lan}\n"),
         service("plain", "metallb.io/loadBalancerIPs: 192.0.2.10", "")
     );
     let loaded = load("selectors.yaml", &text).unwrap();

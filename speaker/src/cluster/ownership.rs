@@ -52,7 +52,14 @@ fn assign_by_service(
     let mut first: HashMap<&str, usize> = HashMap::new();
     for (i, c) in plan.candidates.iter().enumerate() {
         for s in &c.services {
-            first.entry(s).and_modify(|f| if ips[i] < ips[*f] { *f = i }).or_insert(i);
+            first
+                .entry(s)
+                .and_modify(|f| {
+                    if ips[i] < ips[*f] {
+                        *f = i
+                    }
+                })
+                .or_insert(i);
         }
     }
     let anchor: Vec<usize> =
