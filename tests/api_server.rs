@@ -124,6 +124,12 @@ fn fresh_install_with_metallb_sample(version: &str) {
     let want = vec![(node_name(owner4), "default/web".to_string())];
     let ok = apiserver::poll(Duration::from_secs(15), || c.l2_statuses() == want);
     assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
+    // The kubelet probes the node's address: on a single-stack IPv6 node, the IPv6 one.
+    for i in 0..3 {
+        let url = format!("http://[{}]:7472/readyz", apiserver::node_v6(i));
+        let out = c.client.exec(&["curl", "-s", "--max-time", "2", &url]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ready", "{url}");
+    }
 }
 
 /// Waits until the ServiceL2Status objects are exactly `want` (node, Service).
@@ -223,6 +229,37 @@ fn owner_crash_and_graceful_stop_leave_one_status(version: &str) {
     wait_statuses(c, &[(node_name(third), svc)]);
 }
 
+/// User story 6: speakers that start before the controller has created the membership
+/// Secret are not held back by the mount (the volume is optional): they wait for the key,
+/// not Ready, saying so, and go on once the kubelet fills the volume in.
+fn speakers_started_before_the_membership_secret_wait_for_it(version: &str) {
+    let Some(c) = Cluster::start(version, 1) else { return };
+    c.install();
+    let ds = c.get_json(&["daemonset", "-n", NAMESPACE, "ferrolb-speaker"]);
+    let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().expect("volumes").clone();
+    let memberlist = volumes.iter().find(|v| v["name"] == "memberlist").expect("the memberlist volume");
+    assert_eq!(memberlist["secret"]["optional"], true, "a required Secret volume holds the Pod in ContainerCreating");
+    c.add_node(0, &[]);
+    c.add_speaker_pod(0);
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let mounted = c.dir.join("mounted-secretkey");
+    let speaker = c.speaker(0, &mounted, &[]);
+    wait_for(
+        "/readyz to say it waits for the membership key",
+        Duration::from_secs(20),
+        || {
+            let (code, body) = speaker.http("/readyz");
+            code == 503 && body.contains("membership key") && body.contains("ferrolb-memberlist")
+        },
+        || speaker.log_tail(),
+    );
+    assert!(speaker.log_text().lines().any(|l| l.contains("WARN") && l.contains("waiting for the membership key")));
+    let controller = c.controller("ferrolb-controller-0");
+    std::fs::copy(c.memberlist_key_file(), &mounted).expect("the kubelet's copy");
+    wait_ready(std::slice::from_ref(&speaker));
+    drop(controller);
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -234,4 +271,5 @@ on_both_versions!(
     fresh_install_with_metallb_sample,
     rbac_denial_is_reported_and_recovers,
     owner_crash_and_graceful_stop_leave_one_status,
+    speakers_started_before_the_membership_secret_wait_for_it,
 );

@@ -134,6 +134,18 @@ pub fn metrics_router(registry: Arc<Registry>) -> axum::Router {
     )
 }
 
+/// The metrics and probe listener. The default, `[::]`, takes both families (the kubelet
+/// probes a single-stack IPv6 node on its IPv6 address); where IPv6 is off in the
+/// kernel it falls back to `0.0.0.0`.
+pub async fn listen(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(bind).await {
+        Err(e) if bind.ip() == std::net::Ipv6Addr::UNSPECIFIED && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, bind.port())).await
+        }
+        other => other,
+    }
+}
+
 /// Makes a round's writes.
 pub struct Writer {
     client: Client,

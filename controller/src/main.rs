@@ -36,7 +36,7 @@ enum Command {
         /// Serve Services of this `loadBalancerClass` (default: those without a class).
         #[arg(long)]
         lb_class: Option<String>,
-        #[arg(long, default_value = "0.0.0.0:7472")]
+        #[arg(long, default_value = "[::]:7472")]
         metrics_bind: std::net::SocketAddr,
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -148,7 +148,7 @@ fn run(
             kube::Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
         let metrics = Arc::new(ferrolb_controller::k8s::Metrics::default());
         let registry = Arc::new(metrics.registry());
-        let listener = tokio::net::TcpListener::bind(metrics_bind)
+        let listener = ferrolb_controller::k8s::listen(metrics_bind)
             .await
             .with_context(|| format!("cannot listen on {metrics_bind}"))?;
         let app = ferrolb_controller::k8s::metrics_router(registry);

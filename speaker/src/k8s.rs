@@ -439,6 +439,37 @@ fn service_ref(services: &Store<Service>, key: &str) -> Option<ObjectReference> 
     })
 }
 
+/// Waits until the membership key file can be read. The Secret volume is optional, so
+/// the Pod starts before the controller has created the Secret; the kubelet fills the
+/// volume in later.
+async fn wait_for_key_file(path: &std::path::Path, readiness: &Readiness) {
+    const WHAT: &str = "the membership key";
+    loop {
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|k| cluster::wire::Keyring::parse(&k).map(|_| ()).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {
+                if readiness.done(WHAT) {
+                    info!(file = %path.display(), "membership key found");
+                }
+                return;
+            }
+            Err(e) => {
+                let why = format!(
+                    "{}: {e} (the controller creates Secret {} on its first start)",
+                    path.display(),
+                    ferrolb_controller::k8s::MEMBERLIST_SECRET
+                );
+                if readiness.wait_for(WHAT, why.clone()) {
+                    warn!("waiting for {WHAT}: {why}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, with the in-cluster configuration (or kubeconfig).
 pub async fn run(opts: Options, metrics: Arc<Metrics>, ready: Arc<Readiness>) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
@@ -524,6 +555,7 @@ pub async fn run_with(
             .map(|ip| SocketAddr::new(ip, port))
             .collect()
     };
+    wait_for_key_file(&opts.key_file, &ready).await;
     let cluster_opts = cluster::Options {
         bind: opts.bind,
         join: seeds(&pods),

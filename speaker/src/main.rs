@@ -57,7 +57,7 @@ enum Command {
         cluster_key_file: PathBuf,
         #[arg(long, default_value = "app.kubernetes.io/name=ferrolb,app.kubernetes.io/component=speaker")]
         speaker_selector: String,
-        #[arg(long, default_value = "0.0.0.0:7472")]
+        #[arg(long, default_value = "[::]:7472")]
         metrics_bind: SocketAddr,
         #[arg(long)]
         lb_class: Option<String>,
@@ -77,7 +77,7 @@ enum Command {
         /// Extra node labels for L2Advertisement nodeSelectors (key=value, repeatable).
         #[arg(long = "node-label", value_parser = parse_label)]
         node_labels: Vec<(String, String)>,
-        #[arg(long, default_value = "0.0.0.0:7472")]
+        #[arg(long, default_value = "[::]:7472")]
         metrics_bind: SocketAddr,
         #[command(flatten)]
         announce: AnnounceArgs,
@@ -178,7 +178,7 @@ async fn serve_metrics(
     metrics: &Arc<Metrics>,
     ready: Arc<ferrolb_speaker::http::Readiness>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = ferrolb_controller::k8s::listen(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(())
