@@ -491,9 +491,13 @@ pub fn allocate_all(config: &ferrolb_proto::Config, lb_class: Option<&str>) -> A
         }
         mine
     });
-    let (mut holding, asking): (Vec<_>, Vec<_>) = ours.partition(|s| !s.ingress_ips.is_empty());
-    // Of two Services claiming one address, the older keeps it (stable: file order next).
-    holding.sort_by(|a, b| a.created.cmp(&b.created));
+    let (mut holding, mut asking): (Vec<_>, Vec<_>) = ours.partition(|s| !s.ingress_ips.is_empty());
+    // Of two Services claiming one address, the older keeps it; those waiting are served in
+    // creation order, so a burst gets predictable addresses. Services of one second (the
+    // API's resolution) go by namespace/name; without timestamps (a file), file order.
+    let order = |s: &&LoadBalancerService| (s.created.clone(), s.created.is_some().then(|| s.key()));
+    holding.sort_by_key(order);
+    asking.sort_by_key(order);
     for svc in holding.into_iter().chain(asking) {
         let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
         match allocator.assign(svc, labels) {

@@ -297,3 +297,25 @@ fn a_controller_restarted_while_a_pool_is_broken_keeps_its_addresses() {
     let snap = applied(snap, &w);
     assert_eq!(before, ["web", "db"].iter().map(|n| ingress(&snap, n)).collect::<Vec<_>>());
 }
+
+/// Services waiting in one round (a `kubectl apply` of many) get addresses in creation
+/// order, then by namespace/name for Services created in the same second, whatever order
+/// the informer's store lists them in.
+#[test]
+fn a_burst_is_allocated_in_creation_order_then_by_name() {
+    let svc = |name: &str, created: &str| service(name, created, "  annotations: {}\n");
+    let services = vec![
+        svc("c", "2026-01-01T00:00:05Z"),
+        svc("late", "2026-01-01T00:00:09Z"),
+        svc("a", "2026-01-01T00:00:05Z"),
+        svc("b", "2026-01-01T00:00:05Z"),
+    ];
+    let mut big = lan_pool();
+    big.spec.addresses = vec!["198.51.100.10-198.51.100.20".into()];
+    let writes = plan(&snapshot(vec![big], services), &settings(), &mut Memory::default());
+    let mut got: Vec<(String, String)> =
+        writes.services.iter().map(|w| (w.name.clone(), w.ingress[0].to_string())).collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "late"], "{got:?}");
+}
