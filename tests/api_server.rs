@@ -260,6 +260,45 @@ fn speakers_started_before_the_membership_secret_wait_for_it(version: &str) {
     drop(controller);
 }
 
+/// User story 5: two controller replicas; SIGTERM to the leader releases the Lease and
+/// the standby carries on at once; a killed leader's Lease is taken once it expires
+/// (judged on the standby's own clock). No address moves at any step.
+fn controller_handover_moves_no_address(version: &str) {
+    let Some(s) = setup(version, 1) else { return };
+    let c = &s.cluster;
+    let mut leader = s.controller;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    c.apply(&service("web", false));
+    let web = c.wait_ingress("default", "web", 1, &leader);
+    let mut standby = c.controller("ferrolb-controller-1");
+    wait_for(
+        "the second replica to stand by",
+        Duration::from_secs(20),
+        || standby.log_text().contains("standing by"),
+        || standby.log_tail(),
+    );
+    let holder =
+        || c.kubectl(&["get", "lease", "-n", NAMESPACE, "ferrolb-controller", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder(), "ferrolb-controller-0");
+
+    let t = std::time::Instant::now();
+    leader.stop("TERM");
+    assert_ne!(holder(), "ferrolb-controller-0", "SIGTERM released the Lease");
+    c.apply(&service("web2", false));
+    c.wait_ingress("default", "web2", 1, &standby);
+    let handover = t.elapsed();
+    assert!(handover < Duration::from_secs(10), "the standby took over in {handover:?}, not at once");
+
+    standby.stop("KILL");
+    let third = c.controller("ferrolb-controller-2");
+    c.apply(&service("web3", false));
+    let t = std::time::Instant::now();
+    c.wait_ingress("default", "web3", 1, &third);
+    eprintln!("after a killed leader, allocation resumed in {:?} (Lease 15 s)", t.elapsed());
+    assert_eq!(c.ingress("default", "web"), web, "no address moved");
+    assert!(c.events("default", "ClearAssignment").is_empty(), "{:?}", c.events("default", "ClearAssignment"));
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -272,4 +311,5 @@ on_both_versions!(
     rbac_denial_is_reported_and_recovers,
     owner_crash_and_graceful_stop_leave_one_status,
     speakers_started_before_the_membership_secret_wait_for_it,
+    controller_handover_moves_no_address,
 );

@@ -154,11 +154,24 @@ fn run(
         let app = ferrolb_controller::k8s::metrics_router(registry);
         tokio::spawn(async move { axum::serve(listener, app).await });
         let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ferrolb-controller-{}", std::process::id()));
-        ferrolb_controller::k8s::lead(client.clone(), namespace.clone(), me).await;
-        ferrolb_controller::k8s::ensure_memberlist_secret(&client, &namespace).await?;
-        let settings = ferrolb_controller::reconcile::Settings { namespace, lb_class };
-        ferrolb_controller::k8s::run(client, settings, metrics).await?;
-        Ok(())
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let work = async {
+            ferrolb_controller::k8s::lead(client.clone(), namespace.clone(), me.clone()).await;
+            ferrolb_controller::k8s::ensure_memberlist_secret(&client, &namespace).await?;
+            let settings = ferrolb_controller::reconcile::Settings { namespace: namespace.clone(), lb_class };
+            ferrolb_controller::k8s::run(client.clone(), settings, metrics).await?;
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            r = work => r,
+            _ = term.recv() => {
+                // A standby takes over at once instead of after the Lease expires.
+                if let Err(e) = ferrolb_controller::k8s::release(&client, &namespace, &me).await {
+                    tracing::warn!(error = %e, "leader Lease not released; a standby takes over when it expires");
+                }
+                Ok(())
+            }
+        }
     })
 }
 

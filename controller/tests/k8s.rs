@@ -252,20 +252,32 @@ async fn the_membership_key_secret_is_created_once_with_a_random_key() {
 
 #[tokio::test]
 async fn of_two_replicas_taking_an_expired_lease_the_one_that_loses_the_race_waits() {
-    use ferrolb_controller::k8s::{LeaseAction, lease_action, try_lead};
+    use ferrolb_controller::k8s::{LeaseAction, Observed, lease_action, try_lead};
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-    let now: k8s_openapi::jiff::Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
-    let held = |secs_ago: i64| LeaseSpec {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    // The holder's clock is a year off: only changes of the record, timed locally, count.
+    let renewed: k8s_openapi::jiff::Timestamp = "2020-01-01T00:00:00Z".parse().unwrap();
+    let held = |at: k8s_openapi::jiff::Timestamp| LeaseSpec {
         holder_identity: Some("other".into()),
         lease_duration_seconds: Some(15),
-        renew_time: Some(MicroTime(now - k8s_openapi::jiff::SignedDuration::from_secs(secs_ago))),
+        renew_time: Some(MicroTime(at)),
         ..Default::default()
     };
-    assert_eq!(lease_action(None, "me", now), LeaseAction::Take);
-    assert_eq!(lease_action(Some(&held(5)), "me", now), LeaseAction::Wait);
-    assert_eq!(lease_action(Some(&held(30)), "me", now), LeaseAction::Take, "expired");
-    assert_eq!(lease_action(Some(&held(5)), "other", now), LeaseAction::Take, "renewing our own");
+    let mut seen = None;
+    assert_eq!(lease_action(None, "me", &mut seen, t0), LeaseAction::Take);
+    assert_eq!(lease_action(Some(&held(renewed)), "me", &mut seen, t0), LeaseAction::Wait, "first sight: wait");
+    let later = t0 + Duration::from_secs(10);
+    assert_eq!(lease_action(Some(&held(renewed)), "me", &mut seen, later), LeaseAction::Wait, "not yet expired");
+    let renewed_again = renewed + k8s_openapi::jiff::SignedDuration::from_secs(1);
+    let expired = t0 + Duration::from_secs(16);
+    assert_eq!(lease_action(Some(&held(renewed_again)), "me", &mut seen, expired), LeaseAction::Wait, "renewed: alive");
+    let much_later = expired + Duration::from_secs(16);
+    assert_eq!(lease_action(Some(&held(renewed_again)), "me", &mut seen, much_later), LeaseAction::Take, "expired");
+    assert_eq!(lease_action(Some(&held(renewed)), "other", &mut None, t0), LeaseAction::Take, "renewing our own");
+    let released = LeaseSpec { holder_identity: None, ..held(renewed) };
+    assert_eq!(lease_action(Some(&released), "me", &mut None, t0), LeaseAction::Take, "released");
 
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
@@ -290,6 +302,11 @@ async fn of_two_replicas_taking_an_expired_lease_the_one_that_loses_the_race_wai
         assert_eq!(body["spec"]["holderIdentity"], "me");
         respond(send, StatusCode::CONFLICT, conflict());
     });
-    assert!(!try_lead(&client, "metallb-system", "me").await.unwrap(), "the other replica won");
+    // Seen unchanged for longer than its duration: expired.
+    let mut observed = Some(Observed {
+        record: "old@Some(2020-01-01T00:00:00Z)".into(),
+        at: Instant::now().checked_sub(Duration::from_secs(20)).unwrap(),
+    });
+    assert!(!try_lead(&client, "metallb-system", "me", &mut observed).await.unwrap(), "the other replica won");
     server.await.unwrap();
 }
