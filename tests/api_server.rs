@@ -299,6 +299,123 @@ fn controller_handover_moves_no_address(version: &str) {
     assert!(c.events("default", "ClearAssignment").is_empty(), "{:?}", c.events("default", "ClearAssignment"));
 }
 
+/// MetalLB v0.15.3's own install manifest, unchanged.
+const METALLB_V0_15_3: &str = include_str!("fixtures/metallb/metallb-native-v0.15.3.yaml");
+
+/// The numbered steps of `docs/migration.md`'s "Switching over" that are commands, as
+/// written there (between "## Switching over" and the next heading).
+fn migration_commands() -> Vec<String> {
+    let doc = std::fs::read_to_string(apiserver::root().join("docs/migration.md")).expect("docs/migration.md");
+    let section = doc.split("## Switching over").nth(1).expect("a Switching over section");
+    let section = section.split("\n## ").next().unwrap();
+    section.lines().filter_map(|l| l.trim().strip_prefix("$ ")).map(str::to_string).collect()
+}
+
+/// User story 7: migration over an installed MetalLB (v0.15.3's manifest: its CRDs and its
+/// ValidatingWebhookConfiguration with `failurePolicy: Fail`; its pods never run here),
+/// following `docs/migration.md` literally. Pools, advertisements and Service addresses
+/// survive; editing a pool afterwards works; v0.16's `serviceSelectors` survive our CRD.
+fn migration_over_metallb_keeps_everything(version: &str) {
+    let Some(c) = Cluster::start(version, 1) else { return };
+    c.apply(METALLB_V0_15_3);
+    // MetalLB's pods would answer its webhook; here none run, so the objects MetalLB's
+    // users made are created with the webhook configuration out of the way, then it is
+    // put back as MetalLB's manifest has it.
+    c.kubectl(&["delete", "validatingwebhookconfiguration", "metallb-webhook-configuration"]);
+    let l2_with_selectors = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: selected, namespace: metallb-system}\nspec:\n  ipAddressPools: [example]\n";
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    c.apply(l2_with_selectors);
+    c.apply(METALLB_V0_15_3);
+    let blocked = c.kubectl_stdin(&["apply", "-f", "-"], Some(&POOL.replace("name: lan", "name: probe")));
+    assert!(blocked.is_err(), "with MetalLB's webhook and no MetalLB pods, pool edits are refused: {blocked:?}");
+    // A Service that MetalLB's controller gave an address.
+    c.apply(&service("web", false));
+    let patch = r#"{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.70","ipMode":"VIP"}]}}}"#;
+    c.kubectl(&["patch", "service", "-n", "default", "web", "--subresource=status", "--type=merge", "-p", patch]);
+    c.kubectl(&["annotate", "service", "-n", "default", "web", "metallb.io/ip-allocated-from-pool=example"]);
+
+    let commands = migration_commands();
+    assert!(commands.iter().any(|c| c.contains("kubectl apply -k manifests/")), "{commands:?}");
+    for command in &commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "kubectl", "a step that is not kubectl: {command}");
+        let args: Vec<String> = words[1..]
+            .iter()
+            .map(|w| {
+                if *w == "manifests/" {
+                    apiserver::root().join("manifests").display().to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Err(e) = c.kubectl_ok(&args) {
+            panic!("docs/migration.md step `{command}` failed: {e}");
+        }
+    }
+    // What the user had is still there.
+    assert_eq!(c.ingress("default", "web"), ["198.51.100.70"]);
+    let pools = c.kubectl(&["get", "ipaddresspools.metallb.io", "-n", NAMESPACE, "-o", "name"]);
+    assert!(pools.contains("example"), "{pools}");
+    let advs = c.kubectl(&["get", "l2advertisements.metallb.io", "-n", NAMESPACE, "-o", "name"]);
+    assert!(advs.contains("empty") && advs.contains("selected"), "{advs}");
+    // Nothing left behind blocks editing a pool.
+    c.apply(&POOL);
+    c.kubectl(&[
+        "patch",
+        "ipaddresspool.metallb.io",
+        "-n",
+        NAMESPACE,
+        "example",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoAssign":true}}"#,
+    ]);
+    // MetalLB v0.16's serviceSelectors are kept by our CRD, not pruned.
+    c.apply(&format!("{l2_with_selectors}  serviceSelectors: [{{matchLabels: {{expose: lan}}}}]\n"));
+    let kept = c.kubectl(&[
+        "get",
+        "l2advertisement.metallb.io",
+        "-n",
+        NAMESPACE,
+        "selected",
+        "-o",
+        "jsonpath={.spec.serviceSelectors[0].matchLabels.expose}",
+    ]);
+    assert_eq!(kept, "lan");
+
+    // And FerroLB serves them: the controller keeps the address it finds.
+    let controller = c.controller("ferrolb-controller-0");
+    c.apply(&service("new", false));
+    c.wait_ingress("default", "new", 1, &controller);
+    assert_eq!(c.ingress("default", "web"), ["198.51.100.70"], "the migrated address stays");
+}
+
+/// User story 8: another writer of `status.loadBalancer.ingress` (K3s's ServiceLB left
+/// enabled writes the node's address there): the controller says so (Event, log, metric)
+/// and does not write its own address back.
+fn another_ingress_writer_is_reported_not_fought(version: &str) {
+    let Some(s) = setup(version, 1) else { return };
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    c.apply(&service("web", false));
+    c.wait_ingress("default", "web", 1, &s.controller);
+    let node_ip = apiserver::node_v4(0);
+    let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{node_ip}","ipMode":"VIP"}}]}}}}}}"#);
+    c.kubectl(&["patch", "service", "-n", "default", "web", "--subresource=status", "--type=merge", "-p", &patch]);
+    wait_for(
+        "a ForeignIngress Event",
+        Duration::from_secs(15),
+        || !c.events("default", "ForeignIngress").is_empty(),
+        || s.controller.log_tail(),
+    );
+    assert!(s.controller.log_text().lines().any(|l| l.contains("WARN") && l.contains("ForeignIngress")));
+    assert_eq!(s.controller.metric("ferrolb_controller_foreign_ingress_services", ""), 1.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.ingress("default", "web"), [node_ip], "FerroLB wrote its address back");
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -312,4 +429,6 @@ on_both_versions!(
     owner_crash_and_graceful_stop_leave_one_status,
     speakers_started_before_the_membership_secret_wait_for_it,
     controller_handover_moves_no_address,
+    migration_over_metallb_keeps_everything,
+    another_ingress_writer_is_reported_not_fought,
 );

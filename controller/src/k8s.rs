@@ -48,6 +48,7 @@ pub struct Metrics {
     pub update_errors: Counter,
     pub config_loaded: Gauge,
     pub config_stale: Gauge,
+    pub foreign_ingress: Gauge,
     pub in_use: Family<PoolLabel, Gauge>,
     pub total: Family<PoolLabel, Gauge>,
     pub in_use_v4: Family<PoolLabel, Gauge>,
@@ -77,6 +78,11 @@ impl Metrics {
             m.config_stale.clone(),
         );
         r.register(
+            "ferrolb_controller_foreign_ingress_services",
+            "LoadBalancer Services whose status another load balancer writes (left alone)",
+            m.foreign_ingress.clone(),
+        );
+        r.register(
             "metallb_allocator_addresses_in_use_total",
             "Number of IP addresses in use, per pool",
             m.in_use.clone(),
@@ -104,6 +110,7 @@ impl Metrics {
     fn record(&self, writes: &Writes) {
         self.config_loaded.set(1);
         self.config_stale.set(i64::from(writes.stale));
+        self.foreign_ingress.set(writes.foreign as i64);
         for family in [&self.in_use, &self.total, &self.in_use_v4, &self.total_v4, &self.in_use_v6, &self.total_v6] {
             family.clear();
         }
@@ -204,6 +211,14 @@ impl Writer {
             }
         }
         for e in &writes.events {
+            if e.kind == EventKind::Warning {
+                let object = format!(
+                    "{}/{}",
+                    e.regarding.namespace.as_deref().unwrap_or_default(),
+                    e.regarding.name.as_deref().unwrap_or_default()
+                );
+                warn!(reason = e.reason, object = %object, "{}", e.note);
+            }
             let event = Event {
                 type_: match e.kind {
                     EventKind::Normal => EventType::Normal,

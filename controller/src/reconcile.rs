@@ -41,6 +41,8 @@ pub struct Snapshot {
 pub struct Memory {
     last_good: BTreeMap<String, Pool>,
     said: HashMap<String, String>,
+    /// Per Service, the ingress this controller last wrote (or found in place).
+    written: HashMap<String, Vec<IpAddr>>,
 }
 
 /// New status and pool annotation for one Service.
@@ -84,6 +86,8 @@ pub struct Writes {
     pub usage: Vec<(String, PoolUsage)>,
     /// A pool is rejected and an older version (or nothing) serves in its place.
     pub stale: bool,
+    /// Services whose ingress another load balancer writes (left alone).
+    pub foreign: usize,
 }
 
 fn reference(
@@ -140,12 +144,31 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
         })
         .map(|(_, s)| s.key())
         .collect();
+    // Another load balancer writes these Services' ingress (K3s's ServiceLB left enabled
+    // writes node addresses): addresses no pool covers that this controller did not write
+    // (no pool annotation, or not what it last wrote). Fighting over the status would
+    // flap the Service; it is reported and left alone instead.
+    let foreign: HashSet<String> = services
+        .iter()
+        .filter(|(_, s)| {
+            let key = s.key();
+            s.is_load_balancer()
+                && s.load_balancer_class.as_deref() == settings.lb_class.as_deref()
+                && !kept.contains(&key)
+                && !s.ingress_ips.is_empty()
+                && s.ingress_ips.iter().all(|ip| !pools.iter().any(|p| p.contains(*ip)))
+                && (!s.annotations.contains_key(ANNOTATION_ALLOCATED_FROM_POOL)
+                    || memory.written.get(&key).is_some_and(|w| *w != s.ingress_ips))
+        })
+        .map(|(_, s)| s.key())
+        .collect();
+    w.foreign = foreign.len();
     let config = Config {
         pools: pools.clone(),
         l2_advertisements: Vec::new(),
         services: services
             .iter()
-            .filter(|(_, s)| s.is_load_balancer() && !kept.contains(&s.key()))
+            .filter(|(_, s)| s.is_load_balancer() && !kept.contains(&s.key()) && !foreign.contains(&s.key()))
             .map(|(_, s)| s.clone())
             .collect(),
         namespaces: snapshot.namespaces.clone(),
@@ -179,6 +202,19 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                 EventSpec { regarding: regarding.clone(), kind: EventKind::Normal, reason: "ClearAssignment", note },
             );
             (Vec::new(), None)
+        } else if foreign.contains(&key) {
+            let note = format!(
+                "status.loadBalancer.ingress holds {:?}, which no pool covers and FerroLB did not write: another load \
+                 balancer writes it (K3s's ServiceLB? start K3s with --disable=servicelb, or give the Service a \
+                 loadBalancerClass). FerroLB leaves this Service alone",
+                svc.ingress_ips
+            );
+            memory.say(
+                &mut w.events,
+                format!("svc:{key}"),
+                EventSpec { regarding, kind: EventKind::Warning, reason: "ForeignIngress", note },
+            );
+            continue;
         } else if kept.contains(&key) {
             let pool = current_pool.unwrap_or_default();
             let note = format!(
@@ -246,6 +282,11 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                 },
             );
         }
+        if ingress.is_empty() {
+            memory.written.remove(&key);
+        } else {
+            memory.written.insert(key.clone(), ingress.clone());
+        }
         if ingress != svc.ingress_ips || pool != current_pool {
             w.services.push(ServiceWrite {
                 namespace: svc.namespace.clone(),
@@ -259,6 +300,7 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
     // Services gone: forget what we said, so a new one of the same name starts afresh.
     let live: HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
     memory.said.retain(|k, _| !k.starts_with("svc:") || live.contains(k));
+    memory.written.retain(|k, _| live.contains(&format!("svc:{k}")));
 
     for p in &pools {
         w.usage.push((p.name.clone(), allocation.allocator.usage(&p.name).unwrap_or_default()));

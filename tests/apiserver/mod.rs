@@ -362,14 +362,17 @@ impl Cluster {
         let kubeconfig = self.service_account_kubeconfig("ferrolb-controller");
         let bin = sibling_binary("ferrolb-controller");
         let log = self.dir.join(format!("{}.log", unique(pod_name)));
+        // Replicas share the API namespace: a port each.
+        static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(17472);
+        let port = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.api.name])
             .arg(bin)
-            .args(["run", "--log-level", "debug", "--metrics-bind", "127.0.0.1:0"])
+            .args(["run", "--log-level", "debug", "--metrics-bind", &format!("127.0.0.1:{port}")])
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_NAME", pod_name);
-        Process::spawn(cmd, log, String::new())
+        Process::spawn(cmd, log, self.api.name.clone(), port)
     }
 
     /// The membership key as the controller created it (the Secret the speakers mount).
@@ -426,7 +429,7 @@ impl Cluster {
             .env("POD_UID", uid)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_IP", node_v4(i));
-        Process::spawn(cmd, log, self.nodes[i].name.clone())
+        Process::spawn(cmd, log, self.nodes[i].name.clone(), 7472)
     }
 
     /// Every MAC that answers ARP for `ip` from the client.
@@ -517,15 +520,16 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 pub struct Process {
     child: Option<KillOnDrop>,
     pub log: PathBuf,
-    /// The namespace it runs in, for its HTTP endpoint (empty: the API namespace).
+    /// The namespace it runs in and its HTTP port.
     ns: String,
+    port: u16,
 }
 
 impl Process {
-    fn spawn(mut cmd: Command, log: PathBuf, ns: String) -> Process {
+    fn spawn(mut cmd: Command, log: PathBuf, ns: String, port: u16) -> Process {
         let file = std::fs::File::create(&log).expect("log file");
         let child = cmd.stdout(Stdio::null()).stderr(file).spawn().expect("start a FerroLB binary");
-        Process { child: Some(KillOnDrop(child)), log, ns }
+        Process { child: Some(KillOnDrop(child)), log, ns, port }
     }
 
     pub fn pid(&self) -> u32 {
@@ -550,11 +554,11 @@ impl Process {
         lines[lines.len().saturating_sub(80)..].join("\n")
     }
 
-    /// GET on the speaker's HTTP port (7472) in its namespace: status code and body.
+    /// GET on its HTTP port in its namespace: status code and body.
     pub fn http(&self, path: &str) -> (u16, String) {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns, "curl", "-s", "--max-time", "2", "-w", "\n%{http_code}"])
-            .arg(format!("http://127.0.0.1:7472{path}"))
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
             .output()
             .expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -564,5 +568,10 @@ impl Process {
 
     pub fn ready(&self) -> bool {
         self.http("/readyz").0 == 200
+    }
+
+    /// One sample of its metrics (0 when absent).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        crate::netns::sample(&self.http("/metrics").1, name, labels).unwrap_or(0.0)
     }
 }

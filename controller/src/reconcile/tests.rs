@@ -319,3 +319,33 @@ fn a_burst_is_allocated_in_creation_order_then_by_name() {
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["a", "b", "c", "late"], "{got:?}");
 }
+
+/// K3s's ServiceLB left enabled rewrites the status with node addresses: the controller
+/// reports it once and leaves the Service alone instead of writing its address back each
+/// round (a fight that flaps the Service).
+#[test]
+fn another_writer_of_the_ingress_is_reported_not_fought() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-01-01T00:00:00Z", "")]);
+    let writes = plan(&snap, &settings(), &mut memory);
+    assert_eq!(writes.services[0].ingress, ["198.51.100.10".parse::<IpAddr>().unwrap()]);
+    let mut snap = applied(snap, &writes);
+    // ServiceLB writes the node's address over it.
+    snap.services[0].status.as_mut().unwrap().load_balancer.as_mut().unwrap().ingress =
+        Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+            ip: Some("203.0.113.5".into()),
+            ..Default::default()
+        }]);
+    let writes = plan(&snap, &settings(), &mut memory);
+    assert!(writes.services.is_empty(), "no write back: {:?}", writes.services);
+    assert_eq!(reasons(&writes), ["ForeignIngress"]);
+    assert_eq!(writes.foreign, 1);
+    let again = plan(&snap, &settings(), &mut memory);
+    assert!(again.services.is_empty() && again.events.is_empty(), "said once: {:?}", again.events);
+    // Found so by a controller that never wrote it (no pool annotation): the same.
+    let mut found = snap.services[0].clone();
+    found.metadata.annotations = None;
+    let fresh = plan(&snapshot(vec![lan_pool()], vec![found]), &settings(), &mut Memory::default());
+    assert!(fresh.services.is_empty(), "{:?}", fresh.services);
+    assert_eq!(reasons(&fresh), ["ForeignIngress"]);
+}
