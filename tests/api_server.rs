@@ -121,6 +121,9 @@ fn fresh_install_with_metallb_sample(version: &str) {
     let owner4 = sole_owner(c, &ips[0], &speakers);
     let owner6 = sole_owner(c, &ips[1], &speakers);
     assert_eq!(owner4, owner6, "one node announces both addresses of a Service");
+    let assigned = c.events("default", "nodeAssigned");
+    assert_eq!(assigned.len(), 1, "one nodeAssigned for the Service: {assigned:?}");
+    assert!(assigned[0].1.contains(&ips[0]) && assigned[0].1.contains(&ips[1]), "{assigned:?}");
     let want = vec![(node_name(owner4), "default/web".to_string())];
     let ok = apiserver::poll(Duration::from_secs(15), || c.l2_statuses() == want);
     assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
@@ -416,6 +419,54 @@ fn another_ingress_writer_is_reported_not_fought(version: &str) {
     assert_eq!(c.ingress("default", "web"), [node_ip], "FerroLB wrote its address back");
 }
 
+/// User story 9: kube-proxy in IPVS mode without strictARP, then fixed: the speaker says
+/// so (metric, a Warning Event on its Node that `kubectl describe node` shows, i.e. with
+/// the Node's uid) and clears the metric once fixed, without a restart.
+fn kube_proxy_ipvs_without_strict_arp_then_fixed(version: &str) {
+    let Some(s) = setup(version, 1) else { return };
+    let c = &s.cluster;
+    let kube_proxy = |strict: bool| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kube-proxy, namespace: kube-system}}\ndata:\n  config.conf: |\n    mode: ipvs\n    ipvs:\n      strictARP: {strict}\n"
+        )
+    };
+    c.apply(&kube_proxy(false));
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let speaker = c.speaker(0, &s.key, &[]);
+    wait_for(
+        "the strictARP metric",
+        Duration::from_secs(20),
+        || speaker.metric("ferrolb_kube_proxy_strict_arp_missing", "") == 1.0,
+        || speaker.log_tail(),
+    );
+    let uid = c.kubectl(&["get", "node", &node_name(0), "-o", "jsonpath={.metadata.uid}"]);
+    let mut on_node = Vec::new();
+    wait_for(
+        "a StrictARPMissing Event on the Node",
+        Duration::from_secs(10),
+        || {
+            let v = c.get_json(&["events", "-n", "default"]);
+            on_node = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["reason"] == "StrictARPMissing")
+                .map(|e| e["involvedObject"]["uid"].as_str().unwrap_or_default().to_string())
+                .collect();
+            !on_node.is_empty()
+        },
+        || speaker.log_tail(),
+    );
+    assert_eq!(on_node, [uid], "the Event names the Node by uid");
+    c.apply(&kube_proxy(true));
+    wait_for(
+        "the metric to clear",
+        Duration::from_secs(20),
+        || speaker.metric("ferrolb_kube_proxy_strict_arp_missing", "") == 0.0,
+        || speaker.log_tail(),
+    );
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -431,4 +482,5 @@ on_both_versions!(
     controller_handover_moves_no_address,
     migration_over_metallb_keeps_everything,
     another_ingress_writer_is_reported_not_fought,
+    kube_proxy_ipvs_without_strict_arp_then_fixed,
 );

@@ -141,6 +141,20 @@ pub fn metrics_router(registry: Arc<Registry>) -> axum::Router {
     )
 }
 
+/// The API server refuses an Event whose note is over 1 KiB: cut it there, on a character
+/// boundary, with an ellipsis.
+pub fn event_note(note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note;
+    }
+    let mut end = MAX - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
+
 /// The metrics and probe listener. The default, `[::]`, takes both families (the kubelet
 /// probes a single-stack IPv6 node on its IPv6 address); where IPv6 is off in the
 /// kernel it falls back to `0.0.0.0`.
@@ -225,7 +239,7 @@ impl Writer {
                     EventKind::Warning => EventType::Warning,
                 },
                 reason: e.reason.into(),
-                note: Some(e.note.clone()),
+                note: Some(event_note(e.note.clone())),
                 action: "Allocate".into(),
                 secondary: None,
             };

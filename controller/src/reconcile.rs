@@ -233,12 +233,16 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                     "{:?} can no longer be kept (its pool changed or another Service holds it); assigned {:?} from pool {:?} instead",
                     svc.ingress_ips, a.addresses, a.pool
                 );
-                w.events.push(EventSpec {
-                    regarding: regarding.clone(),
-                    kind: EventKind::Warning,
-                    reason: "ClearAssignment",
-                    note,
-                });
+                memory.say(
+                    &mut w.events,
+                    format!("clear:{key}"),
+                    EventSpec {
+                        regarding: regarding.clone(),
+                        kind: EventKind::Warning,
+                        reason: "ClearAssignment",
+                        note,
+                    },
+                );
             }
             // Only a change is news: a restart that finds every address in place says nothing.
             if svc.ingress_ips != a.addresses {
@@ -299,7 +303,10 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
     }
     // Services gone: forget what we said, so a new one of the same name starts afresh.
     let live: HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
-    memory.said.retain(|k, _| !k.starts_with("svc:") || live.contains(k));
+    memory.said.retain(|k, _| match k.split_once(':') {
+        Some(("svc" | "clear", rest)) => live.contains(&format!("svc:{rest}")),
+        _ => true,
+    });
     memory.written.retain(|k, _| live.contains(&format!("svc:{k}")));
 
     for p in &pools {

@@ -31,6 +31,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, Cluster};
+use ferrolb_controller::k8s::event_note;
+
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::standalone::{Options as SpeakerOptions, Speaker};
@@ -487,12 +489,6 @@ pub async fn run_with(
         client.clone(),
         Reporter { controller: "ferrolb-speaker".into(), instance: Some(opts.node_name.clone()) },
     );
-    tokio::spawn(watch_kube_proxy(
-        Api::namespaced(client.clone(), "kube-system"),
-        recorder.clone(),
-        opts.node_name.clone(),
-        metrics.clone(),
-    ));
 
     let objects = Arc::new(Notify::new());
     let nodes_changed = Arc::new(Notify::new());
@@ -535,6 +531,13 @@ pub async fn run_with(
         pods_changed.clone(),
         ready.clone(),
     );
+    tokio::spawn(watch_kube_proxy(
+        Api::namespaced(client.clone(), "kube-system"),
+        recorder.clone(),
+        opts.node_name.clone(),
+        nodes.clone(),
+        metrics.clone(),
+    ));
     let _ = tokio::join!(
         services.wait_until_ready(),
         slices.wait_until_ready(),
@@ -697,22 +700,32 @@ async fn reporter(
     }
 }
 
-/// One Event per Service when this node starts announcing its address: transitions only,
-/// not a storm each round (a known complaint about MetalLB's `nodeAssigned`).
+/// One Event per Service when this node starts announcing its addresses: transitions
+/// only, not a storm each round (a known complaint about MetalLB's `nodeAssigned`). A
+/// dual-stack Service gets one Event naming both addresses (two with the same reason
+/// would fold into one series and hide the second).
 async fn announce_events(recorder: &Recorder, services: &Store<Service>, node: &str, new: Vec<Announcement>) {
+    let mut by_service: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for a in new {
-        for svc in &a.services {
-            let Some(reference) = service_ref(services, svc) else { continue };
-            let event = Event {
-                type_: EventType::Normal,
-                reason: "nodeAssigned".into(),
-                note: Some(format!("announcing {} from node {node:?} with protocol \"layer2\"", a.ip)),
-                action: "Announce".into(),
-                secondary: None,
-            };
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                warn!(service = %svc, error = %e, "event not published");
-            }
+        for svc in a.services {
+            by_service.entry(svc).or_default().push(a.ip);
+        }
+    }
+    for (svc, ips) in by_service {
+        let Some(reference) = service_ref(services, &svc) else { continue };
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "nodeAssigned".into(),
+            note: Some(event_note(format!(
+                "announcing {} from node {node:?} with protocol \"layer2\"",
+                ips.join(", ")
+            ))),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(service = %svc, error = %e, "event not published");
         }
     }
 }
@@ -732,9 +745,9 @@ async fn conflict_events(recorder: &Recorder, services: &Store<Service>, node: &
             let event = Event {
                 type_: EventType::Warning,
                 reason: "AddressConflict".into(),
-                note: Some(format!(
+                note: Some(event_note(format!(
                     "another host announces {ip}, which node {node:?} owns: a split brain between speakers or a device using the address"
-                )),
+                ))),
                 action: "Announce".into(),
                 secondary: None,
             };
@@ -750,7 +763,13 @@ async fn conflict_events(recorder: &Recorder, services: &Store<Service>, node: &
 /// metric and a Warning Event on this Node when the problem appears, a log line when it
 /// is gone. Without that ConfigMap (K3s, a kube-proxy replacement) there is nothing to
 /// check; without permission the watch retries quietly with back-off.
-async fn watch_kube_proxy(api: Api<ConfigMap>, recorder: Recorder, node: String, metrics: Arc<Metrics>) {
+async fn watch_kube_proxy(
+    api: Api<ConfigMap>,
+    recorder: Recorder,
+    node: String,
+    nodes: Store<Node>,
+    metrics: Arc<Metrics>,
+) {
     let cfg = watcher::Config::default().fields("metadata.name=kube-proxy");
     let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
     let mut problem: Option<String> = None;
@@ -782,16 +801,19 @@ async fn watch_kube_proxy(api: Api<ConfigMap>, recorder: Recorder, node: String,
             None => info!("kube-proxy no longer runs in IPVS mode without strictARP"),
             Some(p) => {
                 error!("{p}");
+                // With the uid, or `kubectl describe node` does not show it.
+                let uid = nodes.state().iter().find(|n| n.name_any() == node).and_then(|n| n.metadata.uid.clone());
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Node".into()),
                     name: Some(node.clone()),
+                    uid,
                     ..ObjectReference::default()
                 };
                 let event = Event {
                     type_: EventType::Warning,
                     reason: "StrictARPMissing".into(),
-                    note: Some(p.clone()),
+                    note: Some(event_note(p.clone())),
                     action: "Check".into(),
                     secondary: None,
                 };

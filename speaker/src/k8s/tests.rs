@@ -318,8 +318,13 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
             }
         })
     };
-    let watch =
-        tokio::spawn(watch_kube_proxy(Api::namespaced(client, "kube-system"), recorder, "n1".into(), metrics.clone()));
+    let watch = tokio::spawn(watch_kube_proxy(
+        Api::namespaced(client, "kube-system"),
+        recorder,
+        "n1".into(),
+        kube::runtime::reflector::store().0,
+        metrics.clone(),
+    ));
     let until = |want: i64| {
         let metrics = metrics.clone();
         tokio::time::timeout(Duration::from_secs(10), async move {
