@@ -467,6 +467,125 @@ fn kube_proxy_ipvs_without_strict_arp_then_fixed(version: &str) {
     );
 }
 
+/// Watches `ips` from the client until `stop`, counting every probe where two MACs
+/// answered one address.
+fn watch_double_owners(
+    c: &Cluster,
+    ips: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    phase: std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::thread::JoinHandle<Vec<(String, String, BTreeSet<String>)>> {
+    let client = c.client.name.clone();
+    let ifname = c.client_if.clone();
+    std::thread::spawn(move || {
+        let ns = netns::Netns { name: client };
+        let mut doubles = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            for ip in &ips {
+                let macs = netns::arping_all(&ns, &ifname, ip, 1);
+                if macs.len() > 1 {
+                    doubles.push((phase.lock().unwrap().clone(), ip.clone(), macs));
+                }
+            }
+        }
+        std::mem::forget(ns); // owned by the cluster, not by this thread
+        doubles
+    })
+}
+
+/// User story 4: rolling restart of the speakers one by one, then all at once (a cold
+/// cluster start): no address is ever answered by two nodes at once, every address is
+/// answered again afterwards, and `nodeAssigned` Events come only for real moves.
+fn rolling_and_cold_restarts_never_answer_twice(version: &str) {
+    let Some(s) = setup(version, 3) else { return };
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    // The same short hold-down on every speaker (mixed settings disagree on who is settled).
+    let hold_down = ["--cluster-hold-down-ms", "2000"];
+    let mut speakers: Vec<Process> = (0..3).map(|i| c.speaker(i, &s.key, &hold_down)).collect();
+    wait_ready(&speakers);
+    let names: Vec<String> = (0..6).map(|i| format!("web{i}")).collect();
+    for n in &names {
+        c.apply(&service(n, false));
+        c.apply(&endpoints(n, &node_name(0)));
+    }
+    let ips: Vec<String> = names.iter().map(|n| c.wait_ingress("default", n, 1, &s.controller).remove(0)).collect();
+    for ip in &ips {
+        sole_owner(c, ip, &speakers);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let phase = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let watcher = watch_double_owners(c, ips.clone(), stop.clone(), phase.clone());
+    let events_before = c.events("default", "nodeAssigned").len();
+    // One by one, as a DaemonSet rollout with maxUnavailable 1 does.
+    for i in 0..3 {
+        *phase.lock().unwrap() = format!("rolling: {} stopped", node_name(i));
+        speakers[i].stop("TERM");
+        speakers[i] = c.speaker(i, &s.key, &hold_down);
+        *phase.lock().unwrap() = format!("rolling: {} started", node_name(i));
+        wait_ready(std::slice::from_ref(&speakers[i]));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    *phase.lock().unwrap() = "cold start".into();
+    // All at once.
+    for sp in speakers.iter_mut() {
+        sp.stop("KILL");
+    }
+    let speakers: Vec<Process> = (0..3).map(|i| c.speaker(i, &s.key, &hold_down)).collect();
+    wait_ready(&speakers);
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let doubles = watcher.join().expect("watcher");
+    assert!(doubles.is_empty(), "answered by two nodes at once: {doubles:?}");
+    for ip in &ips {
+        sole_owner(c, ip, &speakers);
+    }
+    let events = c.events("default", "nodeAssigned");
+    eprintln!("nodeAssigned: {events_before} before the restarts, {} after", events.len());
+}
+
+/// User story 10, a measurement (run on demand: `cargo test -p ferrolb-speaker --test
+/// api_server -- --ignored --nocapture ten_thousand`): 10,000 LoadBalancer Services
+/// (IPv6, the API server's larger Service range) created through the API; time until all
+/// have addresses, the requests the controller and the speakers made (the API server's
+/// audit log), their peak RSS.
+#[test]
+#[ignore = "a measurement of several minutes; figures in the README"]
+fn ten_thousand_services() {
+    const N: usize = 10_000;
+    let Some(s) = setup("1.32", 3) else { return };
+    let c = &s.cluster;
+    c.apply(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: big, namespace: metallb-system}\nspec:\n  addresses: ['2001:db8:100::2:0/112']\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: big, namespace: metallb-system}\n",
+    );
+    let speakers = s.speakers(3);
+    wait_ready(&speakers);
+    let mut yaml = String::new();
+    for i in 0..N {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i:05}, namespace: default}}\nspec: {{type: LoadBalancer, ipFamilies: [IPv6], ipFamilyPolicy: SingleStack, selector: {{app: s}}, ports: [{{port: 80}}]}}\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    c.kubectl_stdin(&["create", "-f", "-", "-o", "name"], Some(&yaml)).expect("create 10,000 Services");
+    let created = t.elapsed();
+    let count_assigned = || {
+        let v = c.get_json(&["services", "-n", "default"]);
+        v["items"].as_array().map(|a| a.iter().filter(|s| s["status"]["loadBalancer"]["ingress"].is_array()).count()).unwrap_or(0)
+    };
+    wait_for("every Service to have an address", Duration::from_secs(600), || count_assigned() == N, || s.controller.log_tail());
+    let all = t.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!("created {N} Services in {created:?}; all had addresses {all:?} after the first was created");
+    for ((user, verb), n) in c.requests() {
+        eprintln!("requests: {user} {verb} {n}");
+    }
+    eprintln!("peak RSS: controller {} KiB", s.controller.peak_rss_kib());
+    for sp in &speakers {
+        eprintln!("peak RSS: speaker {} KiB", sp.peak_rss_kib());
+    }
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -483,4 +602,5 @@ on_both_versions!(
     migration_over_metallb_keeps_everything,
     another_ingress_writer_is_reported_not_fought,
     kube_proxy_ipvs_without_strict_arp_then_fixed,
+    rolling_and_cold_restarts_never_answer_twice,
 );

@@ -164,6 +164,12 @@ impl Cluster {
             "-out",
             dir.join("sa.pub").to_str().unwrap(),
         ]);
+        // What FerroLB's service accounts ask of the API server, one line a request.
+        std::fs::write(
+            dir.join("audit-policy.yaml"),
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  userGroups: ['system:serviceaccounts:metallb-system']\n- level: None\n",
+        )
+        .expect("audit policy");
         let log = |name: &str| std::fs::File::create(dir.join(name)).expect("log file");
         let mut processes = Vec::new();
         // etcd on the API namespace's own loopback: parallel tests never share a port.
@@ -191,6 +197,8 @@ impl Cluster {
                 .arg(format!("--service-account-signing-key-file={}", d("sa.key")))
                 .arg("--service-account-issuer=https://kubernetes.default.svc")
                 .arg(format!("--token-auth-file={}", d("tokens.csv")))
+                .arg(format!("--audit-policy-file={}", d("audit-policy.yaml")))
+                .arg(format!("--audit-log-path={}", d("audit.log")))
                 .args([
                     "--authorization-mode=Node,RBAC",
                     "--service-cluster-ip-range=198.51.100.128/25,2001:db8:100::1:0/112",
@@ -375,6 +383,19 @@ impl Cluster {
         Process::spawn(cmd, log, self.api.name.clone(), port)
     }
 
+    /// Requests FerroLB's service accounts made, by user and verb (from the audit log).
+    pub fn requests(&self) -> std::collections::BTreeMap<(String, String), usize> {
+        let text = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        let mut out = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let user = v["user"]["username"].as_str().unwrap_or_default().rsplit(':').next().unwrap_or_default().to_string();
+            let verb = v["verb"].as_str().unwrap_or_default().to_string();
+            *out.entry((user, verb)).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// The membership key as the controller created it (the Secret the speakers mount).
     pub fn memberlist_key_file(&self) -> PathBuf {
         let path = self.dir.join("memberlist-secretkey");
@@ -534,6 +555,16 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").0.id()
+    }
+
+    /// Peak resident memory (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Sends a signal and waits for the exit.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bats
+bats_require_minimum_version 1.5.0
 # The bootstrap scripts with stubbed system commands: what they would run (--dry-run),
 # what they do run and write (stubs record every call; files go under FERROLB_ROOT),
 # idempotence, and errors for missing inputs.
@@ -94,13 +95,14 @@ actions() {
   mkdir -p "$FERROLB_ROOT/etc/kubernetes" && touch "$FERROLB_ROOT/etc/kubernetes/admin.conf"
   run "$BOOT/kubeadm-control-plane.sh"
   [ "$status" -eq 0 ]
-  ! grep -q "^kubeadm init" "$STUB_LOG"
+  # `run !`: a bare `! cmd` that is not a test's last command never fails it (SC2314).
+  run ! grep -q "^kubeadm init" "$STUB_LOG"
   : >"$STUB_LOG"
   cp "$TMP/bin/kubeadm" "$TMP/bin/k3s"
   SERVICE_ACTIVE=1 run "$BOOT/k3s-server.sh"
   [ "$status" -eq 0 ]
   [[ "$output" == *"already running; not reinstalled"* ]]
-  ! grep -q "get.k3s.io" "$STUB_LOG"
+  run ! grep -q "get.k3s.io" "$STUB_LOG"
   grep -q "^kubectl apply -k" "$STUB_LOG"
 }
 
