@@ -181,10 +181,6 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// Attempts at a status write that meets a conflict (409): the object changed since our
-/// snapshot, so its new resourceVersion is fetched and the write retried.
-const CONFLICT_ATTEMPTS: usize = 3;
-
 impl Writer {
     pub fn new(client: Client, namespace: &str, metrics: Arc<Metrics>) -> Writer {
         let reporter = Reporter { controller: "ferrolb-controller".into(), instance: std::env::var("POD_NAME").ok() };
@@ -254,22 +250,14 @@ impl Writer {
     async fn write_service(&self, w: &reconcile::ServiceWrite) -> Result<(), kube::Error> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
         let ingress: Vec<_> = w.ingress.iter().map(|ip| json!({ "ip": ip.to_string(), "ipMode": "VIP" })).collect();
-        let mut resource_version = w.resource_version.clone();
-        for attempt in 1..=CONFLICT_ATTEMPTS {
-            // The resourceVersion makes the write conditional: a Service changed since the
-            // snapshot answers 409 instead of being overwritten blindly.
-            let patch = json!({
-                "metadata": { "resourceVersion": resource_version },
-                "status": { "loadBalancer": { "ingress": ingress } },
-            });
-            match api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => break,
-                Err(kube::Error::Api(status)) if status.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
-                    resource_version = api.get(&w.name).await?.resource_version();
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // The resourceVersion makes the write conditional: a Service changed since the
+        // snapshot answers 409 instead of being overwritten with a plan made without the
+        // change. Not retried here: its watch event brings a new round that re-plans.
+        let patch = json!({
+            "metadata": { "resourceVersion": w.resource_version },
+            "status": { "loadBalancer": { "ingress": ingress } },
+        });
+        api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         let patch = json!({ "metadata": { "annotations": { ANNOTATION_ALLOCATED_FROM_POOL: w.pool } } });
         api.patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
