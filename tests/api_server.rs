@@ -571,9 +571,17 @@ fn ten_thousand_services() {
     let created = t.elapsed();
     let count_assigned = || {
         let v = c.get_json(&["services", "-n", "default"]);
-        v["items"].as_array().map(|a| a.iter().filter(|s| s["status"]["loadBalancer"]["ingress"].is_array()).count()).unwrap_or(0)
+        v["items"]
+            .as_array()
+            .map(|a| a.iter().filter(|s| s["status"]["loadBalancer"]["ingress"].is_array()).count())
+            .unwrap_or(0)
     };
-    wait_for("every Service to have an address", Duration::from_secs(600), || count_assigned() == N, || s.controller.log_tail());
+    wait_for(
+        "every Service to have an address",
+        Duration::from_secs(600),
+        || count_assigned() == N,
+        || s.controller.log_tail(),
+    );
     let all = t.elapsed();
     std::thread::sleep(Duration::from_secs(5));
     eprintln!("created {N} Services in {created:?}; all had addresses {all:?} after the first was created");

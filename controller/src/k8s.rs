@@ -279,6 +279,25 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A round this often even without events, to retry failed writes.
 const RESYNC: Duration = Duration::from_secs(60);
 
+/// Keeps what the plan reads of a Service, so the store's memory follows what matters: no
+/// managed fields anywhere, and of a Service that is not a LoadBalancer only its type,
+/// class, status and our pool annotation (what clearing an address it once had needs).
+pub fn trim_service(s: &mut Service) {
+    s.metadata.managed_fields = None;
+    let spec = s.spec.get_or_insert_with(Default::default);
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        *spec = k8s_openapi::api::core::v1::ServiceSpec {
+            type_: spec.type_.take(),
+            load_balancer_class: spec.load_balancer_class.take(),
+            ..Default::default()
+        };
+        s.metadata.labels = None;
+        if let Some(a) = &mut s.metadata.annotations {
+            a.retain(|k, _| k == ANNOTATION_ALLOCATED_FROM_POOL);
+        }
+    }
+}
+
 /// Watches and reconciles until the process ends.
 pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<(), Error> {
     let (services, services_w) = reflector::store();
@@ -314,10 +333,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     let cfg = watcher::Config::default();
     watch(
         "services",
-        reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
-            .default_backoff()
-            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
-            .boxed(),
+        reflector::reflector(
+            services_w,
+            watcher(Api::<Service>::all(client.clone()), cfg.clone()).modify(trim_service),
+        )
+        .default_backoff()
+        .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
+        .boxed(),
     );
     // All namespaces, to warn about pools created in the wrong one.
     watch(

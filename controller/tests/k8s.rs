@@ -280,3 +280,25 @@ async fn of_two_replicas_taking_an_expired_lease_the_one_that_loses_the_race_wai
     assert!(!try_lead(&client, "metallb-system", "me", &mut observed).await.unwrap(), "the other replica won");
     server.await.unwrap();
 }
+
+/// The store keeps what the plan reads: a ClusterIP Service shrinks to its type (and our
+/// annotation, should it once have been ours); a LoadBalancer keeps all but managed fields.
+#[test]
+fn services_are_trimmed_to_what_the_plan_reads() {
+    use ferrolb_controller::k8s::trim_service;
+    let mut cluster_ip: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "db", "namespace": "default", "labels": {"a": "b"}, "managedFields": [{"manager": "kubectl"}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4000), "metallb.io/ip-allocated-from-pool": "lan"}},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 5432}], "selector": {"app": "db"}}
+    }))
+    .unwrap();
+    trim_service(&mut cluster_ip);
+    assert_eq!(cluster_ip.metadata.annotations.as_ref().unwrap().len(), 1);
+    assert!(cluster_ip.metadata.managed_fields.is_none() && cluster_ip.metadata.labels.is_none());
+    assert_eq!(cluster_ip.spec.as_ref().unwrap().type_.as_deref(), Some("ClusterIP"));
+    assert!(cluster_ip.spec.as_ref().unwrap().ports.is_none());
+    let mut lb: k8s_openapi::api::core::v1::Service = serde_json::from_value(service_json("1")).unwrap();
+    let before = lb.clone();
+    trim_service(&mut lb);
+    assert_eq!(lb.spec, before.spec, "a LoadBalancer keeps its spec");
+}

@@ -503,7 +503,7 @@ pub async fn run_with(
     );
     let slices = store_watch(
         Api::<EndpointSlice>::all(client.clone()),
-        all.clone().labels(LABEL_SERVICE_NAME),
+        all.clone().labels(LABEL_SERVICE_NAME).page_size(100),
         trim::slice,
         objects.clone(),
         ready.clone(),
@@ -522,8 +522,14 @@ pub async fn run_with(
         objects.clone(),
         ready.clone(),
     );
-    let nodes =
-        store_watch(Api::<Node>::all(client.clone()), all.clone(), trim::node, nodes_changed.clone(), ready.clone());
+    // Small list pages: a Node is tens of kilobytes before it is trimmed.
+    let nodes = store_watch(
+        Api::<Node>::all(client.clone()),
+        all.clone().page_size(50),
+        trim::node,
+        nodes_changed.clone(),
+        ready.clone(),
+    );
     let pods = store_watch(
         Api::<Pod>::namespaced(client.clone(), &opts.namespace),
         all.labels(&opts.speaker_selector),

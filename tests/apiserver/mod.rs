@@ -389,7 +389,8 @@ impl Cluster {
         let mut out = std::collections::BTreeMap::new();
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            let user = v["user"]["username"].as_str().unwrap_or_default().rsplit(':').next().unwrap_or_default().to_string();
+            let user =
+                v["user"]["username"].as_str().unwrap_or_default().rsplit(':').next().unwrap_or_default().to_string();
             let verb = v["verb"].as_str().unwrap_or_default().to_string();
             *out.entry((user, verb)).or_insert(0) += 1;
         }
