@@ -528,6 +528,15 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// etcd and the API server stop first, then their files go (also when a test fails);
+    /// the namespaces go with the fields.
+    fn drop(&mut self) {
+        self.processes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A binary of the workspace beside the speaker's (cargo builds every binary of the
 /// workspace for `cargo test --workspace`).
 pub fn sibling_binary(name: &str) -> PathBuf {
