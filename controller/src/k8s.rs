@@ -167,6 +167,9 @@ pub async fn listen(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::T
     }
 }
 
+/// Status writes and Events in flight at once.
+const WRITES_IN_FLIGHT: usize = 8;
+
 /// Makes a round's writes.
 pub struct Writer {
     client: Client,
@@ -193,8 +196,13 @@ impl Writer {
         self.metrics.record(writes);
         let mut failed = 0;
         let total = writes.services.len() + writes.pools.len() + writes.events.len();
-        for s in &writes.services {
-            match self.write_service(s).await {
+        // A few writes in flight at once: a burst of Services is bound by the API
+        // server's latency, not by one round trip after another.
+        let writes_ahead: Vec<_> =
+            writes.services.iter().map(|s| async move { (s, self.write_service(s).await) }).collect();
+        let results: Vec<_> = futures::stream::iter(writes_ahead).buffer_unordered(WRITES_IN_FLIGHT).collect().await;
+        for (s, result) in results {
+            match result {
                 Ok(()) => {
                     self.metrics.updates.inc();
                     info!(service = %format!("{}/{}", s.namespace, s.name), ingress = ?s.ingress, pool = ?s.pool, "status written");
@@ -220,31 +228,35 @@ impl Writer {
                 }
             }
         }
-        for e in &writes.events {
-            if e.kind == EventKind::Warning {
-                let object = format!(
-                    "{}/{}",
-                    e.regarding.namespace.as_deref().unwrap_or_default(),
-                    e.regarding.name.as_deref().unwrap_or_default()
-                );
-                warn!(reason = e.reason, object = %object, "{}", e.note);
-            }
-            let event = Event {
-                type_: match e.kind {
-                    EventKind::Normal => EventType::Normal,
-                    EventKind::Warning => EventType::Warning,
-                },
-                reason: e.reason.into(),
-                note: Some(event_note(e.note.clone())),
-                action: "Allocate".into(),
-                secondary: None,
-            };
-            if let Err(err) = self.recorder.publish(&event, &e.regarding).await {
+        let events_ahead: Vec<_> = writes.events.iter().map(|e| async move { (e, self.publish(e).await) }).collect();
+        let published: Vec<_> = futures::stream::iter(events_ahead).buffer_unordered(WRITES_IN_FLIGHT).collect().await;
+        for (e, result) in published {
+            if let Err(err) = result {
                 failed += 1;
                 warn!(reason = e.reason, error = %err, "event not published");
             }
         }
         if failed > 0 { Err(Error::Writes { failed, total }) } else { Ok(()) }
+    }
+
+    /// Publishes one Event; a Warning is logged too, so it is seen where logs are read.
+    async fn publish(&self, e: &reconcile::EventSpec) -> Result<(), kube::Error> {
+        if e.kind == EventKind::Warning {
+            let namespace = e.regarding.namespace.as_deref().unwrap_or_default();
+            let object = format!("{namespace}/{}", e.regarding.name.as_deref().unwrap_or_default());
+            warn!(reason = e.reason, object = %object, "{}", e.note);
+        }
+        let event = Event {
+            type_: match e.kind {
+                EventKind::Normal => EventType::Normal,
+                EventKind::Warning => EventType::Warning,
+            },
+            reason: e.reason.into(),
+            note: Some(event_note(e.note.clone())),
+            action: "Allocate".into(),
+            secondary: None,
+        };
+        self.recorder.publish(&event, &e.regarding).await
     }
 
     async fn write_service(&self, w: &reconcile::ServiceWrite) -> Result<(), kube::Error> {

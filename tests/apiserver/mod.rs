@@ -376,7 +376,7 @@ impl Cluster {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.api.name])
             .arg(bin)
-            .args(["run", "--log-level", "debug", "--metrics-bind", &format!("127.0.0.1:{port}")])
+            .args(["run", "--log-level", &log_level(), "--metrics-bind", &format!("127.0.0.1:{port}")])
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("POD_NAME", pod_name);
@@ -441,7 +441,7 @@ impl Cluster {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.nodes[i].name])
             .arg(env!("CARGO_BIN_EXE_ferrolb-speaker"))
-            .args(["run", "--log-level", "debug", "--gratuitous-interval-ms", "100"])
+            .args(["run", "--log-level", &log_level(), "--gratuitous-interval-ms", "100"])
             .arg("--cluster-key-file")
             .arg(key_file)
             .args(extra)
@@ -535,6 +535,12 @@ impl Drop for Cluster {
         self.processes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The FerroLB processes' log level: debug, or `FERROLB_TEST_LOG_LEVEL` (a measurement
+/// wants production's `info`).
+fn log_level() -> String {
+    std::env::var("FERROLB_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into())
 }
 
 /// A binary of the workspace beside the speaker's (cargo builds every binary of the
