@@ -154,9 +154,9 @@ fn serving(s: &Setup) -> (Vec<Process>, String) {
     (speakers, ip)
 }
 
-/// User story 2: a speaker that cannot proceed (here: its ClusterRoleBinding is gone, so
-/// it may not list Nodes or Services) says so at warn level and in `/readyz`, is not
-/// Ready, and recovers by itself once RBAC is back.
+/// User story 2: a speaker that cannot proceed (its ClusterRoleBinding is gone, so it may
+/// not list Nodes or Services; then a CRD is missing) says so at warn level and in
+/// `/readyz`, is not Ready, and recovers by itself once that is fixed.
 fn rbac_denial_is_reported_and_recovers(version: &str) {
     let Some(s) = setup(version, 1) else { return };
     let c = &s.cluster;
@@ -189,6 +189,20 @@ fn rbac_denial_is_reported_and_recovers(version: &str) {
     c.apply(&binding);
     wait_ready(std::slice::from_ref(&speaker));
     assert_eq!(speaker.http("/readyz"), (200, "ready".to_string()));
+
+    // A CRD missing (deleted, or never installed): the same, named.
+    c.kubectl(&["delete", "crd", "l2advertisements.metallb.io"]);
+    wait_for(
+        "/readyz to name the missing kind",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = speaker.http("/readyz");
+            code == 503 && body.contains("l2advertisements watch")
+        },
+        || speaker.log_tail(),
+    );
+    c.install();
+    wait_ready(std::slice::from_ref(&speaker));
 }
 
 /// User story 3: the owner crashes (SIGKILL), then the next owner stops gracefully
