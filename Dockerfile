@@ -1,8 +1,7 @@
-# FerroLB images: `controller` and `speaker` targets from one build. Multi-arch with buildx
-# (amd64 for servers, arm64 for Raspberry Pis), each architecture built natively or under
-# QEMU:
-#   docker buildx build --platform linux/amd64,linux/arm64 --target speaker -t ghcr.io/ferrolb/ferrolb:0.1.0 --push .
-# (The manifests use one image with both binaries: the default target below.)
+# FerroLB's image: both binaries (the default, last target, which manifests/ and the chart
+# deploy), plus `controller` and `speaker` targets of one binary each. Multi-arch with
+# buildx (amd64 for servers, arm64 for Raspberry Pis), natively or under QEMU:
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/ferrolb/ferrolb:0.1.0 --push .
 # Not built in this repository's CI: its machines have no container engine.
 
 FROM rust:1-bookworm AS build

@@ -60,8 +60,12 @@ struct Setup {
 }
 
 fn setup(version: &str, n: usize) -> Option<Setup> {
+    setup_installed(version, n, Cluster::install)
+}
+
+fn setup_installed(version: &str, n: usize, install: fn(&Cluster)) -> Option<Setup> {
     let cluster = Cluster::start(version, n)?;
-    cluster.install();
+    install(&cluster);
     for i in 0..n {
         cluster.add_node(i, &[]);
         cluster.add_speaker_pod(i);
@@ -109,7 +113,16 @@ fn sole_owner(c: &Cluster, ip: &str, speakers: &[Process]) -> usize {
 /// answers ARP and NDP for them, the ServiceL2Status names that node, every speaker is
 /// Ready.
 fn fresh_install_with_metallb_sample(version: &str) {
-    let Some(s) = setup(version, 3) else { return };
+    fresh_install(version, Cluster::install);
+}
+
+/// User story 1 again, installed from the Helm chart.
+fn fresh_install_from_the_helm_chart(version: &str) {
+    fresh_install(version, Cluster::install_with_helm);
+}
+
+fn fresh_install(version: &str, install: fn(&Cluster)) {
+    let Some(s) = setup_installed(version, 3, install) else { return };
     let c = &s.cluster;
     c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
     let speakers = s.speakers(3);
@@ -617,6 +630,7 @@ macro_rules! on_both_versions {
 
 on_both_versions!(
     fresh_install_with_metallb_sample,
+    fresh_install_from_the_helm_chart,
     rbac_denial_is_reported_and_recovers,
     owner_crash_and_graceful_stop_leave_one_status,
     speakers_started_before_the_membership_secret_wait_for_it,

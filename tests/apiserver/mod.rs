@@ -317,6 +317,24 @@ impl Cluster {
         self.kubectl(&["apply", "-k", dir.to_str().unwrap()]);
     }
 
+    /// Installs FerroLB as a Helm user does (`helm template ... | kubectl apply -f -`, the
+    /// namespace created first, as `helm install --create-namespace` does, and labelled
+    /// for the speakers' host network as the README says). `FERROLB_HELM` names Helm.
+    pub fn install_with_helm(&self) {
+        let helm = std::env::var_os("FERROLB_HELM").map(PathBuf::from).filter(|p| p.is_file());
+        let helm = helm.expect("FERROLB_HELM names no Helm binary (../shared/tools/helm)");
+        self.kubectl(&["create", "namespace", NAMESPACE]);
+        self.kubectl(&["label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=privileged"]);
+        let out = Command::new(helm)
+            .args(["template", "ferrolb"])
+            .arg(root().join("charts/ferrolb"))
+            .args(["-n", NAMESPACE, "--include-crds", "--kube-version", &format!("{}.0", self.version)])
+            .output()
+            .expect("helm template");
+        assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+        self.apply(&String::from_utf8_lossy(&out.stdout));
+    }
+
     /// A Node object as a kubelet registers it, Ready.
     pub fn add_node(&self, i: usize, labels: &[(&str, &str)]) {
         let name = node_name(i);
