@@ -310,6 +310,7 @@ fn controller_handover_moves_no_address(version: &str) {
     let holder =
         || c.kubectl(&["get", "lease", "-n", NAMESPACE, "ferrolb-controller", "-o", "jsonpath={.spec.holderIdentity}"]);
     assert_eq!(holder(), "ferrolb-controller-0");
+    assert_eq!(standby.http("/readyz"), (200, "ready".to_string()), "a standby is ready (a rollout waits for it)");
 
     let t = std::time::Instant::now();
     leader.stop("TERM");

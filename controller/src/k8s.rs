@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use ferrolb_proto::api::IPAddressPool;
 
+use crate::health::Readiness;
 use crate::reconcile::{self, ANNOTATION_ALLOCATED_FROM_POOL, EventKind, Memory, Settings, Snapshot, Writes};
 
 /// The one error type of this layer.
@@ -126,9 +127,21 @@ impl Metrics {
     }
 }
 
-/// `/metrics` for `registry`, in the text format Prometheus scrapes.
-pub fn metrics_router(registry: Arc<Registry>) -> axum::Router {
-    axum::Router::new().route(
+/// `/metrics` for `registry`, in the text format Prometheus scrapes; `/healthz` (the
+/// process serves) and `/readyz` (nothing waited for: a standby replica is ready).
+pub fn metrics_router(registry: Arc<Registry>, readiness: Arc<Readiness>) -> axum::Router {
+    let readyz = axum::routing::get(move || {
+        let readiness = readiness.clone();
+        async move {
+            let code = if readiness.is_ready() {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, readiness.report())
+        }
+    });
+    axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route("/readyz", readyz).route(
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
@@ -311,7 +324,12 @@ pub fn trim_service(s: &mut Service) {
 }
 
 /// Watches and reconciles until the process ends.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<(), Error> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> Result<(), Error> {
     let (services, services_w) = reflector::store();
     let (pools, pools_w) = reflector::store();
     let (namespaces, namespaces_w) = reflector::store();
@@ -320,22 +338,23 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     // warn level when it starts failing and when it works again, and retried with back-off.
     let watch = |what: &'static str, stream: futures::stream::BoxStream<'static, Result<bool, watcher::Error>>| {
         let changed = changed.clone();
+        let readiness = readiness.clone();
+        let what = format!("the {what} watch");
         tokio::spawn(async move {
             let mut stream = stream;
-            let mut failing = false;
             while let Some(event) = stream.next().await {
                 match event {
                     // Init comes before the list is even asked for.
                     Ok(false) => {}
                     Ok(true) => {
-                        if std::mem::take(&mut failing) {
-                            info!(watch = what, "watch works again");
+                        if readiness.done(&what) {
+                            info!(watch = %what, "watch works again");
                         }
                         changed.notify_one();
                     }
                     Err(e) => {
-                        if !std::mem::replace(&mut failing, true) {
-                            warn!(watch = what, error = %e, "cannot list or watch; retrying, nothing is reconciled until every list completes");
+                        if readiness.wait_for(&what, e.to_string()) {
+                            warn!(watch = %what, error = %e, "cannot list or watch; retrying, nothing is reconciled until every list completes");
                         }
                     }
                 }
@@ -370,7 +389,10 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> R
     );
     // Nothing is planned before every list is complete: a partial view of the Services
     // could hand out an address that one not yet seen holds.
+    const LISTS: &str = "the initial lists";
+    readiness.wait_for(LISTS, "Services, IPAddressPools and Namespaces".into());
     let _ = tokio::join!(services.wait_until_ready(), pools.wait_until_ready(), namespaces.wait_until_ready());
+    readiness.done(LISTS);
     info!("initial lists complete; reconciling");
     let writer = Writer::new(client, &settings.namespace, metrics);
     let mut memory = Memory::default();

@@ -3,6 +3,7 @@
 //! speaker's standalone mode call them), and the thin Kubernetes layer ([`k8s`]).
 
 pub mod allocator;
+pub mod health;
 pub mod k8s;
 pub mod reconcile;
 

@@ -151,7 +151,10 @@ fn run(
         let listener = ferrolb_controller::k8s::listen(metrics_bind)
             .await
             .with_context(|| format!("cannot listen on {metrics_bind}"))?;
-        let app = ferrolb_controller::k8s::metrics_router(registry);
+        // A standby replica is ready: it serves metrics and takes over when it must.
+        let readiness = Arc::new(ferrolb_controller::health::Readiness::default());
+        readiness.set_serving(true);
+        let app = ferrolb_controller::k8s::metrics_router(registry, readiness.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ferrolb-controller-{}", std::process::id()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -159,7 +162,7 @@ fn run(
             ferrolb_controller::k8s::lead(client.clone(), namespace.clone(), me.clone()).await;
             ferrolb_controller::k8s::ensure_memberlist_secret(&client, &namespace).await?;
             let settings = ferrolb_controller::reconcile::Settings { namespace: namespace.clone(), lb_class };
-            ferrolb_controller::k8s::run(client.clone(), settings, metrics).await?;
+            ferrolb_controller::k8s::run(client.clone(), settings, metrics, readiness).await?;
             anyhow::Ok(())
         };
         tokio::select! {

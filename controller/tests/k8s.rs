@@ -138,7 +138,7 @@ async fn after_a_restart_the_loop_lists_everything_then_writes_only_what_is_new(
     let client = Client::new(service, "default");
     let metrics = Arc::new(Metrics::default());
     let settings = Settings { namespace: "metallb-system".into(), lb_class: None };
-    let run = tokio::spawn(ferrolb_controller::k8s::run(client, settings, metrics.clone()));
+    let run = tokio::spawn(ferrolb_controller::k8s::run(client, settings, metrics.clone(), Default::default()));
     let mut held = service_json("5");
     held["metadata"]["name"] = json!("held");
     held["metadata"]["annotations"] = json!({"metallb.io/ip-allocated-from-pool": "lan"});
