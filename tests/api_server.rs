@@ -572,7 +572,8 @@ fn rolling_and_cold_restarts_never_answer_twice(version: &str) {
     eprintln!("nodeAssigned: {events_before} before the restarts, {} after", events.len());
 }
 
-/// User story 10, a measurement (run on demand, logging as in production:
+/// User story 10, a measurement (the Services take no NodePort: the default range holds
+/// 2,768; run on demand, logging as in production:
 /// `FERROLB_TEST_LOG_LEVEL=info cargo test -p ferrolb-speaker --test api_server --
 /// --ignored --nocapture ten_thousand`): 10,000 LoadBalancer Services
 /// (IPv6, the API server's larger Service range) created through the API; time until all
@@ -589,28 +590,43 @@ fn ten_thousand_services() {
     );
     let speakers = s.speakers(3);
     wait_ready(&speakers);
-    let mut yaml = String::new();
-    for i in 0..N {
-        yaml.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i:05}, namespace: default}}\nspec: {{type: LoadBalancer, ipFamilies: [IPv6], ipFamilyPolicy: SingleStack, selector: {{app: s}}, ports: [{{port: 80}}]}}\n"
-        ));
-    }
     let t = std::time::Instant::now();
-    c.kubectl_stdin(&["create", "-f", "-", "-o", "name"], Some(&yaml)).expect("create 10,000 Services");
+    // In batches, without kubectl's client-side validation (it fetches the OpenAPI schema
+    // and costs more CPU per object than the API server's create does: 7.8 s against 0.7 s
+    // for 50 Services here).
+    for batch in 0..N / 500 {
+        let mut yaml = String::new();
+        for i in batch * 500..(batch + 1) * 500 {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i:05}, namespace: default}}\nspec: {{type: LoadBalancer, allocateLoadBalancerNodePorts: false, ipFamilies: [IPv6], ipFamilyPolicy: SingleStack, selector: {{app: s}}, ports: [{{port: 80}}]}}\n"
+            ));
+        }
+        c.kubectl_stdin(&["create", "--validate=false", "-f", "-", "-o", "name"], Some(&yaml))
+            .expect("create 500 Services");
+    }
     let created = t.elapsed();
-    // The controller's own gauge, polled every second: listing 10,000 Services to check
-    // would load the API server more than the controller does.
+    // The controller's gauge (set when it plans) first, polled every second; then the
+    // Services themselves every 5 s: listing 10,000 of them often would load the API server
+    // more than the controller does.
     let in_use = || s.controller.metric("metallb_allocator_addresses_in_use_total", "pool=\"big\"");
-    let poll = || {
+    let planned = || {
         std::thread::sleep(Duration::from_secs(1));
         in_use() as usize == N
     };
-    wait_for("every Service to have an address", Duration::from_secs(900), poll, || s.controller.log_tail());
+    wait_for("every Service to be planned", Duration::from_secs(900), planned, || s.controller.log_tail());
+    let written = || {
+        let v = c.get_json(&["services", "-n", "default"]);
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let n = items.iter().filter(|s| s["status"]["loadBalancer"]["ingress"].is_array()).count();
+        if n < N {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        n == N
+    };
+    wait_for("every Service to have its address written", Duration::from_secs(300), written, || {
+        s.controller.log_tail()
+    });
     let all = t.elapsed();
-    let v = c.get_json(&["services", "-n", "default"]);
-    let assigned =
-        v["items"].as_array().into_iter().flatten().filter(|s| s["status"]["loadBalancer"]["ingress"].is_array());
-    assert_eq!(assigned.count(), N, "the gauge and the Services agree");
     std::thread::sleep(Duration::from_secs(5));
     eprintln!("created {N} Services in {created:?}; all had addresses {all:?} after the first was created");
     for ((user, verb), n) in c.requests() {
