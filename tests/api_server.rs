@@ -392,7 +392,7 @@ fn migration_over_metallb_keeps_everything(version: &str) {
     let advs = c.kubectl(&["get", "l2advertisements.metallb.io", "-n", NAMESPACE, "-o", "name"]);
     assert!(advs.contains("empty") && advs.contains("selected"), "{advs}");
     // Nothing left behind blocks editing a pool.
-    c.apply(&POOL);
+    c.apply(POOL);
     c.kubectl(&[
         "patch",
         "ipaddresspool.metallb.io",
@@ -546,12 +546,12 @@ fn rolling_and_cold_restarts_never_answer_twice(version: &str) {
     let watcher = watch_double_owners(c, ips.clone(), stop.clone(), phase.clone());
     let events_before = c.events("default", "nodeAssigned").len();
     // One by one, as a DaemonSet rollout with maxUnavailable 1 does.
-    for i in 0..3 {
+    for (i, speaker) in speakers.iter_mut().enumerate() {
         *phase.lock().unwrap() = format!("rolling: {} stopped", node_name(i));
-        speakers[i].stop("TERM");
-        speakers[i] = c.speaker(i, &s.key, &hold_down);
+        speaker.stop("TERM");
+        *speaker = c.speaker(i, &s.key, &hold_down);
         *phase.lock().unwrap() = format!("rolling: {} started", node_name(i));
-        wait_ready(std::slice::from_ref(&speakers[i]));
+        wait_ready(std::slice::from_ref(speaker));
         std::thread::sleep(Duration::from_secs(3));
     }
     *phase.lock().unwrap() = "cold start".into();

@@ -776,6 +776,8 @@ async fn watch_kube_proxy(
     nodes: Store<Node>,
     metrics: Arc<Metrics>,
 ) {
+    // The Node's uid goes into the Event: wait for the Nodes to be listed.
+    let _ = nodes.wait_until_ready().await;
     let cfg = watcher::Config::default().fields("metadata.name=kube-proxy");
     let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
     let mut problem: Option<String> = None;

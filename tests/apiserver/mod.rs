@@ -16,7 +16,10 @@
 //! cluster) are on the same bridge, and the API
 //! namespace has no default route, so nothing it dials (MetalLB's webhook Services) can
 //! leave the test topology.
-#![allow(dead_code)] // each test uses a different part
+#![allow(dead_code)]
+// each test uses a different part
+// A test harness fails the test where something is wrong, also inside Option/Result helpers.
+#![allow(clippy::unwrap_in_result)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -322,7 +322,12 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
         Api::namespaced(client, "kube-system"),
         recorder,
         "n1".into(),
-        kube::runtime::reflector::store().0,
+        {
+            // Listed (empty): the watcher waits for the Nodes before its first Event.
+            let (store, mut writer) = kube::runtime::reflector::store();
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+            store
+        },
         metrics.clone(),
     ));
     let until = |want: i64| {
