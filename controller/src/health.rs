@@ -49,3 +49,25 @@ impl Readiness {
         format!("not ready: {}", reasons.join("; "))
     }
 }
+
+/// One event of the watch named `what` (`Ok(true)`: a change, `Ok(false)`: kube's `Init`,
+/// which comes before the list is even asked for): a failure makes the component wait for
+/// that watch, logged at warn level once per outage; the first change after it clears
+/// that. True when there is something new to act on.
+pub fn watch_event(readiness: &Readiness, what: &str, event: Result<bool, &dyn std::fmt::Display>) -> bool {
+    match event {
+        Ok(false) => false,
+        Ok(true) => {
+            if readiness.done(what) {
+                tracing::info!(watch = %what, "watch works again");
+            }
+            true
+        }
+        Err(e) => {
+            if readiness.wait_for(what, e.to_string()) {
+                tracing::warn!(watch = %what, error = %e, "cannot list or watch; retrying, not Ready until it works");
+            }
+            false
+        }
+    }
+}

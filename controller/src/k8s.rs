@@ -343,20 +343,9 @@ pub async fn run(
         tokio::spawn(async move {
             let mut stream = stream;
             while let Some(event) = stream.next().await {
-                match event {
-                    // Init comes before the list is even asked for.
-                    Ok(false) => {}
-                    Ok(true) => {
-                        if readiness.done(&what) {
-                            info!(watch = %what, "watch works again");
-                        }
-                        changed.notify_one();
-                    }
-                    Err(e) => {
-                        if readiness.wait_for(&what, e.to_string()) {
-                            warn!(watch = %what, error = %e, "cannot list or watch; retrying, nothing is reconciled until every list completes");
-                        }
-                    }
+                let event = event.as_ref().map(|changed| *changed).map_err(|e| e as &dyn std::fmt::Display);
+                if crate::health::watch_event(&readiness, &what, event) {
+                    changed.notify_one();
                 }
             }
         });

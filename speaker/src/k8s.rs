@@ -375,20 +375,10 @@ where
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                // Init comes before the list is even asked for.
-                Ok(watcher::Event::Init) => {}
-                Ok(_) => {
-                    if readiness.done(&what) {
-                        info!(watch = %what, "watch works again");
-                    }
-                    changed.notify_one();
-                }
-                Err(e) => {
-                    if readiness.wait_for(&what, e.to_string()) {
-                        warn!(watch = %what, error = %e, "cannot list or watch; retrying, not Ready until it works");
-                    }
-                }
+            let event =
+                event.as_ref().map(|e| !matches!(e, watcher::Event::Init)).map_err(|e| e as &dyn std::fmt::Display);
+            if ferrolb_controller::health::watch_event(&readiness, &what, event) {
+                changed.notify_one();
             }
         }
     });
