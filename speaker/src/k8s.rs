@@ -531,7 +531,7 @@ pub async fn run_with(
         Api::namespaced(client.clone(), "kube-system"),
         recorder.clone(),
         opts.node_name.clone(),
-        nodes.clone(),
+        Api::all(client.clone()),
         metrics.clone(),
     ));
     let _ = tokio::join!(
@@ -763,11 +763,9 @@ async fn watch_kube_proxy(
     api: Api<ConfigMap>,
     recorder: Recorder,
     node: String,
-    nodes: Store<Node>,
+    nodes: Api<Node>,
     metrics: Arc<Metrics>,
 ) {
-    // The Node's uid goes into the Event: wait for the Nodes to be listed.
-    let _ = nodes.wait_until_ready().await;
     let cfg = watcher::Config::default().fields("metadata.name=kube-proxy");
     let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
     let mut problem: Option<String> = None;
@@ -799,8 +797,9 @@ async fn watch_kube_proxy(
             None => info!("kube-proxy no longer runs in IPVS mode without strictARP"),
             Some(p) => {
                 error!("{p}");
-                // With the uid, or `kubectl describe node` does not show it.
-                let uid = nodes.state().iter().find(|n| n.name_any() == node).and_then(|n| n.metadata.uid.clone());
+                // With the uid, or `kubectl describe node` does not show it (asked for here:
+                // this comes before the Nodes' store may have listed).
+                let uid = nodes.get_opt(&node).await.ok().flatten().and_then(|n| n.metadata.uid);
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Node".into()),

@@ -295,8 +295,15 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
             while let Some((req, send)) = handle.next_request().await {
                 let uri = req.uri().to_string();
                 let body = req.into_body().collect_bytes().await.unwrap();
+                if uri.starts_with("/api/v1/nodes/n1") {
+                    // The Node's uid, for the Event.
+                    send.send_response(ok(&serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                        "metadata": {"name": "n1", "uid": "uid-n1"}})));
+                    continue;
+                }
                 if uri.contains("/events") {
                     let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(event["regarding"]["uid"], "uid-n1", "the Node Event carries its uid");
                     seen.lock().unwrap().push(format!("event {}", event["reason"].as_str().unwrap()));
                     send.send_response(ok(&event));
                     continue;
@@ -319,15 +326,10 @@ async fn kube_proxy_is_watched_and_strict_arp_fixed_later_is_seen() {
         })
     };
     let watch = tokio::spawn(watch_kube_proxy(
-        Api::namespaced(client, "kube-system"),
+        Api::namespaced(client.clone(), "kube-system"),
         recorder,
         "n1".into(),
-        {
-            // Listed (empty): the watcher waits for the Nodes before its first Event.
-            let (store, mut writer) = kube::runtime::reflector::store();
-            writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
-            store
-        },
+        Api::all(client.clone()),
         metrics.clone(),
     ));
     let until = |want: i64| {
