@@ -167,6 +167,43 @@ fn serving(s: &Setup) -> (Vec<Process>, String) {
     (speakers, ip)
 }
 
+/// Our users' K3s write-up (`tests/fixtures/users/k3s-homelab-l2.yaml`), with its
+/// addresses moved onto the test LAN: its objects are in `default` and its L2Advertisement
+/// misspells `ipAddressPools`.
+const K3S_HOMELAB: &str = include_str!("fixtures/users/k3s-homelab-l2.yaml");
+
+/// User story 1 with the K3s write-up, as reality has it. kubectl since 1.27 validates
+/// strictly by default, so the API server refuses the misspelt field, naming it (MetalLB's
+/// CRD does the same: neither has `addresspools`). With `--validate=warn`, what older
+/// kubectl did, it warns and prunes the field, and the advertisement covers every pool, as
+/// MetalLB reads it. The pool is in `default`, which neither MetalLB nor FerroLB reads:
+/// the Service stays pending and the pool gets an `IgnoredPool` Warning saying why. Moved
+/// to metallb-system, the same objects give the Service its address and one node answers.
+fn k3s_homelab_config_is_explained_then_works(version: &str) {
+    let Some(s) = setup(version, 2) else { return };
+    let c = &s.cluster;
+    let yaml = K3S_HOMELAB.replace("10.0.0.5-10.0.0.10", "198.51.100.80-198.51.100.85");
+    let refused = c.kubectl_stdin(&["apply", "-f", "-"], Some(&yaml));
+    assert!(refused.as_ref().is_err_and(|e| e.contains("unknown field \"spec.addresspools\"")), "{refused:?}");
+    c.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], Some(&yaml)).expect("applied with a warning");
+    let speakers = s.speakers(2);
+    wait_ready(&speakers);
+    c.apply(&service("web", false));
+    c.apply(&endpoints("web", &node_name(0)));
+    wait_for(
+        "an IgnoredPool Warning on the pool in default",
+        Duration::from_secs(20),
+        || !c.events("default", "IgnoredPool").is_empty(),
+        || s.controller.log_tail(),
+    );
+    assert!(c.ingress("default", "web").is_empty(), "a pool outside metallb-system serves nothing");
+    let moved = yaml.replace("namespace: default", "namespace: metallb-system");
+    c.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], Some(&moved)).expect("applied in metallb-system");
+    let ip = c.wait_ingress("default", "web", 1, &s.controller).remove(0);
+    assert!(ip.starts_with("198.51.100.8"), "{ip}");
+    sole_owner(c, &ip, &speakers);
+}
+
 /// User story 2: a speaker that cannot proceed (its ClusterRoleBinding is gone, so it may
 /// not list Nodes or Services; then a CRD is missing) says so at warn level and in
 /// `/readyz`, is not Ready, and recovers by itself once that is fixed.
@@ -648,6 +685,7 @@ macro_rules! on_both_versions {
 on_both_versions!(
     fresh_install_with_metallb_sample,
     fresh_install_from_the_helm_chart,
+    k3s_homelab_config_is_explained_then_works,
     rbac_denial_is_reported_and_recovers,
     owner_crash_and_graceful_stop_leave_one_status,
     speakers_started_before_the_membership_secret_wait_for_it,
