@@ -137,9 +137,7 @@ fn fresh_install(version: &str, install: fn(&Cluster)) {
     let assigned = c.events("default", "nodeAssigned");
     assert_eq!(assigned.len(), 1, "one nodeAssigned for the Service: {assigned:?}");
     assert!(assigned[0].1.contains(&ips[0]) && assigned[0].1.contains(&ips[1]), "{assigned:?}");
-    let want = vec![(node_name(owner4), "default/web".to_string())];
-    let ok = apiserver::poll(Duration::from_secs(15), || c.l2_statuses() == want);
-    assert!(ok, "ServiceL2Status objects {:?}, want {want:?}", c.l2_statuses());
+    wait_statuses(c, &[(node_name(owner4), "default/web".to_string())]);
     // The kubelet probes the node's address: on a single-stack IPv6 node, the IPv6 one.
     for i in 0..3 {
         let url = format!("http://[{}]:7472/readyz", apiserver::node_v6(i));

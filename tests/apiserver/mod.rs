@@ -264,6 +264,16 @@ impl Cluster {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let out = self.run_kubectl(args, stdin);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `kubectl ARGS` as the admin, from the API namespace, with `stdin` fed to it.
+    fn run_kubectl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.api.name, "kubectl", "--kubeconfig"]).arg(&self.admin).args(args);
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
@@ -273,12 +283,7 @@ impl Cluster {
             use std::io::Write;
             child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to kubectl");
         }
-        let out = child.wait_with_output().expect("kubectl");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        child.wait_with_output().expect("kubectl")
     }
 
     /// `kubectl ARGS`, which must succeed.
@@ -289,19 +294,7 @@ impl Cluster {
     /// `kubectl apply -f -` of `yaml`, which must succeed; returns stdout and stderr
     /// (where the API server's warnings are).
     pub fn apply(&self, yaml: &str) -> String {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.api.name, "kubectl", "--kubeconfig"])
-            .arg(&self.admin)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write to kubectl");
-        }
-        let out = child.wait_with_output().expect("kubectl");
+        let out = self.run_kubectl(&["apply", "-f", "-"], Some(yaml));
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "kubectl apply failed:\n{text}\n--- of:\n{yaml}");
         text
