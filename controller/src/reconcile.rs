@@ -15,7 +15,7 @@ use ferrolb_proto::config::{self, Config, Pool};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::allocator::{PoolUsage, allocate_all};
+use crate::allocator::{PoolUsage, SharingProfile, allocate_all_edited};
 
 pub use ferrolb_proto::api::ANNOTATION_ALLOCATED_FROM_POOL;
 
@@ -43,6 +43,13 @@ pub struct Memory {
     said: HashMap<String, String>,
     /// Per Service, the ingress this controller last wrote (or found in place).
     written: HashMap<String, Vec<IpAddr>>,
+    /// Per Service, a status write planned against this resourceVersion. While the cache
+    /// still shows that version, it has not seen the write: the written addresses count
+    /// as held, so a cache lagging behind our own writes never moves an address.
+    pending: HashMap<String, (Option<String>, Vec<IpAddr>)>,
+    /// Per Service, how it shared last round: of two holders that may no longer share,
+    /// the one edited moves (MetalLB converges the edited Service, and its `Assign` fails).
+    sharing: HashMap<String, Option<SharingProfile>>,
 }
 
 /// New status and pool annotation for one Service.
@@ -163,17 +170,34 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
         .map(|(_, s)| s.key())
         .collect();
     w.foreign = foreign.len();
+    memory
+        .pending
+        .retain(|key, (rv, _)| services.iter().any(|(o, s)| s.key() == *key && o.metadata.resource_version == *rv));
+    let mut edited = HashSet::new();
+    for (_, s) in &services {
+        let profile = SharingProfile::of(s);
+        if memory.sharing.get(&s.key()).is_some_and(|before| *before != profile) {
+            edited.insert(s.key());
+        }
+        memory.sharing.insert(s.key(), profile);
+    }
     let config = Config {
         pools: pools.clone(),
         l2_advertisements: Vec::new(),
         services: services
             .iter()
             .filter(|(_, s)| s.is_load_balancer() && !kept.contains(&s.key()) && !foreign.contains(&s.key()))
-            .map(|(_, s)| s.clone())
+            .map(|(_, s)| {
+                let mut s = s.clone();
+                if let Some((_, ingress)) = memory.pending.get(&s.key()) {
+                    s.ingress_ips = ingress.clone();
+                }
+                s
+            })
             .collect(),
         namespaces: snapshot.namespaces.clone(),
     };
-    let allocation = allocate_all(&config, settings.lb_class.as_deref());
+    let allocation = allocate_all_edited(&config, settings.lb_class.as_deref(), &edited);
     let assigned: HashMap<&str, &config::ServiceAddresses> =
         allocation.assigned.iter().map(|a| (a.service.as_str(), a)).collect();
     let failed: HashMap<&str, String> =
@@ -228,9 +252,9 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
             );
             continue;
         } else if let Some(a) = assigned.get(key.as_str()) {
-            if !svc.ingress_ips.is_empty() && svc.ingress_ips != a.addresses {
+            if let Some(why) = allocation.cleared.get(&key).filter(|_| svc.ingress_ips != a.addresses) {
                 let note = format!(
-                    "{:?} can no longer be kept (its pool changed or another Service holds it); assigned {:?} from pool {:?} instead",
+                    "Released {:?}: {why}; assigned {:?} from pool {:?} instead",
                     svc.ingress_ips, a.addresses, a.pool
                 );
                 memory.say(
@@ -238,11 +262,26 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
                     format!("clear:{key}"),
                     EventSpec {
                         regarding: regarding.clone(),
-                        kind: EventKind::Warning,
+                        kind: EventKind::Normal,
                         reason: "ClearAssignment",
                         note,
                     },
                 );
+            }
+            if let Some(problem) = allocation.warnings.get(&key) {
+                let note = format!("invalid requested loadbalancer IPs, {:?} kept: {problem}", a.addresses);
+                memory.say(
+                    &mut w.events,
+                    format!("request:{key}"),
+                    EventSpec {
+                        regarding: regarding.clone(),
+                        kind: EventKind::Warning,
+                        reason: "LoadBalancerFailed",
+                        note,
+                    },
+                );
+            } else {
+                memory.forget(&format!("request:{key}"));
             }
             // Only a change is news: a restart that finds every address in place says nothing.
             if svc.ingress_ips != a.addresses {
@@ -292,6 +331,7 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
             memory.written.insert(key.clone(), ingress.clone());
         }
         if ingress != svc.ingress_ips || pool != current_pool {
+            memory.pending.insert(key.clone(), (obj.metadata.resource_version.clone(), ingress.clone()));
             w.services.push(ServiceWrite {
                 namespace: svc.namespace.clone(),
                 name: svc.name.clone(),
@@ -304,10 +344,11 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
     // Services gone: forget what we said, so a new one of the same name starts afresh.
     let live: HashSet<String> = services.iter().map(|(_, s)| format!("svc:{}", s.key())).collect();
     memory.said.retain(|k, _| match k.split_once(':') {
-        Some(("svc" | "clear", rest)) => live.contains(&format!("svc:{rest}")),
+        Some(("svc" | "clear" | "request", rest)) => live.contains(&format!("svc:{rest}")),
         _ => true,
     });
     memory.written.retain(|k, _| live.contains(&format!("svc:{k}")));
+    memory.sharing.retain(|k, _| live.contains(&format!("svc:{k}")));
 
     for p in &pools {
         w.usage.push((p.name.clone(), allocation.allocator.usage(&p.name).unwrap_or_default()));

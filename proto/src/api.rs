@@ -221,6 +221,9 @@ pub struct LoadBalancerService {
     pub load_balancer_ip: Option<String>,
     pub load_balancer_class: Option<String>,
     pub ip_families: Vec<String>,
+    /// `spec.clusterIPs` (or `spec.clusterIP`): the families the API server gave the
+    /// Service, which MetalLB's allocator follows (`internal/ipfamily/ipfamily.go`, `ForService`).
+    pub cluster_ips: Vec<IpAddr>,
     pub ip_family_policy: Option<String>,
     pub external_traffic_policy: Option<String>,
     pub ports: Vec<ServicePort>,
@@ -275,6 +278,10 @@ impl From<&Service> for LoadBalancerService {
             load_balancer_ip: spec.load_balancer_ip.filter(|s| !s.is_empty()),
             load_balancer_class: spec.load_balancer_class,
             ip_families: spec.ip_families.unwrap_or_default(),
+            cluster_ips: match spec.cluster_ips.filter(|c| !c.is_empty()) {
+                Some(ips) => ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+                None => spec.cluster_ip.iter().filter_map(|ip| ip.parse().ok()).collect(),
+            },
             ip_family_policy: spec.ip_family_policy,
             external_traffic_policy: spec.external_traffic_policy,
             ports: spec

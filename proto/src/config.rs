@@ -48,8 +48,9 @@ pub struct Pool {
     pub ranges: Vec<IpRange>,
     pub auto_assign: bool,
     pub avoid_buggy_ips: bool,
-    /// Which Services prefer this pool, and its priority.
-    pub allocation: crate::api::ServiceAllocation,
+    /// `spec.serviceAllocation`: which Services the pool serves, and its priority. A pool
+    /// with one serves only the Services it matches; `None` serves every Service.
+    pub allocation: Option<crate::api::ServiceAllocation>,
 }
 
 impl Pool {
@@ -302,19 +303,17 @@ impl Loader<'_> {
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 
         for (object, svc) in raw.services {
+            // A bad request fails that Service (the allocator says why), not the file.
             match requested_ips(&svc) {
-                Err((field, message)) => self.errors.push(Issue { object, field, message }),
-                Ok((_, field)) => {
-                    if field.contains(api::LEGACY_ANNOTATION_PREFIX) {
-                        self.warn(
-                            &object,
-                            &field,
-                            "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
-                        );
-                    }
-                    config.services.push(svc);
-                }
+                Err((field, message)) => self.warn(&object, &field, &message),
+                Ok((_, field)) if field.contains(api::LEGACY_ANNOTATION_PREFIX) => self.warn(
+                    &object,
+                    &field,
+                    "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
+                ),
+                Ok(_) => {}
             }
+            config.services.push(svc);
         }
         config
     }
@@ -377,7 +376,7 @@ pub fn pool_from_api(object: &str, pool: &IPAddressPool) -> (Pool, Vec<Issue>) {
         ranges,
         auto_assign: pool.spec.auto_assign(),
         avoid_buggy_ips: pool.spec.avoid_buggy_ips(),
-        allocation: pool.spec.service_allocation.clone().unwrap_or_default(),
+        allocation: pool.spec.service_allocation.clone(),
     };
     (valid, issues)
 }
@@ -393,17 +392,23 @@ pub fn overlap(a: &Pool, b: &Pool) -> Option<String> {
 }
 
 /// The addresses a Service asks for (annotation or `spec.loadBalancerIP`) and the field
-/// it asked through, or the field and what is wrong with it.
+/// it asked through, or the field and what is wrong with it. As MetalLB's
+/// `getDesiredLbIPs` (`controller/service.go`): an empty annotation is unset, both set is
+/// an error, and the annotation holds one address or two of different families.
 pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String), (String, String)> {
-    if let Some((list, legacy)) = svc.annotation(ANNOTATION_LOAD_BALANCER_IPS) {
+    let annotation = svc.annotation(ANNOTATION_LOAD_BALANCER_IPS).filter(|(v, _)| !v.is_empty());
+    if let Some((list, legacy)) = annotation {
         let name = if legacy {
             ANNOTATION_LOAD_BALANCER_IPS.replacen("metallb.io/", api::LEGACY_ANNOTATION_PREFIX, 1)
         } else {
             ANNOTATION_LOAD_BALANCER_IPS.to_string()
         };
         let field = format!("metadata.annotations[{name:?}]");
+        if svc.load_balancer_ip.is_some() {
+            return Err((field, "is set together with spec.loadBalancerIP: set one of them".into()));
+        }
         let mut ips: Vec<IpAddr> = Vec::new();
-        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in list.split(',').map(str::trim) {
             let ip = part.parse().map_err(|_| (field.clone(), format!("{part:?} is not an IP address")))?;
             if ips.iter().any(|i| Family::of(*i) == Family::of(ip)) {
                 return Err((field, "at most one address per family".into()));
@@ -414,7 +419,7 @@ pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String),
     }
     let field = "spec.loadBalancerIP".to_string();
     match &svc.load_balancer_ip {
-        Some(ip) => match ip.parse() {
+        Some(ip) => match ip.trim().parse() {
             Ok(ip) => Ok((vec![ip], field)),
             Err(_) => Err((field, format!("{ip:?} is not an IP address"))),
         },

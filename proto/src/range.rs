@@ -81,8 +81,15 @@ impl FromStr for IpRange {
             return Ok(IpRange { family: Family::of(ip), start: n & !host, end: n | host });
         }
         let Some((a, b)) = text.split_once('-') else {
-            let ip: IpAddr = text.parse().map_err(|_| bad("not a CIDR (a.b.c.d/n) or a range (a-b)"))?;
-            return Ok(IpRange { family: Family::of(ip), start: ip_to_u128(ip), end: ip_to_u128(ip) });
+            // MetalLB's ParseCIDR (`internal/config/config.go`) refuses a bare address, so a
+            // pool FerroLB accepted would break on the way back.
+            return Err(match text.parse::<IpAddr>() {
+                Ok(ip) => bad(&format!(
+                    "a bare address is neither a CIDR nor a range (MetalLB refuses it too): write {ip}/{} for this one address",
+                    if ip.is_ipv4() { 32 } else { 128 }
+                )),
+                Err(_) => bad("not a CIDR (a.b.c.d/n) or a range (a-b)"),
+            });
         };
         let start: IpAddr = a.trim().parse().map_err(|_| bad("range start is not an IP address"))?;
         let end: IpAddr = b.trim().parse().map_err(|_| bad("range end is not an IP address"))?;
@@ -121,16 +128,31 @@ mod tests {
         assert_eq!(r("0.0.0.0/0").size(), 1 << 32);
         assert!(r("2001:db8::/120").contains("2001:db8::ff".parse().unwrap()));
         assert!(!r("2001:db8::/120").contains("192.0.2.1".parse().unwrap()));
-        assert_eq!(r("192.0.2.5"), r("192.0.2.5/32"));
+        assert_eq!(r("192.0.2.5-192.0.2.5"), r("192.0.2.5/32"));
     }
 
     #[test]
     fn rejects_nonsense() {
-        for bad in
-            ["192.0.2.0/33", "192.0.2.300-192.0.2.310", "192.0.2.9-192.0.2.1", "192.0.2.1-2001:db8::1", "pool", ""]
-        {
+        for bad in [
+            "192.0.2.0/33",
+            "192.0.2.300-192.0.2.310",
+            "192.0.2.9-192.0.2.1",
+            "192.0.2.1-2001:db8::1",
+            "pool",
+            "",
+            "192.0.2.7",
+            "2001:db8::7",
+        ] {
             assert!(bad.parse::<IpRange>().is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn a_bare_address_suggests_a_host_prefix() {
+        let err = "198.51.100.7".parse::<IpRange>().unwrap_err().to_string();
+        assert!(err.contains("198.51.100.7/32"), "{err}");
+        let err = "2001:db8::7".parse::<IpRange>().unwrap_err().to_string();
+        assert!(err.contains("2001:db8::7/128"), "{err}");
     }
 
     #[test]

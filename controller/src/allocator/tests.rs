@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use ferrolb_proto::config::load;
 use proptest::prelude::*;
 
+use ferrolb_proto::api::ServiceAllocation;
+
 use super::*;
 
 fn r(s: &str) -> IpRange {
@@ -46,14 +48,14 @@ fn none() -> BTreeMap<String, String> {
 
 #[test]
 fn free_set_splits_and_merges() {
-    let mut f = FreeSet::new([r("192.0.2.0/29")].into_iter());
+    let mut f = FreeSet::new(r("192.0.2.0/29"));
     assert!(f.take(ip_to_u128(ip("192.0.2.3"))));
     assert!(!f.take(ip_to_u128(ip("192.0.2.3"))));
     assert_eq!(f.intervals.len(), 2);
-    assert_eq!(f.free, 7);
     f.release(ip_to_u128(ip("192.0.2.3")));
     assert_eq!(f.intervals.len(), 1);
-    assert_eq!(f.free, 8);
+    f.release(ip_to_u128(ip("192.0.2.3")));
+    assert_eq!(f.intervals, BTreeMap::from([(ip_to_u128(ip("192.0.2.0")), ip_to_u128(ip("192.0.2.7")))]));
 }
 
 #[test]
@@ -64,7 +66,7 @@ fn a_slash_64_costs_what_is_allocated() {
         s.ip_families = vec!["IPv6".into()];
         a.assign(&s, &none()).unwrap();
     }
-    assert_eq!(a.pools[0].v6.intervals.len(), 1, "sequential allocation keeps one free interval");
+    assert_eq!(a.pools[0].blocks[0].free.intervals.len(), 1, "sequential allocation keeps one free interval");
     let u = a.usage("v6").unwrap();
     assert_eq!((u.total_v6, u.in_use_v6), (1 << 64, 1000));
     assert_eq!(a.addresses_of("web/s999"), [ip("2001:db8::3e7")]);
@@ -89,7 +91,7 @@ fn avoid_buggy_ips_skips_dot_0_and_dot_255() {
 #[test]
 fn priority_then_name_and_auto_assign() {
     let mut low = pool("z-low", &["198.51.100.0/30"]);
-    low.allocation.priority = Some(1);
+    low.allocation = Some(ServiceAllocation { priority: Some(1), ..Default::default() });
     let unset = pool("a-unset", &["203.0.113.0/30"]);
     let mut manual = pool("b-manual", &["192.0.2.0/30"]);
     manual.auto_assign = false;
@@ -106,8 +108,8 @@ fn priority_then_name_and_auto_assign() {
 #[test]
 fn namespaces_restrict_a_pool() {
     let mut team = pool("team", &["198.51.100.0/30"]);
-    team.allocation.namespaces = vec!["team-a".into()];
-    team.allocation.priority = Some(0);
+    team.allocation =
+        Some(ServiceAllocation { namespaces: vec!["team-a".into()], priority: Some(0), ..Default::default() });
     let mut a = Allocator::new(&[team, pool("rest", &["203.0.113.0/30"])]);
     assert_eq!(a.assign(&svc("x"), &none()).unwrap().pool, "rest");
     let mut mine = svc("y");
@@ -120,18 +122,31 @@ fn dual_stack_policies() {
     let mut a = Allocator::new(&[
         pool("a-v4only", &["198.51.100.0/30"]),
         pool("b-dual", &["203.0.113.0/30", "2001:db8::/120"]),
+        pool("c-v6only", &["2001:db8:1::/120"]),
     ]);
+    // A single-stack IPv6 cluster: PreferDualStack gets the one family it has.
+    let mut single = svc("single");
+    single.ip_family_policy = Some("PreferDualStack".into());
+    single.cluster_ips = vec![ip("2001:db8:ffff::1")];
+    assert_eq!(a.assign(&single, &none()).unwrap().addresses, [ip("2001:db8::")]);
+    // Dual-stack, IPv6 primary: the pool with both families wins, status IPv4 first.
     let mut prefer = svc("p");
     prefer.ip_family_policy = Some("PreferDualStack".into());
-    prefer.ip_families = vec!["IPv6".into()];
-    // The first pool by name has IPv4 only: PreferDualStack falls back to one family.
-    assert_eq!(a.assign(&prefer, &none()).unwrap().addresses, [ip("198.51.100.0")]);
+    prefer.ip_families = vec!["IPv6".into(), "IPv4".into()];
+    prefer.cluster_ips = vec![ip("2001:db8:ffff::2"), ip("192.0.2.2")];
+    assert_eq!(a.assign(&prefer, &none()).unwrap().addresses, [ip("203.0.113.0"), ip("2001:db8::1")]);
+    // Without a dual pool, the primary family's pool (c-v6only), not the first by name.
+    let mut b = Allocator::new(&[pool("a-v4only", &["198.51.100.0/30"]), pool("c-v6only", &["2001:db8:1::/120"])]);
+    assert_eq!(b.assign(&prefer, &none()).unwrap().addresses, [ip("2001:db8:1::")]);
     let mut require = svc("r");
     require.ip_family_policy = Some("RequireDualStack".into());
     let got = a.assign(&require, &none()).unwrap();
-    assert_eq!((got.pool.as_str(), got.addresses), ("b-dual", vec![ip("203.0.113.0"), ip("2001:db8::")]));
+    assert_eq!((got.pool.as_str(), got.addresses), ("b-dual", vec![ip("203.0.113.1"), ip("2001:db8::2")]));
     let pinned = with(require.clone(), "metallb.io/address-pool", "a-v4only");
     assert!(matches!(a.assign(&pinned, &none()), Err(AllocError::NotDualStack(_))));
+    let mut one = require.clone();
+    one.cluster_ips = vec![ip("192.0.2.3")];
+    assert_eq!(a.assign(&one, &none()), Err(AllocError::NotDualStackCluster));
 }
 
 #[test]

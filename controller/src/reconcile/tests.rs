@@ -27,10 +27,12 @@ fn snapshot(pools: Vec<IPAddressPool>, services: Vec<Service>) -> Snapshot {
     Snapshot { services, pools, namespaces: BTreeMap::new() }
 }
 
-/// What the API server would hold after the writes.
+/// What the API server would hold after the writes (each with a new resourceVersion).
 fn applied(mut snap: Snapshot, writes: &Writes) -> Snapshot {
     for w in &writes.services {
         let svc = snap.services.iter_mut().find(|s| s.metadata.name.as_deref() == Some(&w.name)).unwrap();
+        let rv: u64 = svc.metadata.resource_version.as_deref().unwrap_or("0").parse().unwrap();
+        svc.metadata.resource_version = Some((rv + 1).to_string());
         let ingress = w
             .ingress
             .iter()
@@ -140,7 +142,8 @@ fn of_two_services_claiming_one_address_the_older_keeps_it() {
     );
     let clear = w.events.iter().find(|e| e.reason == "ClearAssignment").expect("the younger is told");
     assert_eq!(clear.regarding.name.as_deref(), Some("young"));
-    assert_eq!(clear.kind, EventKind::Warning);
+    // MetalLB reports it with `Infof` (controller/service.go:129).
+    assert_eq!(clear.kind, EventKind::Normal);
 }
 
 #[test]
@@ -357,4 +360,93 @@ fn event_notes_are_cut_at_the_api_servers_limit_on_a_character_boundary() {
     let long = "é".repeat(700); // 1400 bytes
     let cut = event_note(long);
     assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn annotated(name: &str, created: &str, annotations: &str) -> Service {
+    service(name, created, &format!("  annotations: {{{annotations}}}\n"))
+}
+
+/// Rule 12 of issue 10: the cache has not seen our write of `a` yet when `d`, an older
+/// Service, turns up. Counting `a`'s pending write as held keeps `a` on its address.
+#[test]
+fn a_cache_lagging_behind_our_own_write_moves_nothing() {
+    let mut memory = Memory::default();
+    let a = service("a", "2026-02-01T00:00:00Z", "");
+    let w = plan(&snapshot(vec![lan_pool()], vec![a.clone()]), &settings(), &mut memory);
+    assert_eq!(w.services[0].ingress, [ip("198.51.100.10")]);
+    // The watch still shows `a` as it was (same resourceVersion, no status).
+    let stale = snapshot(vec![lan_pool()], vec![a, service("d", "2026-01-15T00:00:00Z", "")]);
+    let w = plan(&stale, &settings(), &mut memory);
+    let d = w.services.iter().find(|s| s.name == "d").unwrap();
+    assert_eq!(d.ingress, [ip("198.51.100.11")], "the older newcomer does not take a's address");
+    let a = w.services.iter().find(|s| s.name == "a").expect("a's write is made again: it may have failed");
+    assert_eq!(a.ingress, [ip("198.51.100.10")]);
+}
+
+/// Rule 6: after an edit that makes two sharers conflict, the edited one moves, even when
+/// it is the older (MetalLB converges the edited Service; its `Assign` fails on the port,
+/// controller/service.go:127).
+#[test]
+fn after_a_sharing_edit_the_edited_service_moves() {
+    let mut memory = Memory::default();
+    let old = annotated("old", "2026-01-01T00:00:00Z", "metallb.io/allow-shared-ip: k");
+    let mut young = annotated("young", "2026-02-01T00:00:00Z", "metallb.io/allow-shared-ip: k");
+    young.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 443;
+    let snap = snapshot(vec![lan_pool()], vec![old, young]);
+    let w = plan(&snap, &settings(), &mut memory);
+    assert!(w.services.iter().all(|s| s.ingress == [ip("198.51.100.10")]), "{:?}", w.services);
+    let mut snap = applied(snap, &w);
+    snap.services[0].spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 443;
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(w.services.len(), 1, "{:?}", w.services);
+    assert_eq!((w.services[0].name.as_str(), w.services[0].ingress.clone()), ("old", vec![ip("198.51.100.11")]));
+    assert_eq!(reasons(&w), ["ClearAssignment", "IPAllocated"]);
+}
+
+/// Rule 3: a new requested address moves the Service (controller/service.go:152).
+#[test]
+fn a_changed_request_moves_the_service_and_says_so() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &w);
+    snap.services[0]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("metallb.io/loadBalancerIPs".into(), "198.51.100.12".into());
+    let w = plan(&snap, &settings(), &mut memory);
+    assert_eq!(w.services[0].ingress, [ip("198.51.100.12")]);
+    assert_eq!(reasons(&w), ["ClearAssignment", "IPAllocated"]);
+    assert!(
+        w.events[0].note.contains("198.51.100.12") && w.events[0].note.contains("requested"),
+        "{}",
+        w.events[0].note
+    );
+}
+
+/// Both `spec.loadBalancerIP` and the annotation on a Service holding an address: MetalLB
+/// reports LoadBalancerFailed and returns before clearing (controller/service.go:146-150).
+#[test]
+fn a_contradictory_request_keeps_the_address_in_use_and_warns() {
+    let mut memory = Memory::default();
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), &mut memory);
+    let mut snap = applied(snap, &w);
+    snap.services[0]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("metallb.io/loadBalancerIPs".into(), "198.51.100.12".into());
+    snap.services[0].spec.as_mut().unwrap().load_balancer_ip = Some("198.51.100.11".into());
+    let w = plan(&snap, &settings(), &mut memory);
+    assert!(w.services.is_empty(), "{:?}", w.services);
+    assert_eq!(reasons(&w), ["LoadBalancerFailed"]);
+    assert_eq!(w.events[0].kind, EventKind::Warning);
 }

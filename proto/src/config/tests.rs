@@ -138,10 +138,12 @@ fn clean_example_loads_without_warnings() {
 }
 
 #[test]
-fn bad_requested_address_is_an_error_naming_the_annotation() {
+fn bad_requested_address_is_a_warning_naming_the_annotation_and_the_service_stays() {
     let text = format!("{POOL}{}", service("a", "metallb.io/loadBalancerIPs: '192.0.2.9,192.0.2.10'", ""));
-    let errs = issues(load("r.yaml", &text).unwrap_err());
-    assert_eq!(errs[0].field, "metadata.annotations[\"metallb.io/loadBalancerIPs\"]", "{errs:?}");
+    let loaded = load("r.yaml", &text).unwrap();
+    let w = loaded.warnings.iter().find(|w| w.message.contains("one address per family")).expect("a warning");
+    assert_eq!(w.field, "metadata.annotations[\"metallb.io/loadBalancerIPs\"]", "{w:?}");
+    assert_eq!(loaded.config.services.len(), 1);
     let text = format!("{POOL}{}", service("a", "metallb.universe.tf/loadBalancerIPs: 192.0.2.9", ""));
     assert!(load("r.yaml", &text).unwrap().warnings.iter().any(|w| w.message.contains("deprecated")));
 }
