@@ -387,6 +387,17 @@ impl Allocator {
     /// else free ones from the requested pool or the best pool. `namespace_labels` serves
     /// the pools' namespace selectors.
     pub fn converge(&mut self, svc: &LoadBalancerService, namespace_labels: &BTreeMap<String, String>) -> Outcome {
+        self.converge_or_defer(svc, namespace_labels, false).expect("not deferred")
+    }
+
+    /// [`Allocator::converge`]; with `keep_only`, `None` instead of allocating anything
+    /// new, so that every address still validly held is taken before any is given out.
+    fn converge_or_defer(
+        &mut self,
+        svc: &LoadBalancerService,
+        namespace_labels: &BTreeMap<String, String>,
+        keep_only: bool,
+    ) -> Option<Outcome> {
         let key = svc.key();
         self.release(&key);
         let mut held: Vec<IpAddr> = Vec::new();
@@ -405,11 +416,11 @@ impl Allocator {
         };
         let want = match wanted(svc) {
             Ok(w) => w,
-            Err(e) => return fail(out, e),
+            Err(e) => return Some(fail(out, e)),
         };
         let policy = svc.ip_family_policy.as_deref().unwrap_or("SingleStack");
         if policy == "RequireDualStack" && !matches!(want, Want::Dual { .. }) {
-            return fail(out, AllocError::NotDualStackCluster);
+            return Some(fail(out, AllocError::NotDualStackCluster));
         }
         let wanted_pool = svc.annotation(ANNOTATION_ADDRESS_POOL).map(|(p, _)| p.to_string()).filter(|p| !p.is_empty());
         // What is held survives only what MetalLB checks, in its order.
@@ -439,11 +450,11 @@ impl Allocator {
             Ok((ips, _)) => ips,
             Err((field, message)) => {
                 let e = AllocError::BadRequest { field, message };
-                let Some(idx) = kept else { return fail(out, e) };
+                let Some(idx) = kept else { return Some(fail(out, e)) };
                 self.hold_all(&key, svc, &held);
                 out.result = Ok(Assignment { addresses: held, pool: self.pools[idx].pool.name.clone() });
                 out.warning = Some(e);
-                return out;
+                return Some(out);
             }
         };
         if kept.is_some() && !requested.is_empty() && !same_set(&held, &requested) {
@@ -462,13 +473,14 @@ impl Allocator {
                 self.hold_all(&key, svc, &ips);
                 Ok(Assignment { addresses: ips, pool: self.pools[idx].pool.name.clone() })
             }
+            None if keep_only => return None,
             None => self.allocate(svc, want, policy, &requested, wanted_pool.as_deref(), namespace_labels),
         };
         if out.result.is_err() {
             let e = out.result.clone().unwrap_err();
-            return fail(out, e);
+            return Some(fail(out, e));
         }
-        out
+        Some(out)
     }
 
     /// MetalLB's `allocateIPs`: the requested addresses, else from the requested pool,
@@ -820,9 +832,22 @@ pub fn allocate_all_edited(
         |s: &&LoadBalancerService| (edited.contains(&s.key()), s.created.clone(), s.created.is_some().then(|| s.key()));
     holding.sort_by_key(order);
     asking.sort_by_key(order);
-    for svc in holding.into_iter().chain(asking) {
+    // Every address still validly held is taken first, so a Service whose own is no
+    // longer valid never takes one another Service keeps.
+    let mut outcomes = Vec::new();
+    let mut deferred = Vec::new();
+    for svc in holding {
         let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
-        let out = allocator.converge(svc, labels);
+        match allocator.converge_or_defer(svc, labels, true) {
+            Some(out) => outcomes.push((svc, out)),
+            None => deferred.push(svc),
+        }
+    }
+    for svc in deferred.into_iter().chain(asking) {
+        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        outcomes.push((svc, allocator.converge(svc, labels)));
+    }
+    for (svc, out) in outcomes {
         if let Some(why) = out.cleared {
             cleared.insert(svc.key(), why);
         }

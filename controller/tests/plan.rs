@@ -92,3 +92,24 @@ fn lb_class_selects_which_services_are_ours() {
     let (other, _) = run(&["--lb-class", "example.com/other"]);
     assert_eq!(other, ["default/other-class"]);
 }
+
+/// Rule 9 of issue 10: MetalLB's ParseCIDR (internal/config/config.go:1078, MetalLB
+/// 7938d3f89) refuses a bare address, so FerroLB refuses the pool too, naming the pool and
+/// the entry and saying what to write instead.
+#[test]
+fn a_bare_address_in_a_pool_is_refused_with_the_fix() {
+    let bad = std::env::temp_dir().join(format!("ferrolb-bare-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: office, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/30, 198.51.100.7]}\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ferrolb-controller")).args(["plan", "--config"]).arg(&bad).output().unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needed in ["metallb-system/office", "spec.addresses[1]", "198.51.100.7/32"] {
+        assert!(err.contains(needed), "{needed:?} missing from: {err}");
+    }
+}

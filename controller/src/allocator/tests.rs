@@ -281,3 +281,21 @@ fn a_status_address_outside_the_pools_now_is_reallocated() {
     let moved = LoadBalancerService { ingress_ips: vec![ip("203.0.113.9")], ..svc("s") };
     assert_eq!(a.assign(&moved, &none()).unwrap().addresses, [ip("198.51.100.0")]);
 }
+
+/// Rule 10 of issue 10: with avoidBuggyIPs, capacity leaves out .0 and .255 (MetalLB's
+/// poolCount, internal/allocator/allocator.go:629) and they are never counted as assigned.
+#[test]
+fn avoid_buggy_ips_capacity_and_usage() {
+    let mut p = pool("p", &["198.51.100.0/24", "203.0.113.250-203.0.114.5"]);
+    p.avoid_buggy_ips = true;
+    let mut a = Allocator::new(&[p]);
+    // 256 - 2, and 12 - 2 (203.0.113.255 and 203.0.114.0).
+    assert_eq!(a.usage("p").unwrap().total_v4, 254 + 10);
+    for i in 0..264 {
+        let got = a.assign(&svc(&format!("s{i}")), &none()).unwrap().addresses[0];
+        assert!(!is_buggy_ip(got), "{got}");
+    }
+    assert_eq!(a.usage("p").unwrap().in_use_v4, 264);
+    assert!(matches!(a.assign(&svc("one-too-many"), &none()), Err(AllocError::Exhausted { .. })));
+    assert_eq!(a.usage("p").unwrap().in_use_v4, 264, "the skipped addresses are not counted as used");
+}
