@@ -673,6 +673,92 @@ fn ten_thousand_services() {
     }
 }
 
+/// User story 12 (issue 10): edits a MetalLB user makes, answered as MetalLB answers them
+/// (controller/service.go at MetalLB 7938d3f89): a new requested address moves the
+/// Service (:146-156); a pool edit that stops serving a holder moves it to a pool that
+/// does (:127-132); PreferDualStack on a dual-stack cluster gains the other family from its
+/// pool (:159-173), and back to SingleStack keeps one address of the primary family
+/// (serviceFamilyChanged, :222). Each move is told with ClearAssignment then IPAllocated.
+fn allocation_edits_follow_metallb(version: &str) {
+    let Some(s) = setup(version, 1) else { return };
+    let c = &s.cluster;
+    let ctl = &s.controller;
+    c.apply(POOL);
+    c.apply(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: team, namespace: metallb-system}\nspec:\n  addresses: [198.51.100.100-198.51.100.109]\n  serviceAllocation: {priority: 1, namespaces: [default]}\n",
+    );
+    let until = |what: &str, name: &str, want: &[&str]| {
+        wait_for(
+            what,
+            Duration::from_secs(30),
+            || c.ingress("default", name) == want,
+            || format!("ingress {:?}\ncontroller log:\n{}", c.ingress("default", name), ctl.log_tail()),
+        )
+    };
+    // The pinned pool first.
+    c.apply(&service("web", false));
+    until("web from the team pool", "web", &["198.51.100.100"]);
+    // Re-IP through the annotation.
+    c.kubectl(&["annotate", "service", "-n", "default", "web", "metallb.io/loadBalancerIPs=198.51.100.70"]);
+    until("web on its requested address", "web", &["198.51.100.70"]);
+    let notes = |reason: &str| -> Vec<String> {
+        c.events("default", reason).into_iter().filter(|(n, _)| n == "web").map(|(_, note)| note).collect()
+    };
+    wait_for(
+        "ClearAssignment for web",
+        Duration::from_secs(10),
+        || notes("ClearAssignment").iter().any(|n| n.contains("198.51.100.100") && n.contains("198.51.100.70")),
+        || format!("{:?}", c.events("default", "ClearAssignment")),
+    );
+    assert!(notes("IPAllocated").iter().any(|n| n.contains("198.51.100.70")), "{:?}", notes("IPAllocated"));
+
+    // A pool edit that no longer serves the holder's namespace.
+    c.apply(&service("api", false));
+    until("api from the team pool", "api", &["198.51.100.100"]);
+    c.kubectl(&[
+        "patch",
+        "ipaddresspool",
+        "-n",
+        NAMESPACE,
+        "team",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"serviceAllocation":{"namespaces":["elsewhere"]}}}"#,
+    ]);
+    until("api moved to the open pool", "api", &["198.51.100.64"]);
+    assert_eq!(c.ingress("default", "web"), ["198.51.100.70"], "the untouched Service stays");
+
+    // SingleStack -> PreferDualStack: the API server adds an IPv6 cluster IP, and the
+    // Service gains an IPv6 address from the same pool.
+    c.apply(&service("dual", false));
+    until("dual with one address", "dual", &["198.51.100.65"]);
+    c.kubectl(&[
+        "patch",
+        "service",
+        "-n",
+        "default",
+        "dual",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"ipFamilyPolicy":"PreferDualStack"}}"#,
+    ]);
+    until("dual with both families", "dual", &["198.51.100.65", "2001:db8:100::64"]);
+    // Back to SingleStack: the API server keeps the primary cluster IP; the Service is
+    // reallocated with one IPv4 address (the pool's first free one is its own).
+    c.kubectl(&[
+        "patch",
+        "service",
+        "-n",
+        "default",
+        "dual",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"ipFamilyPolicy":"SingleStack"}}"#,
+    ]);
+    until("dual back to one address", "dual", &["198.51.100.65"]);
+    assert_eq!(c.ingress("default", "api"), ["198.51.100.64"]);
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -692,4 +778,5 @@ on_both_versions!(
     another_ingress_writer_is_reported_not_fought,
     kube_proxy_ipvs_without_strict_arp_then_fixed,
     rolling_and_cold_restarts_never_answer_twice,
+    allocation_edits_follow_metallb,
 );
