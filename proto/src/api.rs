@@ -144,6 +144,20 @@ pub struct L2AdvertisementSpec {
     /// (MetalLB v0.16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_selectors: Vec<LabelSelector>,
+    /// Soft preferences for the node that announces: of the nodes that may, those with the
+    /// highest summed weight win (MetalLB v0.16, `sortL2Candidates`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_node_selectors: Vec<PreferredNodeSelector>,
+}
+
+/// A weighted soft preference for nodes, as Kubernetes' PreferredSchedulingTerm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PreferredNodeSelector {
+    /// Added to the score of every node `preference` selects.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i32,
+    /// An empty selector selects every node.
+    pub preference: LabelSelector,
 }
 
 /// An `L2Advertisement` object. The derived [`L2AdvertisementCrd`] only gives the CRD

@@ -484,6 +484,8 @@ pub struct NodeScope {
     pub node_selectors: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     /// Empty: every eligible interface.
     pub interfaces: BTreeSet<String>,
+    /// Soft preferences among the nodes this advertisement selects.
+    pub preferred: Vec<api::PreferredNodeSelector>,
 }
 
 impl NodeScope {
@@ -522,6 +524,7 @@ impl Plan {
             .map(|a| NodeScope {
                 node_selectors: a.spec.node_selectors.clone(),
                 interfaces: a.spec.interfaces.iter().cloned().collect(),
+                preferred: a.spec.preferred_node_selectors.clone(),
             })
             .collect();
         let labels: BTreeMap<String, &BTreeMap<String, String>> =
@@ -559,6 +562,22 @@ impl Plan {
         !node.labels.contains_key(api::LABEL_EXCLUDE_FROM_LB)
             && candidate.only_nodes.as_ref().is_none_or(|only| only.contains(&node.name))
             && candidate.scopes.iter().any(|s| self.scopes[*s as usize].selects(node))
+    }
+
+    /// How much the advertisements covering `candidate` prefer `node`: the weights of
+    /// their `preferredNodeSelectors` that select it, summed over the advertisements that
+    /// select the node (MetalLB's `preferredNodeScores`, internal/config/config.go:799, and
+    /// `preferredScoresFor`, speaker/layer2_controller.go:207, at MetalLB 7938d3f).
+    pub fn preference(&self, candidate: &Candidate, node: &NodeInfo) -> i64 {
+        candidate
+            .scopes
+            .iter()
+            .map(|s| &self.scopes[*s as usize])
+            .filter(|s| s.selects(node))
+            .flat_map(|s| &s.preferred)
+            .filter(|p| selector_matches(&p.preference, &node.labels))
+            .map(|p| i64::from(p.weight))
+            .sum()
     }
 
     /// What announcing `candidate` on `node` means, or `None` if `node` is not eligible.

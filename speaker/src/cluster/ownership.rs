@@ -22,7 +22,20 @@ pub fn decide(plan: &Plan, members: &[Member], me: &str) -> (Vec<Option<String>>
         plan.candidates.iter().map(|c| nodes.iter().map(|n| plan.eligible(c, n)).collect()).collect();
     let any_settled: Vec<bool> =
         may.iter().map(|row| row.iter().zip(members).any(|(ok, m)| *ok && m.settled)).collect();
-    let allowed = |i: usize, n: usize| may[i][n] && (members[n].settled || !any_settled[i]);
+    let mut allowed: Vec<Vec<bool>> = may
+        .iter()
+        .enumerate()
+        .map(|(i, row)| row.iter().zip(members).map(|(ok, m)| *ok && (m.settled || !any_settled[i])).collect())
+        .collect();
+    // preferredNodeSelectors: of the nodes allowed, only the most preferred (MetalLB's
+    // `sortL2Candidates` puts the highest score first, speaker/layer2_controller.go:189).
+    for (c, row) in plan.candidates.iter().zip(&mut allowed) {
+        let prefs: Vec<i64> = nodes.iter().map(|n| plan.preference(c, n)).collect();
+        if let Some(best) = row.iter().zip(&prefs).filter(|(ok, _)| **ok).map(|(_, p)| *p).max() {
+            row.iter_mut().zip(&prefs).for_each(|(ok, p)| *ok &= *p == best);
+        }
+    }
+    let allowed = |i: usize, n: usize| allowed[i][n];
     let owners = assign_by_service(plan, &ips, &names, allowed);
     let me_index = names.iter().position(|n| *n == me);
     let mine = plan
@@ -161,6 +174,42 @@ mod tests {
         let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
         let allocation = ferrolb_controller::allocate_all(&config, None);
         Plan::new(&config, &allocation.assigned)
+    }
+
+    /// MetalLB v0.16's preferredNodeSelectors: the live node with the highest summed
+    /// weight announces every address; when it goes, the next; settled members still
+    /// come before one in hold-down, however preferred.
+    #[test]
+    fn preferred_nodes_announce_first() {
+        let mut text = String::from(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec:\n  interfaces: [eth9]\n  preferredNodeSelectors:\n  - {weight: 50, preference: {matchLabels: {kubernetes.io/hostname: b}}}\n  - {weight: 20, preference: {matchLabels: {kubernetes.io/hostname: c}}}\n  - {weight: 40, preference: {matchLabels: {rack: r1}}}\n",
+        );
+        for i in 0..8 {
+            text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"));
+        }
+        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
+        let allocation = ferrolb_controller::allocate_all(&config, None);
+        let plan = Plan::new(&config, &allocation.assigned);
+        let owners = |members: &[Member]| -> std::collections::BTreeSet<Option<String>> {
+            decide(&plan, members, "a").0.into_iter().collect()
+        };
+        let mut c = member("c", true);
+        c.labels.insert("rack".into(), "r1".into());
+        let all = [member("a", true), member("b", true), c.clone(), member("d", true)];
+        // c: 20 + 40 beats b: 50.
+        assert_eq!(owners(&all), [Some("c".to_string())].into());
+        assert_eq!(owners(&[member("a", true), member("b", true), member("d", true)]), [Some("b".to_string())].into());
+        // Without any preferred node, the usual spread.
+        assert!(owners(&[member("a", true), member("d", true)]).len() == 2);
+        // A preferred node in hold-down waits behind the settled ones.
+        let mut waiting = c;
+        waiting.settled = false;
+        assert_eq!(owners(&[member("b", true), waiting]), [Some("b".to_string())].into());
+        // Interfaces do not take part in the election, as MetalLB documents: `a`, which
+        // may have no eth9, is elected like any node, and its announcement names eth9.
+        let (_, mine) = decide(&plan, &[member("a", true)], "a");
+        assert_eq!(mine.len(), 8);
+        assert!(mine.iter().all(|m| m.interfaces == Some(["eth9".to_string()].into())));
     }
 
     /// A dual-stack Service: both addresses on one node, whichever members are live.
