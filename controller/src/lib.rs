@@ -19,5 +19,16 @@ pub fn crds() -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&l2_advertisement_crd())?,
         serde_yaml::to_string(&ServiceL2Status::crd())?,
     ];
-    Ok(docs.join("---\n"))
+    // OpenAPI keeps bounds as floats; written as integers they read the same to every
+    // YAML parser (Helm's re-rendering of the chart's copy included).
+    let text: String = docs
+        .join("---\n")
+        .lines()
+        .map(|l| {
+            let bound = l.trim_start().starts_with("minimum: ") || l.trim_start().starts_with("maximum: ");
+            let l = if bound { l.strip_suffix(".0").unwrap_or(l) } else { l };
+            format!("{l}\n")
+        })
+        .collect();
+    Ok(text)
 }

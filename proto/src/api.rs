@@ -154,7 +154,7 @@ pub struct L2AdvertisementSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct PreferredNodeSelector {
     /// Added to the score of every node `preference` selects.
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(extend("minimum" = 1, "maximum" = 100))]
     pub weight: i32,
     /// An empty selector selects every node.
     pub preference: LabelSelector,
