@@ -586,33 +586,31 @@ impl Allocator {
     ) -> Option<(usize, Vec<IpAddr>)> {
         let (mut primary, mut secondary) = (None, None);
         for &idx in group {
+            let p = match want {
+                Want::One(f) => match self.first_usable(idx, f, svc) {
+                    Some(ip) => return Some((idx, vec![ip])),
+                    None => continue,
+                },
+                Want::Dual { primary } => primary,
+            };
             let v4 = self.first_usable(idx, Family::V4, svc);
             let v6 = self.first_usable(idx, Family::V6, svc);
             let pick = |f: Family| if f == Family::V4 { v4 } else { v6 };
-            match want {
-                Want::One(f) => {
-                    if let Some(ip) = pick(f) {
-                        return Some((idx, vec![ip]));
-                    }
-                }
-                Want::Dual { primary: p } => {
-                    if let (Some(a), Some(b)) = (v4, v6) {
-                        return Some((idx, vec![a, b]));
-                    }
-                    if policy != "PreferDualStack" {
-                        continue;
-                    }
-                    if primary.is_none()
-                        && let Some(ip) = pick(p)
-                    {
-                        primary = Some((idx, vec![ip]));
-                    }
-                    if secondary.is_none()
-                        && let Some(ip) = pick(other(p))
-                    {
-                        secondary = Some((idx, vec![ip]));
-                    }
-                }
+            if let (Some(a), Some(b)) = (v4, v6) {
+                return Some((idx, vec![a, b]));
+            }
+            if policy != "PreferDualStack" {
+                continue;
+            }
+            if primary.is_none()
+                && let Some(ip) = pick(p)
+            {
+                primary = Some((idx, vec![ip]));
+            }
+            if secondary.is_none()
+                && let Some(ip) = pick(other(p))
+            {
+                secondary = Some((idx, vec![ip]));
             }
         }
         primary.or(secondary)
