@@ -93,7 +93,7 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
             let mut got = 0u64;
             let mut idle_since: Option<Instant> = None;
             loop {
-                match sock.for_each_ring_frame(usize::MAX, |_, _, _| {}) {
+                match sock.for_each_ring_frame(usize::MAX, |_, _| {}) {
                     n @ 1.. => {
                         got += n as u64;
                         idle_since = None;

@@ -293,9 +293,10 @@ fn family_of(ips: &[IpAddr]) -> Option<Want> {
 
 /// The families the Service wants: those of its cluster IPs, as MetalLB reads them
 /// (`ipfamily.ForService`), IPv6 first when `ipFamilies` says so (`findBestPoolForService`).
-/// A file has no API server to fill them in: there `ipFamilies`, else IPv4 for single
-/// stack and both for the dual-stack policies.
-fn wanted(svc: &LoadBalancerService) -> Result<Want, AllocError> {
+/// A file has no API server to fill them in: there `ipFamilies`, else those of the
+/// addresses it asks for or holds (`implied`), else IPv4 for single stack and both for the
+/// dual-stack policies.
+fn wanted(svc: &LoadBalancerService, implied: &[IpAddr]) -> Result<Want, AllocError> {
     let declared: Vec<Family> = svc
         .ip_families
         .iter()
@@ -310,6 +311,8 @@ fn wanted(svc: &LoadBalancerService) -> Result<Want, AllocError> {
         svc.cluster_ips.iter().map(|ip| Family::of(*ip)).collect()
     } else if !declared.is_empty() {
         declared.clone()
+    } else if let Some(w) = family_of(implied) {
+        return Ok(w);
     } else if dual_policy {
         vec![Family::V4, Family::V6]
     } else {
@@ -414,7 +417,11 @@ impl Allocator {
             out.result = Err(e);
             out
         };
-        let want = match wanted(svc) {
+        let implied = match requested_ips(svc) {
+            Ok((ips, _)) if !ips.is_empty() => ips,
+            _ => held.clone(),
+        };
+        let want = match wanted(svc, &implied) {
             Ok(w) => w,
             Err(e) => return Some(fail(out, e)),
         };

@@ -25,6 +25,24 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> BpfInsn {
     BpfInsn { code, jt, jf, k }
 }
 
+/// Ancillary loads: the frame's packet type and whether it carried a VLAN tag.
+const AD_PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+const AD_VLAN_PRESENT: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_VLAN_TAG_PRESENT) as u32;
+
+/// Drops, in the kernel, frames this host sent (a socket on Linux before 4.20 has no
+/// `PACKET_IGNORE_OUTGOING`) and frames that carried a VLAN tag (they belong to the
+/// VLAN's sub-interface, which answers them itself, tagged).
+fn reject_outgoing_and_vlan() -> Vec<BpfInsn> {
+    vec![
+        insn(LD_W_ABS, 0, 0, AD_PKTTYPE),
+        insn(JEQ_K, 3, 0, u32::from(libc::PACKET_OUTGOING)),
+        insn(LD_W_ABS, 0, 0, AD_VLAN_PRESENT),
+        insn(JEQ_K, 1, 0, 1),
+        insn(JA, 0, 0, 1),
+        insn(RET_K, 0, 0, 0),
+    ]
+}
+
 /// Passes every frame (test clients and benches that watch replies).
 pub fn accept_all() -> Vec<BpfInsn> {
     vec![insn(RET_K, 0, 0, ACCEPT)]
@@ -33,7 +51,8 @@ pub fn accept_all() -> Vec<BpfInsn> {
 /// For a socket bound to ETH_P_ARP: passes ARP requests whose target is in `vips`, and
 /// ARP replies whose sender is (another host claiming the address).
 pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
-    let mut p = vec![
+    let mut p = reject_outgoing_and_vlan();
+    p.extend([
         insn(LD_H_ABS, 0, 0, 14 + 6),  // ARP operation
         insn(JEQ_K, 0, 2, 2),          // reply?
         insn(LD_W_ABS, 0, 0, 14 + 14), // sender protocol address
@@ -41,7 +60,7 @@ pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
         insn(JEQ_K, 1, 0, 1), // request?
         insn(RET_K, 0, 0, 0),
         insn(LD_W_ABS, 0, 0, 14 + 24), // target protocol address
-    ];
+    ]);
     if vips.len() > MAX_V4_IN_FILTER {
         p.push(insn(RET_K, 0, 0, ACCEPT));
         return p;
@@ -58,7 +77,8 @@ pub fn arp_filter(vips: &[Ipv4Addr]) -> Vec<BpfInsn> {
 /// Advertisements whose target is in `vips`. Hop limit and checksum are checked in user
 /// space, so bad ones are counted.
 pub fn ndp_filter(vips: &[Ipv6Addr]) -> Vec<BpfInsn> {
-    let mut p = vec![
+    let mut p = reject_outgoing_and_vlan();
+    p.extend([
         insn(LD_B_ABS, 0, 0, 14 + 6), // next header
         insn(JEQ_K, 1, 0, 58),        // ICMPv6?
         insn(RET_K, 0, 0, 0),
@@ -66,7 +86,7 @@ pub fn ndp_filter(vips: &[Ipv6Addr]) -> Vec<BpfInsn> {
         insn(JEQ_K, 2, 0, 135),        // Neighbor Solicitation?
         insn(JEQ_K, 1, 0, 136),        // Neighbor Advertisement?
         insn(RET_K, 0, 0, 0),
-    ];
+    ]);
     if vips.len() > MAX_V6_IN_FILTER {
         p.push(insn(RET_K, 0, 0, ACCEPT));
         return p;
@@ -89,10 +109,25 @@ pub fn ndp_filter(vips: &[Ipv6Addr]) -> Vec<BpfInsn> {
 /// Runs a program on `frame` the way the kernel would: the interpreter the tests check
 /// the generated programs with. Supports exactly the instructions built above.
 pub fn run(prog: &[BpfInsn], frame: &[u8]) -> u32 {
+    run_with(prog, frame, libc::PACKET_HOST, false)
+}
+
+/// [`run`] for a frame of packet type `pkttype`, tagged or not.
+pub fn run_with(prog: &[BpfInsn], frame: &[u8], pkttype: u8, vlan_tagged: bool) -> u32 {
     let mut a: u32 = 0;
     let mut pc = 0;
     while let Some(i) = prog.get(pc) {
         let k = i.k as usize;
+        if i.code == LD_W_ABS && i.k == AD_PKTTYPE {
+            a = u32::from(pkttype);
+            pc += 1;
+            continue;
+        }
+        if i.code == LD_W_ABS && i.k == AD_VLAN_PRESENT {
+            a = u32::from(vlan_tagged);
+            pc += 1;
+            continue;
+        }
         let load = |n: usize| frame.get(k..k + n).map(|b| b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x)));
         match i.code {
             LD_W_ABS | LD_H_ABS | LD_B_ABS => {
@@ -163,11 +198,28 @@ mod tests {
         assert_eq!(run(&arp_filter(&[]), &arp(ArpOp::Request, vips[0])), 0);
     }
 
+    /// Our own frames (no PACKET_IGNORE_OUTGOING before Linux 4.20) and VLAN-tagged ones
+    /// never leave the kernel.
+    #[test]
+    fn outgoing_and_vlan_tagged_frames_are_dropped_in_the_kernel() {
+        let vip = Ipv4Addr::new(198, 51, 100, 1);
+        let prog = arp_filter(&[vip]);
+        let req = arp(ArpOp::Request, vip);
+        assert_eq!(run_with(&prog, &req, libc::PACKET_BROADCAST, false), ACCEPT);
+        assert_eq!(run_with(&prog, &req, libc::PACKET_OUTGOING, false), 0);
+        assert_eq!(run_with(&prog, &req, libc::PACKET_BROADCAST, true), 0);
+        let v6: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let prog = ndp_filter(&[v6]);
+        assert_eq!(run_with(&prog, &ns(v6), libc::PACKET_MULTICAST, false), ACCEPT);
+        assert_eq!(run_with(&prog, &ns(v6), libc::PACKET_OUTGOING, false), 0);
+        assert_eq!(run_with(&prog, &ns(v6), libc::PACKET_MULTICAST, true), 0);
+    }
+
     #[test]
     fn large_tables_fall_back_to_every_request() {
         let vips: Vec<Ipv4Addr> = (0..2000u32).map(|i| Ipv4Addr::from(0xc633_6400 + i)).collect();
         let prog = arp_filter(&vips);
-        assert!(prog.len() < 10);
+        assert!(prog.len() < 16);
         assert_eq!(run(&prog, &arp(ArpOp::Request, Ipv4Addr::new(203, 0, 113, 1))), ACCEPT);
         assert!(arp_filter(&vips[..MAX_V4_IN_FILTER]).len() <= 4096);
         let v6: Vec<Ipv6Addr> =

@@ -16,10 +16,11 @@ use tracing::{debug, info, warn};
 use crate::bpf;
 use crate::interfaces::Interface;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::metrics::{DropLabels, IpLabel, IpValue, Metrics, SocketLabels, VipCounters};
 use crate::responder::{Ignored, REPLY_BUF, Verdict, VipTable, gratuitous_arp, respond, unsolicited_na};
-use crate::sys::{BATCH, PACKET_OTHERHOST, PacketSocket};
+use crate::sys::{BATCH, Ipv6Groups, PACKET_OTHERHOST, PACKET_OUTGOING, PacketSocket, RxMeta};
 
 /// Gratuitous announcements on claiming an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,18 +70,67 @@ struct Pending {
 /// Frames drained from one socket before the task yields to others.
 const MAX_BATCHES_PER_WAKE: usize = 16;
 
-/// The two packet sockets of one interface.
+/// The packet sockets of one interface: one per family it answers for, opened only
+/// when it has an address of that family (each socket makes the kernel clone every
+/// frame of its EtherType for the filter to judge).
 struct Sockets {
-    arp: AsyncFd<PacketSocket>,
-    ndp: AsyncFd<PacketSocket>,
+    arp: Option<AsyncFd<PacketSocket>>,
+    ndp: Option<AsyncFd<PacketSocket>>,
+    /// IPv6 memberships of the solicited-node groups (MLD), beside the link-layer ones.
+    groups: Ipv6Groups,
 }
 
 impl Sockets {
-    fn get(&self, proto: Proto) -> &PacketSocket {
+    fn get(&self, proto: Proto) -> Option<&PacketSocket> {
         match proto {
-            Proto::Arp => self.arp.get_ref(),
-            Proto::Ndp => self.ndp.get_ref(),
+            Proto::Arp => self.arp.as_ref().map(AsyncFd::get_ref),
+            Proto::Ndp => self.ndp.as_ref().map(AsyncFd::get_ref),
         }
+    }
+}
+
+/// Which families an interface answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Families {
+    pub fn of(table: &InterfaceTable) -> Families {
+        let ips = table.vips.ips();
+        Families { v4: ips.iter().any(IpAddr::is_ipv4), v6: ips.iter().any(IpAddr::is_ipv6) }
+    }
+
+    /// Whether sockets opened for `self` serve `other` too.
+    pub fn covers(self, other: Families) -> bool {
+        (self.v4 || !other.v4) && (self.v6 || !other.v6)
+    }
+}
+
+/// What to do with a received frame, from the kernel's metadata alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Parse what was captured (also a frame cut short: ARP needs only its header).
+    Parse,
+    /// One of our own transmissions looped back (no `PACKET_IGNORE_OUTGOING`).
+    Own,
+    Drop(&'static str),
+}
+
+/// The kernel's filter already drops outgoing and tagged frames; this is the check for
+/// what reaches user space regardless (an old kernel without the ancillary loads).
+pub fn admit(meta: RxMeta) -> Admit {
+    if meta.pkttype == PACKET_OUTGOING {
+        Admit::Own
+    } else if meta.vlan.is_some() {
+        // Tagged for a VLAN: its sub-interface answers it, tagged; answering here would
+        // reply untagged, on the native VLAN.
+        Admit::Drop("vlan")
+    } else if meta.pkttype == PACKET_OTHERHOST {
+        Admit::Drop("other_host")
+    } else {
+        Admit::Parse
     }
 }
 
@@ -94,6 +144,7 @@ struct Core {
     iface: Interface,
     table: Arc<InterfaceTable>,
     groups: BTreeSet<MacAddr>,
+    ipv6_groups: BTreeSet<std::net::Ipv6Addr>,
     pending: Vec<Pending>,
     policy: AnnouncePolicy,
     metrics: Arc<Metrics>,
@@ -102,8 +153,10 @@ struct Core {
     /// Counters resolved once per reason (a bounded set), so that a flood of bad frames
     /// costs an atomic increment each, not a label string and a hash.
     dropped: HashMap<&'static str, Counter>,
-    /// Filter misses, per protocol.
+    /// Filter misses and send errors, per protocol.
     misses: [Counter; 2],
+    send_errors: [Counter; 2],
+    warned_send: bool,
 }
 
 impl std::fmt::Debug for Responder {
@@ -113,20 +166,39 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
-    /// Opens the interface's sockets with filters for nothing yet; [`Responder::run`]
-    /// applies tables as they arrive.
-    pub fn open(iface: Interface, policy: AnnouncePolicy, metrics: Arc<Metrics>) -> io::Result<Responder> {
-        let arp = PacketSocket::open_with_ring(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?;
-        let ndp = PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?;
-        let io = Sockets { arp: arp.into_async()?, ndp: ndp.into_async()? };
-        let misses = [Proto::Arp, Proto::Ndp].map(|p| {
-            let labels = SocketLabels { interface: iface.name.clone(), protocol: p.label().into() };
-            metrics.filter_misses.get_or_create(&labels).clone()
-        });
+    /// Opens the interface's sockets for `families`, with filters for nothing yet;
+    /// [`Responder::run`] applies tables as they arrive.
+    pub fn open(
+        iface: Interface,
+        families: Families,
+        policy: AnnouncePolicy,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Responder> {
+        let arp = match families.v4 {
+            true => {
+                Some(PacketSocket::open_with_ring(iface.index, EtherType::ARP, &bpf::arp_filter(&[]))?.into_async()?)
+            }
+            false => None,
+        };
+        let ndp = match families.v6 {
+            true => {
+                Some(PacketSocket::open_with_ring(iface.index, EtherType::IPV6, &bpf::ndp_filter(&[]))?.into_async()?)
+            }
+            false => None,
+        };
+        let io = Sockets { arp, ndp, groups: Ipv6Groups::new(iface.index) };
+        let counters = |family: &Family<SocketLabels, Counter>| {
+            [Proto::Arp, Proto::Ndp].map(|p| {
+                let labels = SocketLabels { interface: iface.name.clone(), protocol: p.label().into() };
+                family.get_or_create(&labels).clone()
+            })
+        };
+        let (misses, send_errors) = (counters(&metrics.filter_misses), counters(&metrics.send_errors));
         let core = Core {
             iface,
             table: Arc::default(),
             groups: BTreeSet::new(),
+            ipv6_groups: BTreeSet::new(),
             pending: Vec::new(),
             policy,
             metrics,
@@ -134,6 +206,8 @@ impl Responder {
             warned_conflicts: HashSet::new(),
             dropped: HashMap::new(),
             misses,
+            send_errors,
+            warned_send: false,
         };
         Ok(Responder { io, core })
     }
@@ -142,7 +216,7 @@ impl Responder {
     pub async fn run(self, mut tables: watch::Receiver<Arc<InterfaceTable>>) {
         let Responder { mut io, mut core } = self;
         let first = tables.borrow_and_update().clone();
-        core.apply(&io, first);
+        core.apply(&mut io, first);
         let mut stats = tokio::time::interval(Duration::from_secs(1));
         stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -153,13 +227,13 @@ impl Responder {
                         break;
                     }
                     let t = tables.borrow_and_update().clone();
-                    core.apply(&io, t);
+                    core.apply(&mut io, t);
                 }
-                ready = io.arp.readable_mut() => match ready {
+                ready = readable(&mut io.arp) => match ready {
                     Ok(mut guard) => if core.drain(guard.get_inner_mut(), Proto::Arp) { guard.clear_ready() },
                     Err(e) => warn!(interface = %core.iface.name, error = %e, "ARP socket failed"),
                 },
-                ready = io.ndp.readable_mut() => match ready {
+                ready = readable(&mut io.ndp) => match ready {
                     Ok(mut guard) => if core.drain(guard.get_inner_mut(), Proto::Ndp) { guard.clear_ready() },
                     Err(e) => warn!(interface = %core.iface.name, error = %e, "NDP socket failed"),
                 },
@@ -172,31 +246,56 @@ impl Responder {
     }
 }
 
+async fn readable(
+    sock: &mut Option<AsyncFd<PacketSocket>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, PacketSocket>> {
+    match sock {
+        Some(s) => s.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Core {
     /// Swaps in a new table: requests for released addresses go unanswered from this
     /// moment; claimed ones get the filter, the multicast group and an announcement burst.
-    fn apply(&mut self, io: &Sockets, table: Arc<InterfaceTable>) {
+    fn apply(&mut self, io: &mut Sockets, table: Arc<InterfaceTable>) {
         let old = std::mem::replace(&mut self.table, table);
         let name = &self.iface.name;
         let (v4, v6) = (self.table.vips.v4(), self.table.vips.v6());
-        if let Err(e) = io.arp.get_ref().set_filter(&bpf::arp_filter(&v4)) {
+        if let Some(Err(e)) = io.get(Proto::Arp).map(|s| s.set_filter(&bpf::arp_filter(&v4))) {
             warn!(interface = %name, error = %e, "cannot update the ARP filter");
         }
-        if let Err(e) = io.ndp.get_ref().set_filter(&bpf::ndp_filter(&v6)) {
+        if let Some(Err(e)) = io.get(Proto::Ndp).map(|s| s.set_filter(&bpf::ndp_filter(&v6))) {
             warn!(interface = %name, error = %e, "cannot update the NDP filter");
         }
-        let groups: BTreeSet<MacAddr> = v6.iter().map(|ip| MacAddr::ipv6_multicast(solicited_node(*ip))).collect();
-        for (g, join) in self
-            .groups
-            .difference(&groups)
-            .map(|g| (g, false))
-            .chain(groups.difference(&self.groups).map(|g| (g, true)))
-        {
-            if let Err(e) = io.ndp.get_ref().multicast_membership(*g, join) {
-                warn!(interface = %name, group = %g, join, error = %e, "cannot change multicast membership");
+        if let Some(ndp) = io.get(Proto::Ndp) {
+            let groups: BTreeSet<MacAddr> = v6.iter().map(|ip| MacAddr::ipv6_multicast(solicited_node(*ip))).collect();
+            for (g, join) in self
+                .groups
+                .difference(&groups)
+                .map(|g| (g, false))
+                .chain(groups.difference(&self.groups).map(|g| (g, true)))
+            {
+                if let Err(e) = ndp.multicast_membership(*g, join) {
+                    warn!(interface = %name, group = %g, join, error = %e, "cannot change multicast membership");
+                }
+            }
+            self.groups = groups;
+        }
+        let ipv6_groups: BTreeSet<std::net::Ipv6Addr> = v6.iter().map(|ip| solicited_node(*ip)).collect();
+        for g in self.ipv6_groups.difference(&ipv6_groups) {
+            if let Err(e) = io.groups.leave(*g) {
+                debug!(interface = %name, group = %g, error = %e, "cannot leave the IPv6 group");
             }
         }
-        self.groups = groups;
+        for g in ipv6_groups.difference(&self.ipv6_groups) {
+            // Without IPv6 on the interface there is no MLD to send: the link-layer
+            // membership above still lets the solicitations in.
+            if let Err(e) = io.groups.join(*g) {
+                warn!(interface = %name, group = %g, error = %e, "cannot join the IPv6 group (no MLD report will be sent)");
+            }
+        }
+        self.ipv6_groups = ipv6_groups;
         let now = Instant::now();
         self.pending.retain(|p| self.table.vips.index_of(p.ip).is_some());
         let mut claimed = false;
@@ -230,10 +329,11 @@ impl Core {
             let mut lens = [0usize; BATCH];
             let mut vips = [0u32; BATCH];
             let mut count = 0;
-            let n = sock.for_each_ring_frame(BATCH, |frame, pkttype, truncated| {
-                if truncated || pkttype == PACKET_OTHERHOST {
-                    self.drop_frame(if truncated { "oversized" } else { "other_host" });
-                    return;
+            let n = sock.for_each_ring_frame(BATCH, |frame, meta| {
+                match admit(meta) {
+                    Admit::Parse => {}
+                    Admit::Own => return,
+                    Admit::Drop(reason) => return self.drop_frame(reason),
                 }
                 match respond(frame, self.iface.mac, &table.vips, &mut self.replies[count]) {
                     Verdict::Reply { len, vip } => {
@@ -255,10 +355,10 @@ impl Core {
                 for (f, (buf, len)) in frames.iter_mut().zip(self.replies.iter().zip(&lens)).take(count) {
                     *f = &buf[..*len];
                 }
-                let sent = sock.send_batch(&frames[..count]).unwrap_or_else(|e| {
-                    warn!(interface = %self.iface.name, error = %e, "send failed");
-                    0
-                });
+                let (sent, error) = sock.send_all(&frames[..count]);
+                if let Some(e) = error {
+                    self.send_failed(proto, count - sent, &e);
+                }
                 for vip in &vips[..sent] {
                     table.counters[*vip as usize].responses.inc();
                 }
@@ -268,6 +368,13 @@ impl Core {
             }
         }
         false
+    }
+
+    fn send_failed(&mut self, proto: Proto, frames: usize, e: &io::Error) {
+        self.send_errors[proto as usize].inc_by(frames as u64);
+        if !std::mem::replace(&mut self.warned_send, true) {
+            warn!(interface = %self.iface.name, error = %e, "send failed (counted in ferrolb_send_errors; warned once)");
+        }
     }
 
     fn conflict(&mut self, ip: IpAddr) {
@@ -299,20 +406,30 @@ impl Core {
             let Some(vip) = self.table.vips.index_of(p.ip) else {
                 continue;
             };
-            let sent = match p.ip {
-                IpAddr::V4(v4) => [ArpOp::Request, ArpOp::Reply]
-                    .into_iter()
-                    .filter(|op| {
-                        let len = gratuitous_arp(&mut buf, self.iface.mac, v4, *op);
-                        io.arp.get_ref().send_batch(&[&buf[..len]]).unwrap_or(0) == 1
-                    })
-                    .count(),
-                IpAddr::V6(v6) => {
-                    let len = unsolicited_na(&mut buf, self.iface.mac, v6);
-                    io.ndp.get_ref().send_batch(&[&buf[..len]]).unwrap_or(0)
-                }
+            let (proto, ops): (Proto, &[Option<ArpOp>]) = match p.ip {
+                IpAddr::V4(_) => (Proto::Arp, &[Some(ArpOp::Request), Some(ArpOp::Reply)]),
+                IpAddr::V6(_) => (Proto::Ndp, &[None]),
             };
-            self.table.counters[vip as usize].gratuitous.inc_by(sent as u64);
+            let mut sent = 0;
+            for op in ops {
+                let len = match (p.ip, op) {
+                    (IpAddr::V4(v4), Some(op)) => gratuitous_arp(&mut buf, self.iface.mac, v4, *op),
+                    (IpAddr::V6(v6), _) => unsolicited_na(&mut buf, self.iface.mac, v6),
+                    _ => continue,
+                };
+                let Some(sock) = io.get(proto) else { continue };
+                match sock.send_all(&[&buf[..len]]) {
+                    (1, _) => sent += 1,
+                    (_, e) => {
+                        let e = e.unwrap_or_else(|| io::Error::other("not sent"));
+                        self.send_errors[proto as usize].inc();
+                        if !std::mem::replace(&mut self.warned_send, true) {
+                            warn!(interface = %self.iface.name, ip = %p.ip, error = %e, "gratuitous announcement not sent (counted in ferrolb_send_errors; warned once)");
+                        }
+                    }
+                }
+            }
+            self.table.counters[vip as usize].gratuitous.inc_by(sent);
             p.rounds_left -= 1;
             p.due = now + self.policy.interval;
             if p.rounds_left == 0
@@ -327,7 +444,7 @@ impl Core {
 
     fn collect_stats(&self, io: &Sockets) {
         for proto in [Proto::Arp, Proto::Ndp] {
-            let sock = io.get(proto);
+            let Some(sock) = io.get(proto) else { continue };
             if let Ok((frames, drops)) = sock.take_stats() {
                 let l = SocketLabels { interface: self.iface.name.clone(), protocol: proto.label().into() };
                 self.metrics.socket_frames.get_or_create(&l).inc_by(frames);

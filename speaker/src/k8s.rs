@@ -279,6 +279,8 @@ pub struct Options {
     pub speaker_selector: String,
     /// This speaker's Pod, the owner of its ServiceL2Status objects.
     pub pod: Option<OwnerReference>,
+    /// MetalLB's `metallb-excludel2` ConfigMap, mounted (MetalLB's defaults without it).
+    pub excludel2: std::path::PathBuf,
 }
 
 /// The owner reference to a speaker Pod from its name and uid (downward API).
@@ -571,6 +573,8 @@ pub async fn run_with(
         poll: Duration::from_secs(1),
         lb_class: opts.lb_class.clone(),
         cluster: None,
+        exclude: Default::default(),
+        excludel2: Some(opts.excludel2.clone()),
     };
     let mut speaker = Speaker::new(speaker_opts, metrics.clone());
     let plan_now = || {
@@ -605,8 +609,15 @@ pub async fn run_with(
     let mut int = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut last_statuses = None;
+    let mut links = crate::standalone::LinkWatch::open();
     loop {
         let new = tokio::select! {
+            _ = links.changed() => {
+                let new = speaker.check_interfaces();
+                speaker.report_sockets(&ready);
+                ready.set_serving(speaker.healthy());
+                new
+            }
             change = cluster.changed() => {
                 speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), change)
             }
@@ -624,6 +635,8 @@ pub async fn run_with(
                 Vec::new()
             }
             _ = poll.tick() => {
+                let new = speaker.tick(links.available());
+                speaker.report_sockets(&ready);
                 ready.set_serving(speaker.healthy());
                 let conflicts = std::mem::take(&mut *metrics.new_conflicts.lock().unwrap_or_else(|e| e.into_inner()));
                 if !conflicts.is_empty() {
@@ -631,7 +644,7 @@ pub async fn run_with(
                 }
                 // Also a retry tick for status writes that failed.
                 let _ = report.send(Report::Retry);
-                speaker.check_interfaces()
+                new
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

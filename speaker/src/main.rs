@@ -65,6 +65,10 @@ enum Command {
         announce: AnnounceArgs,
         #[command(flatten)]
         timing: TimingArgs,
+        /// MetalLB's `metallb-excludel2` ConfigMap as mounted: interface name patterns
+        /// never announced on; without the file, MetalLB's shipped list.
+        #[arg(long, default_value = ferrolb_speaker::interfaces::EXCLUDEL2_PATH)]
+        excludel2: PathBuf,
     },
     /// Run from a YAML file of IPAddressPools, L2Advertisements and Services, no cluster.
     Standalone {
@@ -92,6 +96,15 @@ enum Command {
         lb_class: Option<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
+        /// Interface name patterns (RE2, as MetalLB's `announcedInterfacesToExclude`) never
+        /// announced on unless an L2Advertisement names them; repeatable. Default: MetalLB's
+        /// shipped list (docker, cbr, dummy, virbr, lxcbr, veth, lo, cali, tunl, flannel,
+        /// kube-ipvs, cni, nodelocaldns, lxc). `--exclude-interface ''` excludes nothing.
+        #[arg(long = "exclude-interface")]
+        exclude_interfaces: Vec<String>,
+        /// Or MetalLB's `excludel2.yaml` file (read again when it changes).
+        #[arg(long, conflicts_with = "exclude_interfaces")]
+        excludel2: Option<PathBuf>,
     },
 }
 
@@ -208,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             lb_class,
             announce,
             timing,
+            excludel2,
         } => {
             let metrics = Arc::new(Metrics::default());
             let ready = Arc::new(ferrolb_speaker::http::Readiness::default());
@@ -226,6 +240,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 speaker_selector,
                 pod: ferrolb_speaker::k8s::pod_owner(pod_name, pod_uid),
+                excludel2,
             };
             ferrolb_speaker::k8s::run(opts, metrics, ready).await
         }
@@ -239,7 +254,16 @@ async fn main() -> anyhow::Result<()> {
             poll_ms,
             lb_class,
             cluster,
+            exclude_interfaces,
+            excludel2,
         } => {
+            let exclude = match exclude_interfaces.as_slice() {
+                [] => ferrolb_speaker::interfaces::Exclusions::default(),
+                patterns => ferrolb_speaker::interfaces::Exclusions::new(
+                    patterns.iter().filter(|p| !p.is_empty()).cloned().collect(),
+                )
+                .context("--exclude-interface")?,
+            };
             let mut node = NodeInfo::new(&node_name);
             node.labels.extend(node_labels);
             let policy = AnnouncePolicy {
@@ -262,7 +286,16 @@ async fn main() -> anyhow::Result<()> {
             };
             let demo_path = config.clone();
             let speaker = Speaker::new(
-                Options { config, node, policy, poll: poll_ms, lb_class, cluster: cluster.options() },
+                Options {
+                    config,
+                    node,
+                    policy,
+                    poll: poll_ms,
+                    lb_class,
+                    cluster: cluster.options(),
+                    exclude,
+                    excludel2,
+                },
                 metrics,
             );
             let result = speaker.run(ready).await;

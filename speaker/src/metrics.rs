@@ -138,6 +138,7 @@ pub struct Metrics {
     pub filter_misses: Family<SocketLabels, Counter>,
     pub socket_frames: Family<SocketLabels, Counter>,
     pub socket_drops: Family<SocketLabels, Counter>,
+    pub send_errors: Family<SocketLabels, Counter>,
     pub conflicts: Family<IpLabel, Counter>,
     pub config_reloads: Family<ResultLabel, Counter>,
     pub config_last_reload_successful: Gauge,
@@ -196,6 +197,11 @@ impl Metrics {
             "ferrolb_socket_drops",
             "Frames the kernel dropped because a socket's buffer was full",
             m.socket_drops.clone(),
+        );
+        r.register(
+            "ferrolb_send_errors",
+            "Frames (replies and announcements) the kernel refused to send",
+            m.send_errors.clone(),
         );
         r.register("ferrolb_conflicts", "Announcements of an owned IP by another MAC", m.conflicts.clone());
         r.register("ferrolb_config_reloads", "Configuration loads, by result", m.config_reloads.clone());

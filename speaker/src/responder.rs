@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ferrolb_proto::wire::{
     ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert, WireError,
-    ndp,
+    ndp, solicited_node,
 };
 use rustc_hash::FxHashMap;
 
@@ -109,6 +109,10 @@ pub fn respond(frame: &[u8], mac: MacAddr, table: &VipTable, out: &mut [u8]) -> 
     if eth.src() == mac {
         return Verdict::Ignored(Ignored::FromSelf);
     }
+    // No station sends from a group address: answering one would reply to every host.
+    if eth.src().is_multicast() || eth.src() == MacAddr::ZERO {
+        return Verdict::Dropped(WireError::BadSender);
+    }
     match eth.ethertype() {
         EtherType::ARP => respond_arp(&eth, mac, table, out),
         EtherType::IPV6 => respond_ndp(&eth, mac, table, out),
@@ -136,8 +140,13 @@ fn respond_arp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
     if req.sender_ip() == target {
         return Verdict::Ignored(Ignored::Conflict(vip));
     }
+    // A request claiming our MAC, or a group address, as its sender is spoofed: a reply
+    // would teach switches and hosts a wrong port, or go to every host (a reply storm).
     let sender_mac = req.sender_mac();
-    let to = if sender_mac.is_multicast() || sender_mac == MacAddr::ZERO { eth.src() } else { sender_mac };
+    if sender_mac == mac || sender_mac.is_multicast() || sender_mac == MacAddr::ZERO {
+        return Verdict::Dropped(WireError::BadSender);
+    }
+    let to = sender_mac;
     let len = ArpRepr {
         op: ArpOp::Reply,
         sender_mac: mac,
@@ -167,6 +176,12 @@ fn respond_ndp(eth: &EthernetFrame<'_>, mac: MacAddr, table: &VipTable, out: &mu
     let Some(&vip) = table.v6.get(&u128::from(ns.target)) else {
         return Verdict::Ignored(Ignored::NotOurs);
     };
+    // The kernel only receives a solicitation sent to the target's solicited-node group
+    // or to the target itself (RFC 4861 §7.2.2); a node answering others would answer
+    // what was never meant for it.
+    if ns.dst != solicited_node(ns.target) && ns.dst != ns.target {
+        return Verdict::Dropped(WireError::NdpDestination);
+    }
     // RFC 4861 §7.2.4: a DAD probe (from ::) is answered to all-nodes, unsolicited.
     let dad = ns.src.is_unspecified();
     let (ip_dst, eth_dst) = if dad {

@@ -16,6 +16,23 @@ pub const FRAME_BUF: usize = 2048;
 
 /// `sll_pkttype` of a frame addressed to another host (or tagged for a VLAN we are not on).
 pub const PACKET_OTHERHOST: u8 = libc::PACKET_OTHERHOST;
+/// `sll_pkttype` of a frame this host sent (seen when `PACKET_IGNORE_OUTGOING` is missing).
+pub const PACKET_OUTGOING: u8 = libc::PACKET_OUTGOING;
+/// `tp_status` bit: the frame carried an 802.1Q tag, which the kernel moved into
+/// `tp_vlan_tci` (hardware offload or its own untagging).
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+
+/// What the kernel says about a received frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxMeta {
+    /// `sll_pkttype`: host, broadcast, multicast, other host, outgoing.
+    pub pkttype: u8,
+    /// The frame was longer than what was captured.
+    pub truncated: bool,
+    /// The VLAN the frame was tagged with: such a frame belongs to that VLAN's
+    /// sub-interface, not to the one the socket is bound to.
+    pub vlan: Option<u16>,
+}
 
 /// A raw AF_PACKET socket bound to one protocol on one interface.
 #[derive(Debug)]
@@ -73,10 +90,14 @@ impl PacketSocket {
         // SAFETY: fd was just returned by socket() and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let sock = PacketSocket { fd, ifindex, ring: None };
-        // Our own transmissions would otherwise loop back into the receive path.
-        sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-        // We send complete frames: the qdisc layer only adds cost (and queueing).
-        sock.set_int(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+        // Our own transmissions would otherwise loop back into the receive path. Linux
+        // before 4.20 lacks the option: there the filters drop outgoing frames instead
+        // (`bpf::reject_outgoing_and_vlan`), at the cost of a filter run per frame sent.
+        if let Err(e) = sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
+            && e.raw_os_error() != Some(libc::ENOPROTOOPT)
+        {
+            return Err(e);
+        }
         sock.set_filter(filter)?;
         let addr = sockaddr_ll(ifindex, protocol);
         // SAFETY: addr is a valid sockaddr_ll and the length passed is its size.
@@ -128,10 +149,11 @@ impl PacketSocket {
         Ok(())
     }
 
-    /// Visits up to `max` frames waiting in the receive ring, in order, as (bytes, packet
-    /// type, truncated), handing each slot back to the kernel after `f` returns. Returns
-    /// how many were visited: fewer than `max` means the ring is empty.
-    pub fn for_each_ring_frame(&mut self, max: usize, mut f: impl FnMut(&[u8], u8, bool)) -> usize {
+    /// Visits up to `max` frames waiting in the receive ring, in order, as the bytes
+    /// captured and their metadata, handing each slot back to the kernel after `f`
+    /// returns. Never more than the captured length is read. Returns how many were
+    /// visited: fewer than `max` means the ring is empty.
+    pub fn for_each_ring_frame(&mut self, max: usize, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
         let Some(ring) = &mut self.ring else { return 0 };
         let mut seen = 0;
         while seen < max {
@@ -152,13 +174,14 @@ impl PacketSocket {
             let addr_at = (mem::size_of::<libc::tpacket2_hdr>() + 15) & !15;
             // SAFETY: the kernel places a sockaddr_ll right after the aligned header.
             let pkttype = unsafe { (*hdr.add(addr_at).cast::<libc::sockaddr_ll>()).sll_pkttype };
-            if mac + snap <= RING_FRAME_SIZE {
-                // SAFETY: bounds checked just above against the slot size.
-                let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snap) };
-                f(frame, pkttype, truncated);
-            } else {
-                f(&[], pkttype, true);
-            }
+            let vlan =
+                (h.tp_status & TP_STATUS_VLAN_VALID != 0 || h.tp_vlan_tci != 0).then_some(h.tp_vlan_tci & 0x0fff);
+            let meta = RxMeta { pkttype, truncated, vlan };
+            // The kernel caps the capture at the slot; a header claiming more is not trusted.
+            let snap = snap.min(RING_FRAME_SIZE.saturating_sub(mac));
+            // SAFETY: mac + snap <= RING_FRAME_SIZE (just above), inside this slot.
+            let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac.min(RING_FRAME_SIZE)), snap) };
+            f(frame, meta);
             status.store(libc::TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release);
             ring.next = (slot + 1) % RING_FRAMES;
             seen += 1;
@@ -208,7 +231,28 @@ impl PacketSocket {
     }
 
     /// Sends whole Ethernet frames out of the bound interface, in as few syscalls as the
-    /// kernel allows. Returns how many were sent.
+    /// kernel allows; a batch the kernel took only part of is resent from where it
+    /// stopped. Returns how many were sent, and the error that stopped the rest.
+    pub fn send_all(&self, frames: &[&[u8]]) -> (usize, Option<io::Error>) {
+        let mut sent = 0;
+        let mut stalls = 0;
+        while sent < frames.len() {
+            match self.send_batch(&frames[sent..]) {
+                Ok(0) => stalls += 1,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The queue is full: a few retries, then the rest is the next request's.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) && stalls < 3 => stalls += 1,
+                Err(e) => return (sent, Some(e)),
+            }
+            if stalls >= 3 {
+                return (sent, Some(io::Error::from_raw_os_error(libc::ENOBUFS)));
+            }
+        }
+        (sent, None)
+    }
+
+    /// One `sendmmsg` per [`BATCH`] frames; stops at the first batch sent short.
     pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
         for chunk in frames.chunks(BATCH) {
@@ -249,6 +293,134 @@ impl PacketSocket {
             )
         })?;
         Ok((u64::from(stats.tp_packets), u64::from(stats.tp_drops)))
+    }
+}
+
+/// The kernel's link and address change notifications (rtnetlink multicast groups): the
+/// speaker re-reads its interfaces when one arrives instead of polling sysfs.
+#[derive(Debug)]
+pub struct LinkEvents {
+    fd: OwnedFd,
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<tokio::io::unix::AsyncFd<LinkEvents>> {
+        // SAFETY: plain syscall with constant arguments.
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
+        // SAFETY: fd was just returned by socket() and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_nl is plain data for which all-zero is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        // SAFETY: addr is a valid sockaddr_nl and the length passed is its size.
+        check(unsafe {
+            libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t)
+        })?;
+        // SAFETY: LinkEvents owns its descriptor for as long as the AsyncFd owns it, and
+        // `as_raw_fd` always returns that same descriptor.
+        unsafe { tokio::io::unix::AsyncFd::register(LinkEvents { fd }) }.map_err(|e| e.into_parts().1)
+    }
+
+    /// Discards what is queued: only that something changed matters. True if anything
+    /// was (an overrun, ENOBUFS, counts: events were lost).
+    pub fn drain(&self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut any = false;
+        loop {
+            // SAFETY: buf is valid for writes of its length for the call's duration.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            return any || (n < 0 && e.raw_os_error() == Some(libc::ENOBUFS));
+        }
+    }
+}
+
+impl AsRawFd for LinkEvents {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// IPv6 multicast memberships on one interface, joined through the IPv6 stack so that
+/// the kernel sends MLD reports and answers queries: behind an MLD-snooping switch or
+/// bridge, solicitations to a group nobody reported never arrive.
+#[derive(Debug)]
+pub struct Ipv6Groups {
+    ifindex: i32,
+    /// The kernel bounds memberships per socket (by `net.core.optmem_max`): another
+    /// socket is opened when one is full.
+    sockets: Vec<(OwnedFd, usize)>,
+    joined: std::collections::HashMap<std::net::Ipv6Addr, usize>,
+}
+
+impl Ipv6Groups {
+    pub fn new(ifindex: i32) -> Ipv6Groups {
+        Ipv6Groups { ifindex, sockets: Vec::new(), joined: std::collections::HashMap::new() }
+    }
+
+    fn open_socket() -> io::Result<OwnedFd> {
+        // SAFETY: plain syscall with constant arguments.
+        let fd = check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+        // SAFETY: fd was just returned by socket() and is owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn membership(fd: &OwnedFd, group: std::net::Ipv6Addr, ifindex: i32, join: bool) -> io::Result<()> {
+        let mreq = libc::ipv6_mreq {
+            ipv6mr_multiaddr: libc::in6_addr { s6_addr: group.octets() },
+            ipv6mr_interface: ifindex as u32,
+        };
+        let op = if join { libc::IPV6_ADD_MEMBERSHIP } else { libc::IPV6_DROP_MEMBERSHIP };
+        // SAFETY: mreq is a live ipv6_mreq for the call and the length passed is its size.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                op,
+                (&raw const mreq).cast(),
+                mem::size_of::<libc::ipv6_mreq>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
+    pub fn join(&mut self, group: std::net::Ipv6Addr) -> io::Result<()> {
+        if self.joined.contains_key(&group) {
+            return Ok(());
+        }
+        for attempt in 0..2 {
+            if self.sockets.is_empty() || attempt == 1 {
+                self.sockets.push((Self::open_socket()?, 0));
+            }
+            let last = self.sockets.len() - 1;
+            match Self::membership(&self.sockets[last].0, group, self.ifindex, true) {
+                Ok(()) => {
+                    self.sockets[last].1 += 1;
+                    self.joined.insert(group, last);
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && attempt == 0 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::ENOBUFS))
+    }
+
+    pub fn leave(&mut self, group: std::net::Ipv6Addr) -> io::Result<()> {
+        let Some(i) = self.joined.remove(&group) else { return Ok(()) };
+        self.sockets[i].1 = self.sockets[i].1.saturating_sub(1);
+        Self::membership(&self.sockets[i].0, group, self.ifindex, false)
     }
 }
 

@@ -594,7 +594,7 @@ pub fn arp_probe(
                 let _ = sock.send_batch(&[&req]);
                 next += every;
             }
-            sock.for_each_ring_frame(usize::MAX, |frame, _, _| {
+            sock.for_each_ring_frame(usize::MAX, |frame, _| {
                 let Ok(eth) = EthernetFrame::parse(frame) else { return };
                 let Ok(arp) = ArpPacket::parse(eth.payload()) else { return };
                 let at = Instant::now();

@@ -51,6 +51,10 @@ pub enum WireError {
     NdpSource,
     #[error("frame carries an 802.1Q/802.1ad tag")]
     VlanTagged,
+    #[error("sender hardware address is ours, broadcast, multicast or zero")]
+    BadSender,
+    #[error("Neighbor Solicitation sent to neither the target's solicited-node group nor the target")]
+    NdpDestination,
 }
 
 impl WireError {
@@ -73,6 +77,8 @@ impl WireError {
             WireError::NdpTarget => "ndp_target",
             WireError::NdpSource => "ndp_source",
             WireError::VlanTagged => "vlan_tagged",
+            WireError::BadSender => "bad_sender",
+            WireError::NdpDestination => "ndp_destination",
         }
     }
 }

@@ -195,3 +195,56 @@ proptest! {
         prop_assert_eq!(matches!(v, Verdict::Reply { .. }), table().index_of(IpAddr::V4(t)).is_some());
     }
 }
+
+/// Issue 11's hostile frame classes: requests claiming our MAC, or a group address, as
+/// their sender are spoofed and never answered (a reply would poison switches' tables or
+/// go to every host); so are frames from a group source address.
+#[test]
+fn spoofed_senders_are_dropped_not_answered() {
+    let target: Ipv4Addr = "198.51.100.10".parse().unwrap();
+    let sender: Ipv4Addr = "198.51.100.1".parse().unwrap();
+    for bad in [OURS, MacAddr::BROADCAST, MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]), MacAddr::ZERO] {
+        let mut f = vec![0u8; 60];
+        ArpRepr {
+            op: ArpOp::Request,
+            sender_mac: bad,
+            sender_ip: sender,
+            target_mac: MacAddr::ZERO,
+            target_ip: target,
+        }
+        .emit_frame(&mut f, MacAddr::BROADCAST, CLIENT);
+        assert_eq!(reply(&f).0, Verdict::Dropped(WireError::BadSender), "sender hardware address {bad}");
+    }
+    let mut f = arp_request(sender, target);
+    f[6..12].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
+    assert_eq!(reply(&f).0, Verdict::Dropped(WireError::BadSender), "multicast Ethernet source");
+}
+
+/// An ARP request is answered from its header whatever follows it: padding, trailers,
+/// or a frame cut short after the header (what a ring slot captures of a long frame).
+#[test]
+fn arp_is_answered_from_its_header_alone() {
+    let full = arp_request("198.51.100.1".parse().unwrap(), "198.51.100.10".parse().unwrap());
+    let mut long = full.clone();
+    long.extend(std::iter::repeat_n(0xab, 1400));
+    assert!(matches!(reply(&long).0, Verdict::Reply { len: 42, vip: 0 }));
+    assert!(matches!(reply(&full[..42]).0, Verdict::Reply { len: 42, vip: 0 }));
+    for cut in [0, 13, 14, 20, 41] {
+        assert_eq!(reply(&full[..cut]).0, Verdict::Dropped(WireError::Truncated), "cut at {cut}");
+    }
+}
+
+/// A solicitation sent to another solicited-node group (or to an unrelated unicast
+/// address) never reaches the kernel's own stack; it is not answered here either.
+#[test]
+fn solicitations_for_other_groups_are_not_answered() {
+    let target: Ipv6Addr = "2001:db8::10".parse().unwrap();
+    let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let other_group = solicited_node("2001:db8::77".parse().unwrap());
+    let (v, _) = reply(&ns(src, other_group, target, Some(CLIENT)));
+    assert_eq!(v, Verdict::Dropped(WireError::NdpDestination));
+    let (v, _) = reply(&ns(src, "2001:db8::99".parse().unwrap(), target, Some(CLIENT)));
+    assert_eq!(v, Verdict::Dropped(WireError::NdpDestination));
+    assert!(matches!(reply(&ns(src, solicited_node(target), target, Some(CLIENT))).0, Verdict::Reply { .. }));
+    assert!(matches!(reply(&ns(src, target, target, Some(CLIENT))).0, Verdict::Reply { .. }), "unicast NUD probe");
+}
