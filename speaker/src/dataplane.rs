@@ -476,3 +476,32 @@ impl Proto {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pkttype: u8, vlan: Option<u16>) -> RxMeta {
+        RxMeta { pkttype, truncated: false, vlan }
+    }
+
+    /// VLAN 100's ARP reaches `eth0`'s socket too, untagged, with the tag in the ring's
+    /// metadata (the kernel untags before packet sockets see a frame; this kernel has no
+    /// vlan link type to show it). Only `eth0.100` may answer it: from `eth0` the reply
+    /// would leave untagged, on the native VLAN.
+    #[test]
+    fn a_frame_tagged_for_a_vlan_is_left_to_its_sub_interface() {
+        assert_eq!(admit(meta(libc::PACKET_BROADCAST, Some(100))), Admit::Drop("vlan"));
+        assert_eq!(admit(meta(libc::PACKET_BROADCAST, Some(0))), Admit::Drop("vlan"), "priority-tagged");
+        // On eth0.100's own socket the same request arrives without a tag: answered, and
+        // the kernel tags the reply sent through eth0.100.
+        assert_eq!(admit(meta(libc::PACKET_BROADCAST, None)), Admit::Parse);
+    }
+
+    #[test]
+    fn own_and_other_hosts_frames() {
+        assert_eq!(admit(meta(PACKET_OUTGOING, None)), Admit::Own);
+        assert_eq!(admit(meta(PACKET_OTHERHOST, None)), Admit::Drop("other_host"));
+        assert_eq!(admit(RxMeta { pkttype: libc::PACKET_HOST, truncated: true, vlan: None }), Admit::Parse);
+    }
+}
