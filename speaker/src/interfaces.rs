@@ -124,6 +124,10 @@ pub struct Link {
     pub kind: u32,
     /// A bridge port or bond slave (`/sys/class/net/NAME/master` exists).
     pub enslaved: bool,
+    /// The devices this one is stacked on (`lower_*`): a macvlan's or a VLAN's parent.
+    pub lower: Vec<String>,
+    /// An 802.1Q sub-interface (`/proc/net/vlan/NAME`): a segment of its own.
+    pub vlan: bool,
 }
 
 impl Link {
@@ -150,10 +154,13 @@ pub fn skipped_because(link: &Link, exclude: &Exclusions) -> Option<&'static str
 }
 
 /// The interfaces announced on by default (no `interfaces` in the L2Advertisement), by
-/// name.
+/// name. A macvlan (or ipvlan) on an interface that is announced on is skipped: it is
+/// the same segment, and answering from both gives a client two MACs for one address.
+/// A VLAN sub-interface is a segment of its own and is kept.
 pub fn select(links: &[Link], exclude: &Exclusions) -> Vec<Interface> {
-    let mut out: Vec<Interface> =
-        links.iter().filter(|l| skipped_because(l, exclude).is_none()).filter_map(Link::can_answer).collect();
+    let base: Vec<&Link> = links.iter().filter(|l| skipped_because(l, exclude).is_none()).collect();
+    let on_selected = |l: &Link| !l.vlan && l.lower.iter().any(|lower| base.iter().any(|b| &b.name == lower));
+    let mut out: Vec<Interface> = base.iter().filter(|l| !on_selected(l)).filter_map(|l| l.can_answer()).collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
@@ -188,6 +195,12 @@ pub fn links() -> Vec<Link> {
                 flags: read_hex(&dir, "flags")?,
                 kind: read(&dir, "type")?.parse().ok()?,
                 enslaved: dir.join("master").exists(),
+                lower: fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_prefix("lower_").map(String::from))
+                    .collect(),
+                vlan: Path::new("/proc/net/vlan").join(&name).exists(),
                 name,
             })
         })
@@ -206,6 +219,8 @@ mod tests {
             flags,
             kind: ARPHRD_ETHER,
             enslaved: false,
+            lower: Vec::new(),
+            vlan: false,
         }
     }
 
@@ -232,8 +247,11 @@ mod tests {
             link("cali12345", UP),
         ];
         links.push(Link { kind: 772, ..link("ipip0", UP) });
+        // A macvlan on the uplink: the same segment. A VLAN on it: a segment of its own.
+        links.push(Link { lower: vec!["eth0".into()], ..link("mv0", UP) });
+        links.push(Link { lower: vec!["eth0".into()], vlan: true, ..link("eth0.100", UP) });
         let names: Vec<String> = select(&links, &Exclusions::default()).into_iter().map(|i| i.name).collect();
-        assert_eq!(names, ["bond0", "eth0"]);
+        assert_eq!(names, ["bond0", "eth0", "eth0.100"]);
         assert_eq!(skipped_because(&links[2], &Exclusions::default()), Some("enslaved to a bridge or bond"));
         assert_eq!(skipped_because(&links[3], &Exclusions::default()), Some("excluded by name"));
         // Named by an L2Advertisement: used despite the patterns and the master.
