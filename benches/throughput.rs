@@ -79,8 +79,54 @@ struct Measured {
     secs: f64,
 }
 
+/// Unrelated traffic to the node, as a load-balancer node carries it: UDP datagrams to
+/// the node's own IPv4 and IPv6 addresses (alternating), none of them ARP or NDP.
+fn unrelated_udp(i: usize) -> Vec<u8> {
+    let server: MacAddr = netns::SERVER_MAC.parse().unwrap();
+    let client: MacAddr = CLIENT_MAC.parse().unwrap();
+    let payload = [0u8; 64];
+    let mut f = Vec::with_capacity(128);
+    f.extend_from_slice(&server.0);
+    f.extend_from_slice(&client.0);
+    if i % 2 == 0 {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let src: std::net::Ipv4Addr = netns::CLIENT_V4.parse().unwrap();
+        let dst: std::net::Ipv4Addr = netns::SERVER_V4.parse().unwrap();
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
+        f.extend_from_slice(&ip);
+    } else {
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        let mut ip = [0u8; 40];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        ip[6] = 17;
+        ip[7] = 64;
+        ip[8..24].copy_from_slice(&netns::CLIENT_V6.parse::<Ipv6Addr>().unwrap().octets());
+        ip[24..40].copy_from_slice(&netns::SERVER_V6.parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(&ip);
+    }
+    // UDP to the discard port, checksum 0 (no check: it is the speaker's cost that counts).
+    f.extend_from_slice(&[0x30, 0x39, 0, 9]);
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&payload);
+    f
+}
+
 /// Floods from the client of `lan` for `dur`, at `rate` requests/s or as fast as it can.
 fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured {
+    flood_with(lan, proto, rate, dur, 0)
+}
+
+/// [`flood`], with `noise` unrelated frames to the node per request.
+fn flood_with(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration, noise: usize) -> Measured {
     let ifindex = lan.client.ifindex(&lan.client_if);
     let path = format!("/run/netns/{}", lan.client.name);
     let (frame, ethertype, filter) = request(proto);
@@ -119,6 +165,8 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
         enter(&path);
         let sock = PacketSocket::open(ifindex, 0, &[insn(0x06, 0, 0, 0)]).expect("send socket");
         let frames: Vec<&[u8]> = vec![frame.as_slice(); 64];
+        let noise_frames: Vec<Vec<u8>> = (0..64).map(unrelated_udp).collect();
+        let noise_refs: Vec<&[u8]> = noise_frames.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
         let mut sent = 0u64;
         while start.elapsed() < dur {
@@ -130,6 +178,9 @@ fn flood(lan: &Lan, proto: Proto, rate: Option<u64>, dur: Duration) -> Measured 
                 }
                 let n = (due - sent).min(64) as usize;
                 sent += sock.send_batch(&frames[..n]).unwrap_or(0) as u64;
+                for _ in 0..noise {
+                    let _ = sock.send_all(&noise_refs[..n]);
+                }
             } else {
                 sent += sock.send_batch(&frames).unwrap_or(0) as u64;
             }
@@ -177,6 +228,37 @@ fn main() {
     }
     if wants("memory") {
         memory_bench();
+    }
+    if wants("mixed") {
+        mixed_bench();
+    }
+}
+
+/// The speaker's CPU per reply with and without unrelated traffic to the node (nine UDP
+/// datagrams per request, IPv4 and IPv6): a load-balancer node carries heavy traffic, and
+/// the speaker must not pay for what it does not answer.
+fn mixed_bench() {
+    // What one sender thread sustains with nine noise frames per request.
+    const RATE: u64 = 20_000;
+    let lan = Lan::new();
+    let speaker =
+        Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &["--gratuitous-count", "0", "--log-level", "warn"]);
+    assert!(lan.arping(VIP4, 1).is_some(), "the speaker must answer before the bench");
+    println!();
+    println!("| traffic | run | requests/s | replies/s | speaker CPU s per 1M replies |");
+    println!("|---|---|---|---|---|");
+    for run in 1..=3 {
+        for (name, noise) in [("ARP only", 0), ("ARP + 9 unrelated UDP per request", 9)] {
+            let s0 = process_cpu(speaker.pid());
+            let m = flood_with(&lan, Proto::Arp, Some(RATE), Duration::from_secs(3), noise);
+            let s1 = process_cpu(speaker.pid());
+            println!(
+                "| {name} | {run} | {:.0} | {:.0} | {:.2} |",
+                m.sent as f64 / m.secs,
+                m.replies as f64 / m.secs,
+                (s1 - s0) / (m.replies.max(1) as f64 / 1e6)
+            );
+        }
     }
 }
 

@@ -837,22 +837,7 @@ pub fn allocate_all_edited(
         |s: &&LoadBalancerService| (edited.contains(&s.key()), s.created.clone(), s.created.is_some().then(|| s.key()));
     holding.sort_by_key(order);
     asking.sort_by_key(order);
-    // Every address still validly held is taken first, so a Service whose own is no
-    // longer valid never takes one another Service keeps.
-    let mut outcomes = Vec::new();
-    let mut deferred = Vec::new();
-    for svc in holding {
-        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
-        match allocator.converge_or_defer(svc, labels, true) {
-            Some(out) => outcomes.push((svc, out)),
-            None => deferred.push(svc),
-        }
-    }
-    for svc in deferred.into_iter().chain(asking) {
-        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
-        outcomes.push((svc, allocator.converge(svc, labels)));
-    }
-    for (svc, out) in outcomes {
+    let mut record = |svc: &LoadBalancerService, out: Outcome| {
         if let Some(why) = out.cleared {
             cleared.insert(svc.key(), why);
         }
@@ -867,6 +852,21 @@ pub fn allocate_all_edited(
             }),
             Err(error) => failed.push(Unassigned { service: svc.key(), error }),
         }
+    };
+    // Every address still validly held is taken first, so a Service whose own is no
+    // longer valid never takes one another Service keeps.
+    let mut deferred = Vec::new();
+    for svc in holding {
+        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        match allocator.converge_or_defer(svc, labels, true) {
+            Some(out) => record(svc, out),
+            None => deferred.push(svc),
+        }
+    }
+    for svc in deferred.into_iter().chain(asking) {
+        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        let out = allocator.converge(svc, labels);
+        record(svc, out);
     }
     Allocation { allocator, assigned, failed, ignored, cleared, warnings }
 }

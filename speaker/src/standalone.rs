@@ -91,14 +91,17 @@ fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::
     }
     // The controller's allocator, so Services that ask for no address get one, the same
     // one on every speaker reading this file.
-    let allocation = ferrolb_controller::allocate_all(&loaded.config, lb_class);
-    for f in &allocation.failed {
+    // Only what was assigned is kept: the allocator's own tables go before the plan is
+    // built, which lowers the reload's peak memory.
+    let ferrolb_controller::Allocation { assigned, failed, ignored, .. } =
+        ferrolb_controller::allocate_all(&loaded.config, lb_class);
+    for f in &failed {
         warn!(service = %f.service, "no address: {}", f.error);
     }
-    for (service, class) in &allocation.ignored {
+    for (service, class) in &ignored {
         info!(%service, %class, "loadBalancerClass is not ours; left alone");
     }
-    Ok(Plan::new(&loaded.config, &allocation.assigned))
+    Ok(Plan::new(&loaded.config, &assigned))
 }
 
 async fn members_changed(cluster: &mut Option<Cluster>) -> cluster::Change {
@@ -156,7 +159,11 @@ impl Speaker {
         self.metrics.config_last_reload_successful.set(i64::from(ok));
         match result {
             Ok(plan) => {
-                self.set_plan(plan);
+                // Copied into this thread's heap: the loading thread's arena, holding only
+                // freed temporaries then, is handed back whole.
+                let compact = plan.clone();
+                drop(plan);
+                self.set_plan(compact);
                 Ok(())
             }
             Err(e) => {

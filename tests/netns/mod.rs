@@ -195,6 +195,12 @@ pub struct Speaker {
 
 pub const METRICS: &str = "127.0.0.1:7472";
 
+/// The speaker under test: this build's, or `FERROLB_SPEAKER_BIN` (a bench comparing an
+/// older build in the same run).
+pub fn speaker_binary() -> String {
+    std::env::var("FERROLB_SPEAKER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferrolb-speaker").to_string())
+}
+
 impl Speaker {
     pub fn start(ns: &Netns, config: &str, extra: &[&str]) -> Speaker {
         let id = unique("speaker");
@@ -202,7 +208,7 @@ impl Speaker {
         let log = std::env::temp_dir().join(format!("ferrolb-{id}.log"));
         std::fs::write(&path, config).expect("write config");
         let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_ferrolb-speaker"), "standalone"])
+            .args(["netns", "exec", &ns.name, &speaker_binary(), "standalone"])
             .args(["--config", path.to_str().unwrap(), "--metrics-bind", METRICS])
             .args(if extra.contains(&"--node-name") { &[][..] } else { &["--node-name", "node-a"][..] })
             .args(["--gratuitous-interval-ms", "100", "--poll-ms", "200"])
