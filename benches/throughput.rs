@@ -88,7 +88,7 @@ fn unrelated_udp(i: usize) -> Vec<u8> {
     let mut f = Vec::with_capacity(128);
     f.extend_from_slice(&server.0);
     f.extend_from_slice(&client.0);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         f.extend_from_slice(&0x0800u16.to_be_bytes());
         let total = (20 + 8 + payload.len()) as u16;
         let mut ip = [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
