@@ -546,8 +546,10 @@ pub async fn run_with(
     );
     info!("initial lists complete");
 
-    let me_labels = nodes.state().iter().find(|n| n.name_any() == opts.node_name).map(|n| n.labels().clone());
-    let me = Me { name: opts.node_name.clone(), labels: me_labels.unwrap_or_default() };
+    // No labels in heartbeats: every speaker reads each member's labels from its Node
+    // (`members_with_nodes`), and Node Feature Discovery or the GPU operator give nodes
+    // kilobytes of them, which would not fit a datagram.
+    let me = Me { name: opts.node_name.clone(), labels: Default::default() };
     let port = opts.bind.port();
     let seeds = |pods: &Store<Pod>| -> Vec<SocketAddr> {
         pods.state()

@@ -133,6 +133,8 @@ pub struct Membership {
     plan: u64,
     /// When a member last refused our key.
     refused_at: Option<Instant>,
+    /// The echoes a refusal of our recent heartbeats would carry (about 10 s of them).
+    sent_echoes: std::collections::VecDeque<[u8; super::wire::ECHO_LEN]>,
     last_heartbeat: Option<Instant>,
     stalled: Option<Duration>,
 }
@@ -171,6 +173,7 @@ impl Membership {
             started: now,
             plan: 0,
             refused_at: None,
+            sent_echoes: std::collections::VecDeque::new(),
             last_heartbeat: None,
             stalled: None,
         }
@@ -206,11 +209,17 @@ impl Membership {
 
     /// Takes one received datagram.
     pub fn receive(&mut self, data: &[u8], from: SocketAddr, now: Instant, unix_ms: u64) -> Result<Received, Rejected> {
-        let (p, key) = Packet::decode(data, &self.keys).inspect_err(|e| {
-            if *e == Rejected::Refused {
-                self.refused_at = Some(now);
+        if let Some(echo) = super::wire::parse_refusal(data) {
+            // Only from a peer we know, and only for a packet we sent: anyone else on the
+            // LAN could otherwise keep a lone survivor dark.
+            let known = self.seeds.contains(&from) || self.peers.values().any(|p| p.addr == from);
+            if !known || !self.sent_echoes.contains(&echo) {
+                return Err(Rejected::ForgedRefusal);
             }
-        })?;
+            self.refused_at = Some(now);
+            return Err(Rejected::Refused);
+        }
+        let (p, key) = Packet::decode(data, &self.keys)?;
         self.accept(p, from, now, unix_ms).map(|note| Received { note, key })
     }
 
@@ -366,7 +375,12 @@ impl Membership {
             self.stalled = Some(gap);
         }
         self.last_heartbeat = Some(now);
-        self.packet(Kind::Heartbeat, now, unix_ms).encode(self.keys.primary())
+        let pkt = self.packet(Kind::Heartbeat, now, unix_ms).encode(self.keys.primary());
+        if self.sent_echoes.len() >= 256 {
+            self.sent_echoes.pop_front();
+        }
+        self.sent_echoes.push_back(super::wire::echo_of(&pkt));
+        pkt
     }
 
     /// A silence of ours long enough for the others to have evicted us, once.

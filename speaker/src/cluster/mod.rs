@@ -225,7 +225,10 @@ impl Cluster {
                 self.metrics.cluster_rejected.get_or_create(&ReasonLabel { reason: e.label() }).inc();
                 debug!(%from, reason = %e, "membership packet dropped");
                 if e == Rejected::BadTag {
-                    self.refuse(from).await;
+                    self.refuse(n, from).await;
+                }
+                if e == Rejected::ForgedRefusal {
+                    warn!(%from, "a refusal that no member of ours sent (forged?): ignored");
                 }
             }
         }
@@ -262,8 +265,9 @@ impl Cluster {
         self.key_contents = contents;
     }
 
-    /// Tells a sender with the wrong key, at most once a second per address.
-    async fn refuse(&mut self, to: SocketAddr) {
+    /// Tells a sender with the wrong key (its datagram: the first `n` bytes of the
+    /// buffer), at most once a second per address.
+    async fn refuse(&mut self, n: usize, to: SocketAddr) {
         let now = Instant::now();
         if self.refused.len() >= 256 {
             self.refused.clear();
@@ -273,7 +277,8 @@ impl Cluster {
         }
         self.refused.insert(to, now);
         warn!(%to, "membership packet failed authentication: a speaker with another key? Refused");
-        let _ = self.sock.send_to(wire::REFUSAL, to).await;
+        let refusal = wire::refusal(&self.buf[..n]);
+        let _ = self.sock.send_to(&refusal, to).await;
     }
 
     async fn send_heartbeat(&mut self) {

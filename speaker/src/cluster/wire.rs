@@ -120,10 +120,36 @@ impl Keyring {
     }
 }
 
-/// Sent back (rate-limited, unauthenticated) to a packet that failed authentication, so
-/// that a speaker configured with the wrong key learns it is not admitted instead of
-/// announcing every address by itself. It only ever makes an isolated member hold back.
-pub const REFUSAL: &[u8; 5] = b"FLB1\x03";
+/// Sent back to a sender whose packet failed authentication, so that a speaker
+/// configured with the wrong key learns it is not admitted instead of announcing every
+/// address by itself. It cannot carry a MAC the refused speaker could check (their keys
+/// differ), so it echoes the start of the refused packet's tag: only a host that received
+/// that packet can send it, and the refused speaker accepts it only from a peer address it
+/// knows (a seed or a member). It only ever makes an isolated member hold back.
+const REFUSAL_PREFIX: &[u8; 5] = b"FLB1\x03";
+pub const ECHO_LEN: usize = 16;
+
+/// The refusal of `refused` (a datagram that failed authentication).
+pub fn refusal(refused: &[u8]) -> Vec<u8> {
+    let mut out = REFUSAL_PREFIX.to_vec();
+    out.extend_from_slice(&echo_of(refused));
+    out
+}
+
+/// What a refusal of our packet `sent` echoes: the first bytes of its tag.
+pub fn echo_of(sent: &[u8]) -> [u8; ECHO_LEN] {
+    let mut echo = [0u8; ECHO_LEN];
+    let tag = &sent[sent.len().saturating_sub(TAG_LEN)..];
+    let n = tag.len().min(ECHO_LEN);
+    echo[..n].copy_from_slice(&tag[..n]);
+    echo
+}
+
+/// The echo a refusal carries, if `data` is one.
+pub fn parse_refusal(data: &[u8]) -> Option<[u8; ECHO_LEN]> {
+    let rest = data.strip_prefix(REFUSAL_PREFIX.as_slice())?;
+    rest.try_into().ok()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -171,6 +197,8 @@ pub enum Rejected {
     DuplicateName,
     #[error("a member refused our key")]
     Refused,
+    #[error("a refusal that echoes none of our recent packets, or from no known peer (forged?)")]
+    ForgedRefusal,
 }
 
 impl Rejected {
@@ -182,14 +210,25 @@ impl Rejected {
             Rejected::Clock => "clock",
             Rejected::DuplicateName => "duplicate_name",
             Rejected::Refused => "refused",
+            Rejected::ForgedRefusal => "forged_refusal",
         }
     }
 }
 
+/// At most 255 bytes, cut at a character boundary: a cut inside a UTF-8 character would
+/// make the whole packet malformed for its receivers.
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(255)];
+    let b = &s.as_bytes()[..str_len(s)];
     out.push(b.len() as u8);
     out.extend_from_slice(b);
+}
+
+fn str_len(s: &str) -> usize {
+    let mut n = s.len().min(255);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
 }
 
 fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
@@ -218,12 +257,20 @@ impl Packet {
         out.extend_from_slice(&self.stable_ms.to_be_bytes());
         out.extend_from_slice(&self.plan.to_be_bytes());
         put_str(&mut out, &self.name);
-        let labels: Vec<_> = self.labels.iter().take(32).collect();
-        out.push(labels.len() as u8);
-        for (k, v) in labels {
+        // Labels count against the datagram like peers do, and leave room for the peer
+        // count and the tag: what does not fit is left out, never sent fragmented or cut.
+        let labels_at = out.len();
+        out.push(0);
+        let mut labels = 0u8;
+        for (k, v) in self.labels.iter().take(32) {
+            if out.len() + 2 + str_len(k) + str_len(v) + 1 + TAG_LEN > MAX_PACKET {
+                break;
+            }
             put_str(&mut out, k);
             put_str(&mut out, v);
+            labels += 1;
         }
+        out[labels_at] = labels;
         let count_at = out.len();
         out.push(0);
         let mut count = 0u8;
@@ -246,7 +293,7 @@ impl Packet {
     /// Checks the tag first, then parses; never panics on any input. Returns the packet
     /// and which of `keys` authenticated it (0 is the primary).
     pub fn decode(data: &[u8], keys: &Keyring) -> Result<(Packet, usize), Rejected> {
-        if data == REFUSAL {
+        if parse_refusal(data).is_some() {
             return Err(Rejected::Refused);
         }
         if data.len() < MAGIC.len() + TAG_LEN || &data[..4] != MAGIC {
@@ -371,6 +418,26 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(Packet::decode(&bad, &keys).is_err(), "flipping byte {i} went unnoticed");
         }
+    }
+
+    /// A node with Node Feature Discovery's labels: the heartbeat stays within one
+    /// datagram and decodes; a label cut at 255 bytes is cut between characters.
+    #[test]
+    fn heavy_labels_fit_one_datagram_and_never_split_a_character() {
+        let keys = Keyring::parse(b"a shared secret for tests").unwrap();
+        let mut p = sample();
+        p.labels = (0..200)
+            .map(|i| (format!("feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI-{i}"), "true".to_string()))
+            .collect();
+        p.labels.insert("a-long-one".into(), "é".repeat(200));
+        let bytes = p.encode(keys.primary());
+        assert!(bytes.len() <= MAX_PACKET, "{} bytes", bytes.len());
+        let (back, _) = Packet::decode(&bytes, &keys).expect("decodes");
+        assert!(!back.labels.is_empty() && back.labels.len() < p.labels.len());
+        let mut only_long = sample();
+        only_long.labels = [("k".to_string(), "é".repeat(200))].into();
+        let (back, _) = Packet::decode(&only_long.encode(keys.primary()), &keys).expect("decodes");
+        assert_eq!(back.labels["k"], "é".repeat(127), "cut at 254 bytes, between characters");
     }
 
     #[test]

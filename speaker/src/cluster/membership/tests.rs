@@ -266,7 +266,16 @@ fn a_node_holds_back_while_starting_and_when_refused_alone() {
     let mut a = Sim::node(0, 2, now, T0);
     assert_eq!(a.wait(now), Some(Wait::Starting), "seeds known, nobody heard yet");
     assert_eq!(a.wait(now + 250 * MS), None, "nobody answered: the first node of a cluster serves");
-    assert_eq!(note(a.receive(super::super::wire::REFUSAL, addr(1), now, T0)), Err(Rejected::Refused));
+    // A refusal echoes the packet it refuses: a forged one (no packet of ours, or not
+    // from a peer we know) makes the lone node hold back no more than nothing would.
+    let sent = a.heartbeat(now, T0);
+    let refusal = super::super::wire::refusal(&sent);
+    let stranger = SocketAddr::new([198, 51, 100, 99].into(), 7946);
+    assert_eq!(note(a.receive(&refusal, stranger, now, T0)), Err(Rejected::ForgedRefusal));
+    let blind = super::super::wire::refusal(&[0u8; 64]);
+    assert_eq!(note(a.receive(&blind, addr(1), now, T0)), Err(Rejected::ForgedRefusal));
+    assert_eq!(a.wait(now + 250 * MS), None, "forged refusals change nothing");
+    assert_eq!(note(a.receive(&refusal, addr(1), now, T0)), Err(Rejected::Refused));
     assert_eq!(a.wait(now + 10 * MS), Some(Wait::KeyMismatch));
     assert_eq!(a.wait(now + 3000 * MS), Some(Wait::KeyMismatch), "still, between two refusals");
     // With a live member, a refusal (perhaps forged) changes nothing.
