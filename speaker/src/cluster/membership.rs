@@ -137,6 +137,9 @@ pub struct Membership {
     sent_echoes: std::collections::VecDeque<[u8; super::wire::ECHO_LEN]>,
     last_heartbeat: Option<Instant>,
     stalled: Option<Duration>,
+    /// When we joined a group whose survivor ran long before we started: until our
+    /// hold-down has passed we are no founder, whatever the survivor's report says.
+    newcomer_since: Option<Instant>,
 }
 
 /// How long one refusal keeps an isolated node from announcing (refusals are sent at most
@@ -176,6 +179,7 @@ impl Membership {
             sent_echoes: std::collections::VecDeque::new(),
             last_heartbeat: None,
             stalled: None,
+            newcomer_since: None,
         }
     }
 
@@ -256,8 +260,18 @@ impl Membership {
         peer.stable_since = now.checked_sub(Duration::from_millis(p.stable_ms.into())).unwrap_or(now);
         if let Some(isolated) = self.isolated_since.take() {
             // Found a group that stayed together while we were cut off: wait our turn.
-            if Duration::from_millis(p.stable_ms.into()) >= now.saturating_duration_since(isolated) {
+            let group_stayed = Duration::from_millis(p.stable_ms.into()) >= now.saturating_duration_since(isolated);
+            // A lone survivor reports 0 (it is cut off from everyone it knew), yet it ran
+            // long before we started: we are the newcomer, not a founder, and must not
+            // claim our share for the round it takes to hear otherwise.
+            let hold_ms = self.settings.hold_down.as_millis() as u64;
+            let started_before_us =
+                isolated == self.started && p.incarnation.saturating_add(hold_ms) < self.incarnation;
+            if group_stayed || started_before_us {
                 self.stable_since = now;
+            }
+            if started_before_us {
+                self.newcomer_since = Some(now);
             }
         }
         for r in p.peers {
@@ -401,12 +415,14 @@ impl Membership {
         );
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
         let hold = self.settings.hold_down;
+        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < hold);
         let mut out: Vec<Member> = live
             .into_iter()
             .map(|(name, labels, since)| Member {
                 name: name.to_string(),
                 labels: labels.clone(),
-                settled: now.saturating_duration_since(since) >= hold || since.saturating_duration_since(senior) < hold,
+                settled: !(newcomer && name == self.me.name)
+                    && (now.saturating_duration_since(since) >= hold || since.saturating_duration_since(senior) < hold),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

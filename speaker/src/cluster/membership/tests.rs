@@ -361,3 +361,22 @@ fn a_key_rotated_member_by_member_keeps_everyone_in() {
     sim.run(400 * MS);
     assert_eq!(sim.names(0), names(&["node-0", "node-1"]));
 }
+
+/// Issue 12, two-node restart race: the survivor, alone, reports `stable_ms = 0`; the
+/// restarted node must not take itself for a founder and claim its share for a round.
+/// Its own view and the survivor's agree: it waits its hold-down.
+#[test]
+fn a_restart_in_a_two_node_cluster_waits_its_hold_down_in_every_view() {
+    let mut sim = Sim::new(2);
+    sim.run(200 * MS);
+    sim.up[1] = false;
+    sim.run(20_000 * MS);
+    sim.restart(1);
+    for _ in 0..5 {
+        sim.run(40 * MS);
+        assert_eq!(sim.view(1), vec![("node-0".into(), true), ("node-1".into(), false)], "node-1's own view");
+        assert_eq!(sim.view(0), vec![("node-0".into(), true), ("node-1".into(), false)], "node-0's view");
+    }
+    sim.run(5_100 * MS);
+    assert_eq!(sim.view(1), vec![("node-0".into(), true), ("node-1".into(), true)]);
+}
