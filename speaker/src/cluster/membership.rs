@@ -237,9 +237,18 @@ impl Membership {
             return Err(Rejected::Clock);
         }
         let dead_after = self.settings.dead_after;
+        let alive = self
+            .peers
+            .get(&p.name)
+            .is_some_and(|q| q.heard().is_some_and(|t| now.saturating_duration_since(t) < dead_after));
         let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer::unknown(from, now));
         let mut note = None;
         match peer.last {
+            // An older incarnation from a member that is dead: it restarted after its clock
+            // stepped back (NTP, a VM snapshot restored). Refusing it as a replay would
+            // keep it out for good. A replay of its old traffic cannot pass for it: that
+            // is older than the replay window by then, or the member is alive.
+            Some((inc, _)) if p.incarnation < inc && !alive => note = Some(Note::Restarted(p.name.clone())),
             Some((inc, seq)) if (p.incarnation, p.seq) <= (inc, seq) => return Err(Rejected::Replay),
             Some((inc, _)) if p.incarnation > inc => note = Some(Note::Restarted(p.name.clone())),
             _ => {}

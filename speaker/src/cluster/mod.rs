@@ -75,6 +75,8 @@ pub struct Cluster {
     waiting: Option<Wait>,
     /// When each sender with a bad key was last refused (bounded).
     refused: HashMap<SocketAddr, Instant>,
+    /// When each sender was last warned about, per reason (bounded).
+    warned: HashMap<(SocketAddr, &'static str), Instant>,
     /// Since when members disagree on the plan, and whether that was reported.
     mismatch: Option<(Instant, bool)>,
     buf: Box<[u8; 2048]>,
@@ -117,6 +119,7 @@ impl Cluster {
             members,
             waiting,
             refused: HashMap::new(),
+            warned: HashMap::new(),
             mismatch: None,
             buf: Box::new([0; 2048]),
         };
@@ -227,8 +230,29 @@ impl Cluster {
                 if e == Rejected::BadTag {
                     self.refuse(n, from).await;
                 }
-                if e == Rejected::ForgedRefusal {
-                    warn!(%from, "a refusal that no member of ours sent (forged?): ignored");
+                // Misconfigurations that split ownership silently: said at warn level, once
+                // a minute per sender, not only counted.
+                let why = match e {
+                    Rejected::ForgedRefusal => Some("a refusal that no member of ours sent (forged?): ignored"),
+                    Rejected::DuplicateName => Some(
+                        "another speaker uses this node's name: each would count itself as that member and ownership splits; give every node its own --node-name",
+                    ),
+                    Rejected::Clock => Some(
+                        "a member's clock differs from ours by more than the replay window: its heartbeats are refused and it announces alone; fix NTP on both",
+                    ),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    let now = Instant::now();
+                    if self.warned.len() >= 256 {
+                        self.warned.clear();
+                    }
+                    let last = self.warned.insert((from, e.label()), now);
+                    if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60)) {
+                        warn!(%from, reason = e.label(), "{why}");
+                    } else if let Some(t) = last {
+                        self.warned.insert((from, e.label()), t);
+                    }
                 }
             }
         }

@@ -380,3 +380,27 @@ fn a_restart_in_a_two_node_cluster_waits_its_hold_down_in_every_view() {
     sim.run(5_100 * MS);
     assert_eq!(sim.view(1), vec![("node-0".into(), true), ("node-1".into(), true)]);
 }
+
+/// Issue 12, clock steps: a member restarted after its clock stepped back has a lower
+/// incarnation than its previous life. Once that life is dead it is admitted (and waits
+/// its hold-down), not refused as a replay forever; while the old life is alive, a lower
+/// incarnation is still a replay.
+#[test]
+fn a_restart_after_the_clock_stepped_back_is_admitted() {
+    let mut sim = Sim::new(2);
+    sim.run(6_000 * MS);
+    let now = sim.start + sim.now;
+    // Replayed traffic of a lower incarnation while node-1 lives: refused.
+    let mut older = Sim::node(1, 2, now, T0 - 1);
+    let pkt = older.heartbeat(now, T0 + sim.now.as_millis() as u64);
+    assert_eq!(note(sim.nodes[0].receive(&pkt, addr(1), now, T0 + sim.now.as_millis() as u64)), Err(Rejected::Replay));
+    sim.up[1] = false;
+    sim.run(400 * MS);
+    // node-1 comes back with an incarnation from a clock 10 s behind its last life's.
+    let (now, unix) = (sim.start + sim.now, T0 + sim.now.as_millis() as u64);
+    sim.nodes[1] = Sim::node(1, 2, now, unix - 10_000);
+    sim.up[1] = true;
+    sim.run(200 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-1"]), "admitted again");
+    assert_eq!(sim.view(0)[1], ("node-1".to_string(), false), "and waits its hold-down");
+}
