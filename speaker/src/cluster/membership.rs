@@ -140,6 +140,12 @@ pub struct Membership {
     /// When we joined a group whose survivor ran long before we started: until our
     /// hold-down has passed we are no founder, whatever the survivor's report says.
     newcomer_since: Option<Instant>,
+    /// Since when some peer has been heard without a break (`None` while isolated).
+    hearing_since: Option<Instant>,
+    /// When a live peer's heartbeat last listed us among the members it hears.
+    listed_at: Option<Instant>,
+    /// The members we hear have stopped listing us (see [`Wait::Evicted`]).
+    evicted: bool,
 }
 
 /// How long one refusal keeps an isolated node from announcing (refusals are sent at most
@@ -155,6 +161,10 @@ pub enum Wait {
     /// Alone, and refused by a member: this node has the wrong key, and announcing
     /// everything would fight the real owners.
     KeyMismatch,
+    /// The members it hears no longer list it: its heartbeats do not reach them (one-way
+    /// loss: an egress rule, a full conntrack table, a congested queue), so they have
+    /// taken its addresses over. Announcing them too would make two owners.
+    Evicted,
 }
 
 fn abs_diff_ms(a: u64, b: u64) -> u64 {
@@ -180,11 +190,17 @@ impl Membership {
             last_heartbeat: None,
             stalled: None,
             newcomer_since: None,
+            hearing_since: None,
+            listed_at: None,
+            evicted: false,
         }
     }
 
     /// Whether this node must hold back from announcing anything, and why.
     pub fn wait(&self, now: Instant) -> Option<Wait> {
+        if self.evicted {
+            return Some(Wait::Evicted);
+        }
         let isolated = !self.peers.values().any(|p| self.alive(p, now));
         let dead_after = self.settings.dead_after;
         // Refusals come at most once a second per address: hold back well beyond that,
@@ -283,8 +299,10 @@ impl Membership {
                 self.newcomer_since = Some(now);
             }
         }
+        self.hearing_since.get_or_insert(now);
         for r in p.peers {
             if r.name == self.me.name {
+                self.listed_at = Some(now);
                 continue;
             }
             // A report only keeps a live member alive; bringing a dead one back takes a
@@ -313,6 +331,21 @@ impl Membership {
         if !any_alive && self.isolated_since.is_none() {
             self.isolated_since = Some(now);
         }
+        if !any_alive {
+            self.hearing_since = None;
+        }
+        // Hearing the others for a while, and none of them has listed us for twice the
+        // time they take to declare a member dead: they have.
+        let grace = 2 * self.settings.dead_after;
+        let long = |t: Option<Instant>| t.is_none_or(|t| now.saturating_duration_since(t) > grace);
+        let evicted =
+            self.hearing_since.is_some_and(|h| now.saturating_duration_since(h) > grace) && long(self.listed_at);
+        if self.evicted && !evicted {
+            // Readmitted: like a member back from a partition, wait the hold-down before
+            // taking addresses back (and claim them then, with gratuitous announcements).
+            self.stable_since = now;
+        }
+        self.evicted = evicted;
         let (dead_after, forget_after) = (self.settings.dead_after, self.settings.forget_after);
         let seeds = &self.seeds;
         self.peers.retain(|_, p| {

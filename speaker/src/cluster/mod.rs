@@ -189,6 +189,9 @@ impl Cluster {
                         "membership packets fail authentication and no member is reachable: is --cluster-key-file the cluster's key? Announcing nothing"
                     ),
                     Some(Wait::Starting) => info!("waiting to hear the cluster before announcing"),
+                    Some(Wait::Evicted) => error!(
+                        "the members this speaker hears no longer list it: its heartbeats do not reach them (one-way loss?). They have taken its addresses over: announcing nothing until they hear it again"
+                    ),
                     None => info!("membership settled"),
                 }
                 self.waiting = waiting;

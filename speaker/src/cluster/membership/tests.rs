@@ -404,3 +404,32 @@ fn a_restart_after_the_clock_stepped_back_is_admitted() {
     assert_eq!(sim.names(0), names(&["node-0", "node-1"]), "admitted again");
     assert_eq!(sim.view(0)[1], ("node-1".to_string(), false), "and waits its hold-down");
 }
+
+/// Issue 12, one-way loss: node-1's heartbeats stop reaching the others, while it still
+/// hears them. They evict it; it must learn so from their heartbeats (which stop listing
+/// it) and announce nothing, instead of keeping its share: two owners. Back, it waits its
+/// hold-down in every view.
+#[test]
+fn a_member_whose_heartbeats_are_lost_one_way_learns_it_was_evicted() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    sim.cut[1][0] = true;
+    sim.cut[1][2] = true;
+    sim.run(400 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-2"]));
+    sim.run(240 * MS);
+    let now = sim.start + sim.now;
+    assert_eq!(sim.nodes[1].wait(now), Some(Wait::Evicted), "within 2 x dead_after of being dropped");
+    sim.cut[1][0] = false;
+    sim.cut[1][2] = false;
+    sim.run(200 * MS);
+    let now = sim.start + sim.now;
+    assert_eq!(sim.nodes[1].wait(now), None);
+    for i in 0..3 {
+        assert_eq!(
+            sim.view(i),
+            vec![("node-0".into(), true), ("node-1".into(), false), ("node-2".into(), true)],
+            "node-{i}'s view after the loss ends"
+        );
+    }
+}
