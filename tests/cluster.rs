@@ -443,3 +443,37 @@ fn a_stopped_owner_is_replaced_and_on_resuming_takes_nothing_back_during_hold_do
     // On resuming it reads what queued up before judging anyone: nobody is evicted.
     assert!(!log.contains("member lost"), "{warnings:#?}");
 }
+
+/// Issue 12: heartbeats never wait behind the speaker's other work. Node 0 reloads a
+/// 10,000-Service file again and again (parsing and allocating it blocks the speaker's
+/// main loop for a while each time); node 1 must never lose it, and nothing moves.
+#[test]
+fn heavy_reloads_never_delay_heartbeats() {
+    let lan = ClusterLan::new(2);
+    let small = serve(&lan, &vips(4));
+    let mut big = small.clone();
+    for i in 0..10_000u32 {
+        big.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: bulk{i}, namespace: default}}\nspec: {{type: LoadBalancer, loadBalancerClass: example.com/other, ports: [{{port: 80}}]}}\n"
+        ));
+    }
+    let busy = lan.speaker(0, &small, &[]);
+    let other = lan.speaker(1, &small, &[]);
+    wait_for("both members settled", Duration::from_secs(15), || {
+        other.metric("ferrolb_cluster_members", "state=\"settled\"") == 2.0
+            && busy.metric("ferrolb_cluster_members", "state=\"settled\"") == 2.0
+    });
+    let changes_before = other.metric("ferrolb_ownership_changes", "");
+    for i in 0..6 {
+        busy.reload(if i % 2 == 0 { &big } else { &small });
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    busy.reload(&small);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !other.log_text().contains("member lost"),
+        "node 1 lost node 0 while it reloaded:\n{}",
+        other.log_text().lines().filter(|l| l.contains("member")).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(other.metric("ferrolb_ownership_changes", ""), changes_before, "addresses moved");
+}

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, ClusterThread};
 use ferrolb_controller::k8s::event_note;
 
 use crate::http::Readiness;
@@ -565,7 +565,7 @@ pub async fn run_with(
         key_file: opts.key_file.clone(),
         settings: opts.settings,
     };
-    let mut cluster = Cluster::start(cluster_opts, me, metrics.clone()).await?;
+    let mut cluster = ClusterThread::start(cluster_opts, me, metrics.clone()).await?;
 
     let node = config::NodeInfo::new(&opts.node_name);
     let speaker_opts = SpeakerOptions {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
-use crate::cluster::{self as cluster, Cluster, ownership};
+use crate::cluster::{self as cluster, ClusterThread, ownership};
 use crate::dataplane::{AnnouncePolicy, Families, InterfaceTable, Responder};
 use crate::interfaces::{self, Exclusions, Interface};
 use crate::metrics::{AnnouncedLabels, IpValue, Metrics, ResultLabel, SharedValue};
@@ -104,7 +104,7 @@ fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::
     Ok(Plan::new(&loaded.config, &assigned))
 }
 
-async fn members_changed(cluster: &mut Option<Cluster>) -> cluster::Change {
+async fn members_changed(cluster: &mut Option<ClusterThread>) -> cluster::Change {
     match cluster {
         Some(c) => c.changed().await,
         None => std::future::pending().await,
@@ -440,7 +440,7 @@ impl Speaker {
         let mut cluster = match self.opts.cluster.clone() {
             Some(opts) => {
                 let me = Me { name: self.opts.node.name.clone(), labels: self.opts.node.labels.clone() };
-                let c = Cluster::start(opts, me, self.metrics.clone()).await?;
+                let c = ClusterThread::start(opts, me, self.metrics.clone()).await?;
                 self.members = Some(c.members().to_vec());
                 Some(c)
             }

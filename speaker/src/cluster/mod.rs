@@ -3,7 +3,10 @@
 
 pub mod membership;
 pub mod ownership;
+pub mod thread;
 pub mod wire;
+
+pub use thread::ClusterThread;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
