@@ -33,9 +33,9 @@ use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, ClusterThread};
 use ferrolb_controller::k8s::event_note;
 
+use crate::core::{Options as SpeakerOptions, Speaker};
 use crate::http::Readiness;
 use crate::metrics::Metrics;
-use crate::standalone::{Options as SpeakerOptions, Speaker};
 
 /// Label of the EndpointSlices of a Service.
 const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -611,7 +611,7 @@ pub async fn run_with(
     let mut int = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut last_statuses = None;
-    let mut links = crate::standalone::LinkWatch::open();
+    let mut links = crate::core::LinkWatch::open();
     loop {
         let new = tokio::select! {
             _ = links.changed() => {

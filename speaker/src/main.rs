@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_proto::config::NodeInfo;
+use ferrolb_speaker::core::{Options, Speaker};
 use ferrolb_speaker::dataplane::AnnouncePolicy;
 use ferrolb_speaker::metrics::Metrics;
-use ferrolb_speaker::standalone::{Options, Speaker};
 use tracing_subscriber::EnvFilter;
 
 /// Served when no `--config` is given: documentation addresses only.
