@@ -63,6 +63,8 @@ struct Peer {
     dead_since: Instant,
     /// The digest of its plan, from its last heartbeat.
     plan: u64,
+    /// Its heartbeats list us: it counts us in its view.
+    lists_me: bool,
 }
 
 impl Peer {
@@ -78,6 +80,7 @@ impl Peer {
             left: false,
             dead_since: now,
             plan: 0,
+            lists_me: false,
         }
     }
 
@@ -146,6 +149,10 @@ pub struct Membership {
     listed_at: Option<Instant>,
     /// The members we hear have stopped listing us (see [`Wait::Evicted`]).
     evicted: bool,
+    /// Every member we hear has listed us since we started: until then, a member that
+    /// has not heard us yet still answers for what our view would give us, and claiming
+    /// it would make two owners (speakers started together).
+    confirmed: bool,
 }
 
 /// How long one refusal keeps an isolated node from announcing (refusals are sent at most
@@ -193,6 +200,7 @@ impl Membership {
             hearing_since: None,
             listed_at: None,
             evicted: false,
+            confirmed: false,
         }
     }
 
@@ -300,9 +308,13 @@ impl Membership {
             }
         }
         self.hearing_since.get_or_insert(now);
+        let name = p.name.clone();
         for r in p.peers {
             if r.name == self.me.name {
                 self.listed_at = Some(now);
+                if let Some(q) = self.peers.get_mut(&name) {
+                    q.lists_me = true;
+                }
                 continue;
             }
             // A report only keeps a live member alive; bringing a dead one back takes a
@@ -340,6 +352,9 @@ impl Membership {
         let long = |t: Option<Instant>| t.is_none_or(|t| now.saturating_duration_since(t) > grace);
         let evicted =
             self.hearing_since.is_some_and(|h| now.saturating_duration_since(h) > grace) && long(self.listed_at);
+        if !self.confirmed {
+            self.confirmed = self.peers.values().filter(|p| self.alive(p, now)).all(|p| p.lists_me);
+        }
         if self.evicted && !evicted {
             // Readmitted: like a member back from a partition, wait the hold-down before
             // taking addresses back (and claim them then, with gratuitous announcements).
@@ -457,7 +472,8 @@ impl Membership {
         );
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
         let hold = self.settings.hold_down;
-        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < hold);
+        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < hold)
+            || !(self.confirmed || self.peers.values().filter(|p| self.alive(p, now)).all(|p| p.lists_me));
         let mut out: Vec<Member> = live
             .into_iter()
             .map(|(name, labels, since)| Member {

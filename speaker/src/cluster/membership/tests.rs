@@ -433,3 +433,31 @@ fn a_member_whose_heartbeats_are_lost_one_way_learns_it_was_evicted() {
         );
     }
 }
+
+/// Issue 12, cold start: node-1 starts 300 ms after node-0, well within the founders'
+/// window. The moment it hears node-0, node-0 has not heard it yet and still answers for
+/// everything: node-1 must not claim its share until node-0 lists it.
+#[test]
+fn a_founder_claims_nothing_until_the_others_have_heard_it() {
+    let start = Instant::now();
+    let mut a = Sim::node(0, 2, start, T0);
+    let mut t = Duration::ZERO;
+    while t < 300 * MS {
+        t += 40 * MS;
+        let _ = a.heartbeat(start + t, T0 + t.as_millis() as u64);
+        a.tick(start + t);
+    }
+    let (now, unix) = (start + t, T0 + t.as_millis() as u64);
+    let mut b = Sim::node(1, 2, now, unix);
+    let from_a = a.heartbeat(now, unix);
+    b.receive(&from_a, addr(0), now, unix).unwrap();
+    b.tick(now);
+    let settled = |m: &Membership, at| m.members(at).into_iter().map(|m| (m.name, m.settled)).collect::<Vec<_>>();
+    assert_eq!(settled(&b, now), vec![("node-0".into(), true), ("node-1".into(), false)], "before node-0 heard node-1");
+    // node-0 hears node-1, then lists it: now node-1 is a founder like the others.
+    let now = now + 5 * MS;
+    a.receive(&b.heartbeat(now, unix + 5), addr(1), now, unix + 5).unwrap();
+    b.receive(&a.heartbeat(now, unix + 5), addr(0), now, unix + 5).unwrap();
+    b.tick(now);
+    assert_eq!(settled(&b, now), vec![("node-0".into(), true), ("node-1".into(), true)]);
+}
