@@ -360,7 +360,7 @@ pub struct Ipv6Groups {
     ifindex: i32,
     /// The kernel bounds memberships per socket (by `net.core.optmem_max`): another
     /// socket is opened when one is full.
-    sockets: Vec<(OwnedFd, usize)>,
+    sockets: Vec<OwnedFd>,
     joined: std::collections::HashMap<std::net::Ipv6Addr, usize>,
 }
 
@@ -401,12 +401,11 @@ impl Ipv6Groups {
         }
         for attempt in 0..2 {
             if self.sockets.is_empty() || attempt == 1 {
-                self.sockets.push((Self::open_socket()?, 0));
+                self.sockets.push(Self::open_socket()?);
             }
             let last = self.sockets.len() - 1;
-            match Self::membership(&self.sockets[last].0, group, self.ifindex, true) {
+            match Self::membership(&self.sockets[last], group, self.ifindex, true) {
                 Ok(()) => {
-                    self.sockets[last].1 += 1;
                     self.joined.insert(group, last);
                     return Ok(());
                 }
@@ -419,8 +418,7 @@ impl Ipv6Groups {
 
     pub fn leave(&mut self, group: std::net::Ipv6Addr) -> io::Result<()> {
         let Some(i) = self.joined.remove(&group) else { return Ok(()) };
-        self.sockets[i].1 = self.sockets[i].1.saturating_sub(1);
-        Self::membership(&self.sockets[i].0, group, self.ifindex, false)
+        Self::membership(&self.sockets[i], group, self.ifindex, false)
     }
 }
 
