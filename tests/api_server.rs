@@ -732,29 +732,15 @@ fn allocation_edits_follow_metallb(version: &str) {
     // Service gains an IPv6 address from the same pool.
     c.apply(&service("dual", false));
     until("dual with one address", "dual", &["198.51.100.65"]);
-    c.kubectl(&[
-        "patch",
-        "service",
-        "-n",
-        "default",
-        "dual",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"ipFamilyPolicy":"PreferDualStack"}}"#,
-    ]);
+    let policy = |p: &str| {
+        let patch = format!(r#"{{"spec":{{"ipFamilyPolicy":"{p}"}}}}"#);
+        c.kubectl(&["patch", "service", "-n", "default", "dual", "--type=merge", "-p", &patch]);
+    };
+    policy("PreferDualStack");
     until("dual with both families", "dual", &["198.51.100.65", "2001:db8:100::64"]);
     // Back to SingleStack: the API server keeps the primary cluster IP; the Service is
     // reallocated with one IPv4 address (the pool's first free one is its own).
-    c.kubectl(&[
-        "patch",
-        "service",
-        "-n",
-        "default",
-        "dual",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"ipFamilyPolicy":"SingleStack"}}"#,
-    ]);
+    policy("SingleStack");
     until("dual back to one address", "dual", &["198.51.100.65"]);
     assert_eq!(c.ingress("default", "api"), ["198.51.100.64"]);
 }

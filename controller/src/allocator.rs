@@ -417,8 +417,9 @@ impl Allocator {
             out.result = Err(e);
             out
         };
-        let implied = match requested_ips(svc) {
-            Ok((ips, _)) if !ips.is_empty() => ips,
+        let request = requested_ips(svc);
+        let implied = match &request {
+            Ok((ips, _)) if !ips.is_empty() => ips.clone(),
             _ => held.clone(),
         };
         let want = match wanted(svc, &implied) {
@@ -453,7 +454,7 @@ impl Allocator {
                 },
             };
         }
-        let requested = match requested_ips(svc) {
+        let requested = match request {
             Ok((ips, _)) => ips,
             Err((field, message)) => {
                 let e = AllocError::BadRequest { field, message };

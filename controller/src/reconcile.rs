@@ -170,9 +170,11 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
         .map(|(_, s)| s.key())
         .collect();
     w.foreign = foreign.len();
-    memory
-        .pending
-        .retain(|key, (rv, _)| services.iter().any(|(o, s)| s.key() == *key && o.metadata.resource_version == *rv));
+    // One lookup per pending write, not a scan of every Service (a burst leaves
+    // thousands of both).
+    let versions: HashMap<String, &Option<String>> =
+        services.iter().map(|(o, s)| (s.key(), &o.metadata.resource_version)).collect();
+    memory.pending.retain(|key, (rv, _)| versions.get(key).is_some_and(|v| *v == rv));
     let mut edited = HashSet::new();
     for (_, s) in &services {
         let profile = SharingProfile::of(s);

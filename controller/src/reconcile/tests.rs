@@ -407,19 +407,21 @@ fn after_a_sharing_edit_the_edited_service_moves() {
     assert_eq!(reasons(&w), ["ClearAssignment", "IPAllocated"]);
 }
 
+/// `web` after its first round (holding an address), now asking for `requested`.
+fn web_holding_its_address(memory: &mut Memory, requested: &str) -> Snapshot {
+    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
+    let w = plan(&snap, &settings(), memory);
+    let mut snap = applied(snap, &w);
+    let annotations = snap.services[0].metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert("metallb.io/loadBalancerIPs".into(), requested.into());
+    snap
+}
+
 /// Rule 3: a new requested address moves the Service (controller/service.go:152).
 #[test]
 fn a_changed_request_moves_the_service_and_says_so() {
     let mut memory = Memory::default();
-    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
-    let w = plan(&snap, &settings(), &mut memory);
-    let mut snap = applied(snap, &w);
-    snap.services[0]
-        .metadata
-        .annotations
-        .as_mut()
-        .unwrap()
-        .insert("metallb.io/loadBalancerIPs".into(), "198.51.100.12".into());
+    let snap = web_holding_its_address(&mut memory, "198.51.100.12");
     let w = plan(&snap, &settings(), &mut memory);
     assert_eq!(w.services[0].ingress, [ip("198.51.100.12")]);
     assert_eq!(reasons(&w), ["ClearAssignment", "IPAllocated"]);
@@ -435,15 +437,7 @@ fn a_changed_request_moves_the_service_and_says_so() {
 #[test]
 fn a_contradictory_request_keeps_the_address_in_use_and_warns() {
     let mut memory = Memory::default();
-    let snap = snapshot(vec![lan_pool()], vec![service("web", "2026-02-01T00:00:00Z", "")]);
-    let w = plan(&snap, &settings(), &mut memory);
-    let mut snap = applied(snap, &w);
-    snap.services[0]
-        .metadata
-        .annotations
-        .as_mut()
-        .unwrap()
-        .insert("metallb.io/loadBalancerIPs".into(), "198.51.100.12".into());
+    let mut snap = web_holding_its_address(&mut memory, "198.51.100.12");
     snap.services[0].spec.as_mut().unwrap().load_balancer_ip = Some("198.51.100.11".into());
     let w = plan(&snap, &settings(), &mut memory);
     assert!(w.services.is_empty(), "{:?}", w.services);
