@@ -47,9 +47,10 @@ pub struct InterfaceTable {
     /// When the member these addresses were taken over from was lost, if that is why
     /// this table was made: the failover histogram measures from there.
     pub takeover_since: Option<std::time::Instant>,
-    /// Send one gratuitous round for every address, not only the newly claimed ones: a
-    /// member came back, and while cut off it may have announced addresses it no longer
-    /// owns; this puts the neighbors' caches right.
+    /// Send the full gratuitous burst for every address, not only the newly claimed ones:
+    /// a member came back, and while cut off it may have announced addresses it no longer
+    /// owns. Its last reply can land after our first round and, within the neighbor's
+    /// locktime (1 s on Linux), make it ignore that round: later rounds put it right.
     pub reannounce: bool,
 }
 
@@ -307,7 +308,7 @@ impl Core {
                     self.pending.push(Pending { ip: *ip, rounds_left: self.policy.count, due: now });
                 }
             } else if self.table.reannounce && self.policy.count > 0 && !self.pending.iter().any(|p| p.ip == *ip) {
-                self.pending.push(Pending { ip: *ip, rounds_left: 1, due: now });
+                self.pending.push(Pending { ip: *ip, rounds_left: self.policy.count, due: now });
             }
         }
         for ip in old.vips.ips() {
