@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::cluster::wire::Key;
-use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac};
+use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac, node_v4};
 
 fn vips(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
@@ -476,4 +476,225 @@ fn heavy_reloads_never_delay_heartbeats() {
         other.log_text().lines().filter(|l| l.contains("member")).collect::<Vec<_>>().join("\n")
     );
     assert_eq!(other.metric("ferrolb_ownership_changes", ""), changes_before, "addresses moved");
+}
+
+/// Every address with more than one announcer, from the speakers' metrics (none: an
+/// address may also have no owner for a moment, as while a cluster forms).
+fn announced_twice(speakers: &[&Speaker], ips: &[String]) -> Vec<(String, Vec<usize>)> {
+    let scrapes: Vec<String> = speakers.iter().map(|s| s.http("/metrics").expect("metrics endpoint")).collect();
+    ips.iter()
+        .filter_map(|ip| {
+            let by: Vec<usize> = (0..scrapes.len())
+                .filter(|i| {
+                    netns::sample(&scrapes[*i], "metallb_speaker_announced", &format!("ip=\"{ip}\"")) == Some(1.0)
+                })
+                .collect();
+            (by.len() > 1).then(|| (ip.clone(), by))
+        })
+        .collect()
+}
+
+/// The addresses of `ips` that `node` owns in `owners`.
+fn owned_by(owners: &BTreeMap<String, usize>, node: usize) -> Vec<String> {
+    owners.iter().filter(|(_, n)| **n == node).map(|(ip, _)| ip.clone()).collect()
+}
+
+/// Issue 12 (1), one-way loss: node 1's heartbeats are dropped on their way out (an
+/// egress rule), while it still hears the others. They take its addresses over; it must
+/// learn it was evicted and let go rather than answer beside the takers. Readmitted, it
+/// claims its share back with gratuitous ARP: the client's entries follow at once.
+#[test]
+fn one_way_loss_of_a_nodes_heartbeats_never_leaves_an_address_with_two_owners() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(9);
+    let speakers = cluster(&lan, &ips, &["--cluster-hold-down-ms", "2000"]);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    let theirs = owned_by(&before, 1);
+    assert!(!theirs.is_empty(), "node 1 owns some of {before:?}");
+    lan.gossip_filter(1, "", "udp dport 7946 drop");
+    speakers[1]
+        .wait_until("node 1 to learn it was evicted and let go", || speakers[1].metric("ferrolb_vips", "") == 0.0);
+    for _ in 0..10 {
+        let now = owners(&all, &ips);
+        assert!(owned_by(&now, 1).is_empty(), "node 1 still announces during the loss: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for ip in &theirs {
+        assert!(lan.ping(ip), "{ip} answers during the loss");
+    }
+    // The kernel ignores neighbor updates within locktime (1 s) of the last one.
+    std::thread::sleep(Duration::from_millis(1100));
+    lan.gossip_heal(1);
+    speakers[1].wait_until("node 1's share back after its hold-down", || owners(&all, &ips) == before);
+    wait_for("the client's entries back on node 1", Duration::from_secs(3), || {
+        theirs.iter().all(|ip| lan.client.neighbor(ip, &lan.client_if).map(|n| n.0) == Some(node_mac(1)))
+    });
+}
+
+/// Issue 12 (3), views that never converge: node 1 and node 2 cannot reach each other's
+/// membership port (a host firewall, a broken path), from the start and across a restart
+/// of node 2; node 0 hears both. Every view must count all three alike: otherwise node
+/// 1's and node 2's shares are each announced twice.
+#[test]
+fn nodes_that_cannot_reach_each_other_directly_are_counted_alike_by_all() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(12);
+    let peer = node_v4(2);
+    lan.gossip_filter(
+        1,
+        &format!("ip saddr {peer} udp dport 7946 drop"),
+        &format!("ip daddr {peer} udp dport 7946 drop"),
+    );
+    let hold = ["--cluster-hold-down-ms", "2000"];
+    let mut speakers = cluster(&lan, &ips, &hold);
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    for node in 0..3 {
+        assert!(!owned_by(&before, node).is_empty(), "node {node} owns some of {before:?}");
+    }
+    for (ip, node) in &before {
+        assert_eq!(lan.arping_all(ip, 2).into_iter().collect::<Vec<_>>(), vec![node_mac(*node)], "{ip}");
+    }
+    let cfg = std::fs::read_to_string(&speakers[2].config).unwrap();
+    speakers[2].signal("KILL");
+    speakers[2].wait_exit();
+    for s in &speakers[..2] {
+        s.wait_until("node 2 gone", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 2.0);
+    }
+    speakers[2] = lan.speaker(2, &cfg, &hold);
+    for s in &speakers {
+        s.wait_until("node 2 back and settled in every view", || {
+            s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0
+        });
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    wait_for("the owners from before the restart", Duration::from_secs(3), || owners(&all, &ips) == before);
+}
+
+/// Issue 12 (2), heartbeat size: node 2 carries forty long labels (Node Feature
+/// Discovery's, say), about 4 KB of them. Its heartbeats must still fit one datagram and
+/// authenticate, or it is never admitted while it announces its share.
+#[test]
+fn a_node_with_forty_long_labels_is_admitted() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(9);
+    let cfg = serve(&lan, &ips);
+    let labels: Vec<String> = (0..40)
+        .map(|i| {
+            format!("feature.node.kubernetes.io/cpu-cpuid.AVX512-extension-{i:02}=true-with-a-longer-value-{i:02}")
+        })
+        .flat_map(|l| ["--node-label".to_string(), l])
+        .collect();
+    let heavy: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let speakers: Vec<Speaker> = (0..3).map(|i| lan.speaker(i, &cfg, if i == 2 { &heavy } else { &[] })).collect();
+    for s in &speakers {
+        s.wait_until("three settled members", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0);
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    assert!(!owned_by(&owners(&all, &ips), 2).is_empty());
+    for s in &speakers[..2] {
+        for reason in ["bad_tag", "malformed"] {
+            assert_eq!(s.metric("ferrolb_cluster_packets_rejected_total", &format!("reason=\"{reason}\"")), 0.0);
+        }
+    }
+}
+
+/// Issue 12 (5), clock steps: node 1 restarts with its clock 10 s behind its previous
+/// life's (an NTP correction, a VM snapshot restored), run under libfaketime. Its new
+/// incarnation is lower than the last; it must be admitted, not refused as a replay.
+#[test]
+fn a_node_restarted_with_its_clock_stepped_back_is_admitted() {
+    let lan = ClusterLan::new(2);
+    let ips = vips(6);
+    let hold = ["--cluster-hold-down-ms", "2000"];
+    let mut speakers = cluster(&lan, &ips, &hold);
+    let cfg = std::fs::read_to_string(&speakers[1].config).unwrap();
+    speakers[1].signal("KILL");
+    speakers[1].wait_exit();
+    speakers[0].wait_until("node 1 gone", || speakers[0].metric("ferrolb_cluster_members", "state=\"settled\"") == 1.0);
+    let stepped_back = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "-10s"];
+    // The wrapper really steps the clock back for what it runs.
+    let unix = |wrapper: &[&str]| -> i64 {
+        let args: Vec<&str> = wrapper.iter().copied().chain(["date", "+%s"]).collect();
+        let out = lan.nodes[1].exec(&args);
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("date +%s")
+    };
+    let step = unix(&[]) - unix(&stepped_back);
+    assert!((9..=11).contains(&step), "faketime stepped the clock by {step} s");
+    speakers[1] = lan.speaker_under(1, &stepped_back, &cfg, &hold);
+    for s in &speakers {
+        s.wait_until("both settled again", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 2.0);
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    wait_for("node 1's share back", Duration::from_secs(3), || !owned_by(&owners(&all, &ips), 1).is_empty());
+}
+
+/// Issue 12 (7): a host on the LAN without the key (the client) sends "refused" packets
+/// to a lone speaker's membership port. Refusals that echo none of its packets, from no
+/// peer it knows, are counted and ignored: it keeps answering.
+#[test]
+fn a_forged_refusal_from_a_host_without_the_key_keeps_nobody_dark() {
+    let lan = ClusterLan::new(1);
+    let ips = vips(2);
+    let speakers = cluster(&lan, &ips, &[]);
+    let s = &speakers[0];
+    s.wait_until("both addresses announced", || s.metric("ferrolb_vips", "") == 2.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let (stop, path, to) =
+            (stop.clone(), format!("/run/netns/{}", lan.client.name), format!("{}:7946", node_v4(0)));
+        std::thread::spawn(move || {
+            netns::enter(&path);
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+            let mut n = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                let guess = [n; 64];
+                sock.send_to(&ferrolb_speaker::cluster::wire::refusal(&guess), &to).expect("send");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        assert_eq!(s.metric("ferrolb_vips", ""), 2.0, "went dark under forged refusals");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lan.arping("198.51.100.10", 1), Some(node_mac(0)));
+    stop.store(true, Ordering::Relaxed);
+    forger.join().expect("forger");
+    assert!(s.metric("ferrolb_cluster_packets_rejected_total", "reason=\"forged_refusal\"") > 10.0);
+}
+
+/// Issue 12 (10), cold start: three speakers started at the same moment (a new cluster,
+/// a rollout with maxUnavailable > 1). At no point may two of them announce one address:
+/// checked from their metrics while they form, and from the conflicts each one counts
+/// (another MAC's announcement of an address it announces).
+#[test]
+fn speakers_started_together_never_announce_an_address_twice() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(12);
+    let cfg = serve(&lan, &ips);
+    let speakers: Vec<Speaker> = std::thread::scope(|scope| {
+        let started: Vec<_> = (0..3)
+            .map(|i| {
+                scope.spawn({
+                    let (lan, cfg) = (&lan, &cfg);
+                    move || lan.speaker(i, cfg, &[])
+                })
+            })
+            .collect();
+        started.into_iter().map(|h| h.join().expect("speaker start")).collect()
+    });
+    let refs: Vec<&Speaker> = speakers.iter().collect();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let twice = announced_twice(&refs, &ips);
+        assert!(twice.is_empty(), "announced twice while forming: {twice:?}");
+    }
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    owners(&all, &ips);
+    let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
+    assert_eq!(conflicts, vec![0.0; 3], "conflicts counted while forming");
 }

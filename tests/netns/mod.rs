@@ -203,12 +203,20 @@ pub fn speaker_binary() -> String {
 
 impl Speaker {
     pub fn start(ns: &Netns, config: &str, extra: &[&str]) -> Speaker {
+        Speaker::start_under(ns, &[], config, extra)
+    }
+
+    /// Starts the speaker under `wrapper` (a command that runs the rest of its arguments,
+    /// such as `faketime`).
+    pub fn start_under(ns: &Netns, wrapper: &[&str], config: &str, extra: &[&str]) -> Speaker {
         let id = unique("speaker");
         let path = std::env::temp_dir().join(format!("ferrolb-{id}.yaml"));
         let log = std::env::temp_dir().join(format!("ferrolb-{id}.log"));
         std::fs::write(&path, config).expect("write config");
         let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, &speaker_binary(), "standalone"])
+            .args(["netns", "exec", &ns.name])
+            .args(wrapper)
+            .args([&speaker_binary(), "standalone"])
             .args(["--config", path.to_str().unwrap(), "--metrics-bind", METRICS])
             .args(if extra.contains(&"--node-name") { &[][..] } else { &["--node-name", "node-a"][..] })
             .args(["--gratuitous-interval-ms", "100", "--poll-ms", "200"])
@@ -439,6 +447,11 @@ impl ClusterLan {
 
     /// Starts the speaker of node `i` in the cluster (seeded with node 0).
     pub fn speaker(&self, i: usize, config: &str, extra: &[&str]) -> Speaker {
+        self.speaker_under(i, &[], config, extra)
+    }
+
+    /// [`ClusterLan::speaker`] under `wrapper` (see [`Speaker::start_under`]).
+    pub fn speaker_under(&self, i: usize, wrapper: &[&str], config: &str, extra: &[&str]) -> Speaker {
         let bind = format!("{}:7946", node_v4(i));
         let seed = format!("{}:7946", node_v4(0));
         let name = format!("node-{i}");
@@ -448,7 +461,7 @@ impl ClusterLan {
             args.extend(["--cluster-key-file", &key]);
         }
         args.extend_from_slice(extra);
-        Speaker::start(&self.nodes[i], config, &args)
+        Speaker::start_under(&self.nodes[i], wrapper, config, &args)
     }
 
     /// Cuts (or restores) node `i`'s link at the switch.
@@ -483,18 +496,22 @@ impl ClusterLan {
     /// Drops `percent`% of node `i`'s membership traffic, both ways (100: a partition of
     /// the gossip alone, the LAN still working).
     pub fn gossip_loss_on(&self, i: usize, percent: u32) {
-        {
-            let ns = &self.nodes[i];
-            let m = if percent >= 100 { String::new() } else { format!("numgen random mod 100 < {percent} ") };
-            let rules = format!(
-                "table inet ferrolb_loss {{\n chain input {{ type filter hook input priority 0; udp dport 7946 {m}drop; }}\n chain output {{ type filter hook output priority 0; udp dport 7946 {m}drop; }}\n}}\n"
-            );
-            let path = std::env::temp_dir().join(format!("ferrolb-{}.nft", unique("nft")));
-            std::fs::write(&path, rules).expect("nft file");
-            let out = ns.exec(&["nft", "-f", path.to_str().unwrap()]);
-            let _ = std::fs::remove_file(&path);
-            assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        let m = if percent >= 100 { String::new() } else { format!("numgen random mod 100 < {percent} ") };
+        let rule = format!("udp dport 7946 {m}drop");
+        self.gossip_filter(i, &rule, &rule);
+    }
+
+    /// Installs nftables rules on node `i`: `input` and `output` are rule bodies for
+    /// its input and output hooks (`""` for none), e.g. one-way loss or one broken link.
+    pub fn gossip_filter(&self, i: usize, input: &str, output: &str) {
+        let rules = format!(
+            "table inet ferrolb_loss {{\n chain input {{ type filter hook input priority 0; {input}; }}\n chain output {{ type filter hook output priority 0; {output}; }}\n}}\n"
+        );
+        let path = std::env::temp_dir().join(format!("ferrolb-{}.nft", unique("nft")));
+        std::fs::write(&path, rules).expect("nft file");
+        let out = self.nodes[i].exec(&["nft", "-f", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&path);
+        assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Removes the loss rules of node `i`.

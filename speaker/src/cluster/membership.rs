@@ -3,9 +3,10 @@
 //!
 //! Every member sends a heartbeat to every other member each `interval`. A member is
 //! alive while it was heard within `dead_after`, directly or, like SWIM's indirect probe,
-//! through another live member that reports having heard it directly (so one lossy link
-//! does not evict a member, and every member converges on the same view). A leave makes
-//! the survivors act at once.
+//! through another member that reports having heard it directly, with its stability and
+//! incarnation (so one lossy link does not evict a member, a member whose link to us is
+//! broken from the start still counts, and every member converges on the same view). A
+//! leave makes the survivors act at once.
 //!
 //! Hold-down: each member reports how long it has been a stable part of the group. A
 //! member cut off from every peer reports 0, and when it finds a group that carried on
@@ -226,6 +227,11 @@ impl Membership {
         p.heard().is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
     }
 
+    /// Every member we hear directly lists us (one we only hear of cannot hear us).
+    fn listed_by_all_heard(&self, now: Instant) -> bool {
+        self.peers.values().filter(|p| self.direct_alive(p, now)).all(|p| p.lists_me)
+    }
+
     fn direct_alive(&self, p: &Peer, now: Instant) -> bool {
         !p.left && p.direct.is_some_and(|t| now.saturating_duration_since(t) < self.settings.dead_after)
     }
@@ -317,21 +323,27 @@ impl Membership {
                 }
                 continue;
             }
-            // A report only keeps a live member alive; bringing a dead one back takes a
-            // packet from it (with its current incarnation and stability), not hearsay.
-            let alive = self.peers.get(&r.name).is_some_and(|q| self.alive(q, now));
-            match self.peers.get_mut(&r.name) {
-                Some(q) => {
-                    let age = Duration::from_millis(r.age_ms.into());
-                    if alive && age < dead_after {
-                        let at = now.checked_sub(age).unwrap_or(now);
-                        q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
-                    }
-                }
-                None => {
-                    // Discovery: heartbeats go to it from now on; it counts once heard.
-                    self.peers.insert(r.name, Peer::unknown(r.addr, now));
-                }
+            let age = Duration::from_millis(r.age_ms.into());
+            if age >= dead_after {
+                continue;
+            }
+            // Discovery: heartbeats go to it from now on.
+            let direct = self.peers.get(&r.name).is_some_and(|q| self.direct_alive(q, now));
+            let q = self.peers.entry(r.name).or_insert_with(|| Peer::unknown(r.addr, now));
+            // A member that left comes back only in a later life: a report from a member
+            // that has not seen the leave yet must not revive it.
+            if q.left && q.last.is_none_or(|(inc, _)| r.incarnation <= inc) {
+                continue;
+            }
+            // Heard by the reporter within dead_after: alive, as the reporter counts it.
+            // One we do not hear ourselves (a broken direct link, even since we started)
+            // takes its stability from the report, so that every view gives it the same
+            // hold-down and the same share.
+            q.left = false;
+            let at = now.checked_sub(age).unwrap_or(now);
+            q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
+            if !direct {
+                q.stable_since = now.checked_sub(Duration::from_millis(r.stable_ms.into())).unwrap_or(now);
             }
         }
         Ok(note)
@@ -353,7 +365,7 @@ impl Membership {
         let evicted =
             self.hearing_since.is_some_and(|h| now.saturating_duration_since(h) > grace) && long(self.listed_at);
         if !self.confirmed {
-            self.confirmed = self.peers.values().filter(|p| self.alive(p, now)).all(|p| p.lists_me);
+            self.confirmed = self.listed_by_all_heard(now);
         }
         if self.evicted && !evicted {
             // Readmitted: like a member back from a partition, wait the hold-down before
@@ -385,6 +397,8 @@ impl Membership {
             .map(|(name, p)| PeerReport {
                 name: name.clone(),
                 age_ms: now.saturating_duration_since(p.direct.unwrap_or(now)).as_millis() as u32,
+                stable_ms: now.saturating_duration_since(p.stable_since).as_millis().min(u32::MAX as u128) as u32,
+                incarnation: p.last.map_or(0, |l| l.0),
                 addr: p.addr,
             })
             .collect();
@@ -473,7 +487,7 @@ impl Membership {
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
         let hold = self.settings.hold_down;
         let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < hold)
-            || !(self.confirmed || self.peers.values().filter(|p| self.alive(p, now)).all(|p| p.lists_me));
+            || !(self.confirmed || self.listed_by_all_heard(now));
         let mut out: Vec<Member> = live
             .into_iter()
             .map(|(name, labels, since)| Member {

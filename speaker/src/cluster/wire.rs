@@ -1,8 +1,9 @@
 //! The membership packet: a heartbeat or a leave, authenticated with a keyed BLAKE3 MAC.
 //!
 //! ```text
-//! magic "FLB1" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | plan u64
-//! | name | labels: u8 count × (key, value) | peers: u8 count × (name, age_ms u32, addr)
+//! magic "FLB2" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | plan u64
+//! | name | labels: u8 count × (key, value)
+//! | peers: u8 count × (name, age_ms u32, stable_ms u32, incarnation u64, addr)
 //! | tag [32]
 //! ```
 //! Strings are a u8 length and UTF-8; an address is a family byte (4 or 6), the IP, a
@@ -11,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-const MAGIC: &[u8; 4] = b"FLB1";
+/// Version 2 reports each peer's stability and incarnation, so that a member known only
+/// through others is counted alike by everyone.
+const MAGIC: &[u8; 4] = b"FLB2";
 const TAG_LEN: usize = 32;
 /// Fits one Ethernet frame with IPv6 and UDP headers; peers that don't fit are left for
 /// the next heartbeat.
@@ -126,7 +129,7 @@ impl Keyring {
 /// differ), so it echoes the start of the refused packet's tag: only a host that received
 /// that packet can send it, and the refused speaker accepts it only from a peer address it
 /// knows (a seed or a member). It only ever makes an isolated member hold back.
-const REFUSAL_PREFIX: &[u8; 5] = b"FLB1\x03";
+const REFUSAL_PREFIX: &[u8; 5] = b"FLB2\x03";
 pub const ECHO_LEN: usize = 16;
 
 /// The refusal of `refused` (a datagram that failed authentication).
@@ -157,11 +160,14 @@ pub enum Kind {
     Leave = 2,
 }
 
-/// A peer as the sender sees it: heard directly `age_ms` ago, at `addr`.
+/// A peer as the sender sees it: heard directly `age_ms` ago, at `addr`, reporting
+/// `stable_ms` of stability from its life `incarnation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReport {
     pub name: String,
     pub age_ms: u32,
+    pub stable_ms: u32,
+    pub incarnation: u64,
     pub addr: SocketAddr,
 }
 
@@ -275,12 +281,14 @@ impl Packet {
         out.push(0);
         let mut count = 0u8;
         for p in &self.peers {
-            let len = 1 + p.name.len().min(255) + 4 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
+            let len = 1 + str_len(&p.name) + 4 + 4 + 8 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
             if count == u8::MAX || out.len() + len + TAG_LEN > MAX_PACKET {
                 break;
             }
             put_str(&mut out, &p.name);
             out.extend_from_slice(&p.age_ms.to_be_bytes());
+            out.extend_from_slice(&p.stable_ms.to_be_bytes());
+            out.extend_from_slice(&p.incarnation.to_be_bytes());
             put_addr(&mut out, p.addr);
             count += 1;
         }
@@ -366,8 +374,8 @@ impl<'a> Reader<'a> {
         let mut peers = Vec::new();
         for _ in 0..self.u8()? {
             let name = self.string()?;
-            let age_ms = self.u32()?;
-            peers.push(PeerReport { name, age_ms, addr: self.addr()? });
+            let (age_ms, stable_ms, incarnation) = (self.u32()?, self.u32()?, self.u64()?);
+            peers.push(PeerReport { name, age_ms, stable_ms, incarnation, addr: self.addr()? });
         }
         if self.at != self.data.len() {
             return Err(Rejected::Malformed);
@@ -400,8 +408,20 @@ mod tests {
             name: "node-a".into(),
             labels: [("kubernetes.io/hostname".to_string(), "node-a".to_string())].into(),
             peers: vec![
-                PeerReport { name: "node-b".into(), age_ms: 12, addr: "198.51.100.3:7946".parse().unwrap() },
-                PeerReport { name: "node-c".into(), age_ms: 30, addr: "[2001:db8::3]:7946".parse().unwrap() },
+                PeerReport {
+                    name: "node-b".into(),
+                    age_ms: 12,
+                    stable_ms: 9000,
+                    incarnation: 7,
+                    addr: "198.51.100.3:7946".parse().unwrap(),
+                },
+                PeerReport {
+                    name: "node-c".into(),
+                    age_ms: 30,
+                    stable_ms: 0,
+                    incarnation: u64::MAX,
+                    addr: "[2001:db8::3]:7946".parse().unwrap(),
+                },
             ],
         }
     }
@@ -482,6 +502,8 @@ mod tests {
             .map(|i| PeerReport {
                 name: format!("worker-{i:03}.rack-7.example.internal"),
                 age_ms: i,
+                stable_ms: i * 1000,
+                incarnation: 1_790_000_000_000 + u64::from(i),
                 addr: "[2001:db8::3]:7946".parse().unwrap(),
             })
             .collect();

@@ -461,3 +461,38 @@ fn a_founder_claims_nothing_until_the_others_have_heard_it() {
     b.tick(now);
     assert_eq!(settled(&b, now), vec![("node-0".into(), true), ("node-1".into(), true)]);
 }
+
+/// Issue 12, views that never converge: node-2 (re)starts while its direct link to
+/// node-1 is broken both ways. node-0 hears both and reports each to the other in every
+/// heartbeat; all three views must agree (same members, same hold-down), or node-1's and
+/// node-2's shares are owned twice. Both after a crash and after a graceful leave (a
+/// rolling update), where node-1 saw node-2 leave.
+#[test]
+fn a_member_restarted_while_its_link_to_one_peer_is_broken_is_seen_alike_by_all() {
+    for graceful in [false, true] {
+        let mut sim = Sim::new(3);
+        sim.run(6000 * MS);
+        if graceful {
+            let (now, unix) = (sim.start + sim.now, T0 + sim.now.as_millis() as u64);
+            let bye = sim.nodes[2].leave(now, unix);
+            for i in 0..2 {
+                sim.nodes[i].receive(&bye, addr(2), now, unix).unwrap();
+            }
+        }
+        sim.up[2] = false;
+        sim.run(1000 * MS);
+        sim.cut[2][1] = true;
+        sim.cut[1][2] = true;
+        sim.restart(2);
+        sim.run(1000 * MS);
+        let expected = vec![("node-0".into(), true), ("node-1".into(), true), ("node-2".into(), false)];
+        for i in 0..3 {
+            assert_eq!(sim.view(i), expected, "graceful: {graceful}, node-{i}'s view while node-2 waits");
+        }
+        sim.run(5000 * MS);
+        for i in 0..3 {
+            assert!(sim.view(i).iter().all(|m| m.1), "graceful: {graceful}, node-{i}: {:?}", sim.view(i));
+            assert_eq!(sim.names(i).len(), 3, "graceful: {graceful}, node-{i}");
+        }
+    }
+}
