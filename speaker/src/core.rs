@@ -22,15 +22,8 @@ use crate::metrics::{AnnouncedLabels, IpValue, Metrics, SharedValue};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub config: PathBuf,
     pub node: NodeInfo,
     pub policy: AnnouncePolicy,
-    /// How often the file and the interfaces are checked for changes.
-    pub poll: Duration,
-    /// The `loadBalancerClass` served; `None` serves Services without one.
-    pub lb_class: Option<String>,
-    /// Share the addresses with other speakers; `None`: this node announces them all.
-    pub cluster: Option<cluster::Options>,
     /// Interface names not announced on unless an L2Advertisement names them.
     pub exclude: Exclusions,
     /// MetalLB's `metallb-excludel2` ConfigMap as mounted; read again when it changes

@@ -294,6 +294,7 @@ pub fn pod_owner(name: Option<String>, uid: Option<String>) -> Option<OwnerRefer
     })
 }
 
+/// Object changes are planned this long after the first of a burst, once for all of it.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Keeps only what the speaker reads of each object, so that the stores' memory follows
@@ -569,12 +570,8 @@ pub async fn run_with(
 
     let node = config::NodeInfo::new(&opts.node_name);
     let speaker_opts = SpeakerOptions {
-        config: std::path::PathBuf::new(),
         node,
         policy: opts.policy,
-        poll: Duration::from_secs(1),
-        lb_class: opts.lb_class.clone(),
-        cluster: None,
         exclude: Default::default(),
         excludel2: Some(opts.excludel2.clone()),
     };
@@ -611,6 +608,7 @@ pub async fn run_with(
     let mut int = signal(SignalKind::interrupt())?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut last_statuses = None;
+    let mut plan_due: Option<tokio::time::Instant> = None;
     let mut links = crate::core::LinkWatch::open();
     loop {
         let new = tokio::select! {
@@ -624,7 +622,13 @@ pub async fn run_with(
                 speaker.set_members(members_with_nodes(cluster.members(), &nodes.state()), change)
             }
             _ = objects.notified() => {
-                tokio::time::sleep(DEBOUNCE).await;
+                // A burst of changes is planned once, when it has settled; the loop stays
+                // free for link, member and signal events meanwhile.
+                plan_due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
+                Vec::new()
+            }
+            _ = async { tokio::time::sleep_until(plan_due.unwrap_or_else(tokio::time::Instant::now)).await }, if plan_due.is_some() => {
+                plan_due = None;
                 let new = speaker.set_plan(plan_now());
                 cluster.set_plan(speaker.plan_digest());
                 new

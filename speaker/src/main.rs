@@ -9,6 +9,7 @@ use ferrolb_proto::config::NodeInfo;
 use ferrolb_speaker::core::{Options, Speaker};
 use ferrolb_speaker::dataplane::AnnouncePolicy;
 use ferrolb_speaker::metrics::Metrics;
+use ferrolb_speaker::standalone::FileOptions;
 use tracing_subscriber::EnvFilter;
 
 /// Served when no `--config` is given: documentation addresses only.
@@ -285,20 +286,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let demo_path = config.clone();
-            let speaker = Speaker::new(
-                Options {
-                    config,
-                    node,
-                    policy,
-                    poll: poll_ms,
-                    lb_class,
-                    cluster: cluster.options(),
-                    exclude,
-                    excludel2,
-                },
-                metrics,
-            );
-            let result = speaker.run(ready).await;
+            let speaker = Speaker::new(Options { node, policy, exclude, excludel2 }, metrics);
+            let file = FileOptions { config, poll: poll_ms, lb_class, cluster: cluster.options() };
+            let result = speaker.run(file, ready).await;
             if embedded {
                 let _ = std::fs::remove_file(&demo_path);
             }

@@ -2,7 +2,9 @@
 //! SIGHUP or a change to the file reloads it; an invalid file is reported and the last
 //! good configuration keeps serving.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use ferrolb_proto::config::{self, Plan};
@@ -37,6 +39,18 @@ fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::
     Ok(Plan::new(&loaded.config, &assigned))
 }
 
+/// Where the file source reads from, and how it shares the addresses.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    pub config: PathBuf,
+    /// How often the file and the interfaces are checked for changes.
+    pub poll: Duration,
+    /// The `loadBalancerClass` served; `None` serves Services without one.
+    pub lb_class: Option<String>,
+    /// Share the addresses with other speakers; `None`: this node announces them all.
+    pub cluster: Option<cluster::Options>,
+}
+
 async fn members_changed(cluster: &mut Option<ClusterThread>) -> cluster::Change {
     match cluster {
         Some(c) => c.changed().await,
@@ -47,12 +61,12 @@ async fn members_changed(cluster: &mut Option<ClusterThread>) -> cluster::Change
 impl Speaker {
     /// Reads and validates the file. On success the new configuration is applied; on
     /// failure every problem is logged and the previous configuration stays.
-    pub fn reload(&mut self) -> anyhow::Result<()> {
+    pub fn reload(&mut self, file: &FileOptions) -> anyhow::Result<()> {
         // Parsing and allocating build large temporary trees. Done on a short-lived thread,
         // they live in that thread's malloc arena, which is handed back whole afterwards;
         // only the (cloned, compact) announcements stay, instead of long-lived tables
         // being scattered through the holes the temporaries left in the main heap.
-        let (config_path, lb_class) = (&self.opts.config, self.opts.lb_class.as_deref());
+        let (config_path, lb_class) = (&file.config, file.lb_class.as_deref());
         let result = std::thread::scope(|scope| {
             scope
                 .spawn(|| load_and_allocate(config_path, lb_class))
@@ -89,8 +103,8 @@ impl Speaker {
     }
 
     /// Serves until SIGTERM or SIGINT. The first load must succeed.
-    pub async fn run(mut self, ready: Arc<crate::http::Readiness>) -> anyhow::Result<()> {
-        let mut cluster = match self.opts.cluster.clone() {
+    pub async fn run(mut self, file: FileOptions, ready: Arc<crate::http::Readiness>) -> anyhow::Result<()> {
+        let mut cluster = match file.cluster.clone() {
             Some(opts) => {
                 let me = Me { name: self.opts.node.name.clone(), labels: self.opts.node.labels.clone() };
                 let c = ClusterThread::start(opts, me, self.metrics.clone()).await?;
@@ -99,7 +113,7 @@ impl Speaker {
             }
             None => None,
         };
-        self.reload()?;
+        self.reload(&file)?;
         if let Some(c) = &mut cluster {
             c.set_plan(self.plan_digest());
         }
@@ -107,8 +121,8 @@ impl Speaker {
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let mut poll = tokio::time::interval(self.opts.poll);
-        let mut last = stamp(&self.opts.config);
+        let mut poll = tokio::time::interval(file.poll);
+        let mut last = stamp(&file.config);
         let mut links = crate::core::LinkWatch::open();
         loop {
             tokio::select! {
@@ -119,15 +133,15 @@ impl Speaker {
                 }
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading");
-                    last = stamp(&self.opts.config);
-                    let _ = self.reload();
+                    last = stamp(&file.config);
+                    let _ = self.reload(&file);
                 }
                 _ = poll.tick() => {
-                    let now = stamp(&self.opts.config);
+                    let now = stamp(&file.config);
                     if now != last {
                         info!("configuration file changed: reloading");
                         last = now;
-                        let _ = self.reload();
+                        let _ = self.reload(&file);
                     } else {
                         self.tick(links.available());
                     }
