@@ -6,6 +6,11 @@
 //!
 //!     sudo cargo bench -p ferrolb-speaker --bench failover [-- ferrolb|keepalived] [-- reps=N]
 //!
+//! `-- starve [secs=N]` instead saturates one speaker's CPU (see `netns::Starvation`) for N
+//! seconds (default 60) at each of several CPU requests, and reports its longest interval
+//! between heartbeats and the ownership changes it caused: what the DaemonSet's CPU request
+//! is sized from.
+//!
 //! Traffic stays in namespaces made here, on documentation addresses.
 
 #[path = "../tests/netns/mod.rs"]
@@ -278,12 +283,58 @@ fn stats(mut v: Vec<Duration>, missing: usize) -> String {
     )
 }
 
+/// One speaker starved at each CPU request: its longest heartbeat interval, and the
+/// ownership changes and lost members the others saw.
+fn starve(secs: u64) {
+    println!("one of three speakers starved for {secs} s beside four busy loops weighted 2000m on its CPU");
+    for request in [20, 50, 100, 250] {
+        let lan = ClusterLan::new(3);
+        lan.accept_locally(VIP);
+        let ips: Vec<String> = (10..19).map(|i| format!("198.51.100.{i}")).collect();
+        let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+        for ip in &refs[1..] {
+            lan.accept_locally(ip);
+        }
+        let cfg = config(&refs, &[]);
+        let speakers: Vec<Speaker> = (0..3).map(|i| lan.speaker(i, &cfg, &["--log-level", "warn"])).collect();
+        for s in &speakers {
+            s.wait_until("three settled", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0);
+        }
+        let changes = |s: &[Speaker]| s.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).sum::<f64>();
+        let before = changes(&speakers);
+        let cpu = netns::process_cpu(speakers[0].pid());
+        let starved = netns::Starvation::start(speakers[0].pid(), &[speakers[1].pid(), speakers[2].pid()], request);
+        let mut lowest = 3.0f64;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            for s in &speakers[1..] {
+                lowest = lowest.min(s.metric("ferrolb_cluster_members", "state=\"settled\""));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let cpu = netns::process_cpu(speakers[0].pid()) - cpu;
+        drop(starved);
+        let metrics = speakers[0].http("/metrics").expect("metrics");
+        let late = netns::sample(&metrics, "ferrolb_cluster_heartbeat_interval_seconds_count", "").unwrap_or(0.0)
+            - netns::sample(&metrics, "ferrolb_cluster_heartbeat_interval_seconds_bucket", "le=\"0.1\"").unwrap_or(0.0);
+        println!(
+            "request {request:4}m: longest heartbeat interval <= {:?} s, {late} over 100 ms, ownership changes {}, fewest settled members seen {lowest}, speaker CPU {:.1} millicpu",
+            netns::longest_heartbeat_interval(&metrics),
+            changes(&speakers) - before,
+            cpu * 1000.0 / secs as f64
+        );
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
     netns::require_root();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if args.iter().any(|a| a == "starve") {
+        return starve(args.iter().find_map(|a| a.strip_prefix("secs=")?.parse().ok()).unwrap_or(60));
+    }
     let reps: usize = args.iter().find_map(|a| a.strip_prefix("reps=")?.parse().ok()).unwrap_or(20);
     let wants =
         |part: &str| !args.iter().any(|a| a == "ferrolb" || a == "keepalived") || args.iter().any(|a| a == part);

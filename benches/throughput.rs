@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ndp, solicited_node};
 use ferrolb_speaker::sys::{BpfInsn, PacketSocket};
-use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter};
+use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter, process_cpu};
 
 const VIP4: &str = "198.51.100.10";
 const VIP6: &str = "2001:db8:100::10";
@@ -198,14 +198,6 @@ fn machine_cpu() -> f64 {
     let f: Vec<f64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
     let busy: f64 = f.iter().sum::<f64>() - f[3] - f[4];
     busy / 100.0
-}
-
-/// User + system CPU seconds of a process so far.
-fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = after_comm.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {

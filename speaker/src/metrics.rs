@@ -127,6 +127,17 @@ impl Default for FailoverHistogram {
     }
 }
 
+/// Seconds between two heartbeats this speaker sent: its own scheduling, seen from
+/// inside. Anything near `dead_after` (200 ms) means the others nearly declared it dead.
+#[derive(Debug)]
+pub struct HeartbeatHistogram(pub Histogram);
+
+impl Default for HeartbeatHistogram {
+    fn default() -> Self {
+        HeartbeatHistogram(Histogram::new([0.045, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.5, 1.0]))
+    }
+}
+
 /// Every metric the speaker exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -151,6 +162,7 @@ pub struct Metrics {
     pub cluster_key_stale: Gauge,
     pub ownership_changes: Counter,
     pub failover: FailoverHistogram,
+    pub heartbeat_interval: HeartbeatHistogram,
     pub strict_arp_missing: Gauge,
     pub config_mismatch: Gauge,
     /// Not exported: addresses another host was first seen announcing, for the cluster
@@ -260,6 +272,11 @@ impl Metrics {
             "ferrolb_failover_seconds",
             "From losing a member to this speaker's first announcement of an address taken over",
             m.failover.0.clone(),
+        );
+        r.register(
+            "ferrolb_cluster_heartbeat_interval_seconds",
+            "Time between two heartbeats this speaker sent (a starved or stopped speaker shows long ones)",
+            m.heartbeat_interval.0.clone(),
         );
         r
     }

@@ -349,6 +349,16 @@ impl Membership {
         Ok(note)
     }
 
+    /// When the first live member will be dead unless heard again (call [`Membership::tick`]
+    /// then); `None` when no member is alive.
+    pub fn next_death(&self, now: Instant) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| self.alive(p, now))
+            .filter_map(|p| Some(p.heard()? + self.settings.dead_after))
+            .min()
+    }
+
     /// Housekeeping: isolation and forgetting long-dead members. Call at least every interval.
     pub fn tick(&mut self, now: Instant) {
         let any_alive = self.peers.values().any(|p| self.alive(p, now));

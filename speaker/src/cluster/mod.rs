@@ -47,9 +47,12 @@ const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 /// rotated by editing it (see [`Keyring`]).
 const KEY_POLL: Duration = Duration::from_secs(2);
 
-/// How often the member list is re-evaluated between packets: the granularity of
-/// failure detection.
-const CHECK_EVERY: Duration = Duration::from_millis(5);
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -69,7 +72,6 @@ pub struct Cluster {
     membership: Membership,
     metrics: Arc<Metrics>,
     heartbeat: Interval,
-    check: Interval,
     key_file: PathBuf,
     /// The key file's contents when last read, valid or not.
     key_contents: Vec<u8>,
@@ -83,6 +85,7 @@ pub struct Cluster {
     /// Since when members disagree on the plan, and whether that was reported.
     mismatch: Option<(Instant, bool)>,
     buf: Box<[u8; 2048]>,
+    last_heartbeat: Option<Instant>,
 }
 
 impl Cluster {
@@ -104,8 +107,6 @@ impl Cluster {
         let members = if waiting.is_some() { Vec::new() } else { membership.members(now) };
         let mut heartbeat = tokio::time::interval(opts.settings.interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut check = tokio::time::interval(CHECK_EVERY);
-        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut key_poll = tokio::time::interval_at(tokio::time::Instant::now() + KEY_POLL, KEY_POLL);
         key_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         info!(bind = %opts.bind, seeds = ?membership.targets(), "cluster membership started");
@@ -115,7 +116,6 @@ impl Cluster {
             membership,
             metrics,
             heartbeat,
-            check,
             key_file: opts.key_file,
             key_contents,
             key_poll,
@@ -125,6 +125,7 @@ impl Cluster {
             warned: HashMap::new(),
             mismatch: None,
             buf: Box::new([0; 2048]),
+            last_heartbeat: None,
         };
         c.export();
         Ok(c)
@@ -173,7 +174,10 @@ impl Cluster {
                     Err(e) => warn!(error = %e, "cluster socket receive failed"),
                 },
                 _ = self.heartbeat.tick() => self.send_heartbeat().await,
-                _ = self.check.tick() => {}
+                // Between packets and heartbeats, wake only when a member would die: an
+                // idle speaker wakes a few dozen times a second, not hundreds (its CPU
+                // request is small, and starved CPU is what delays heartbeats).
+                _ = sleep_until_opt(self.membership.next_death(Instant::now())) => {}
                 _ = self.key_poll.tick() => self.reload_keys(),
             }
             // Whatever arrived while this process was not running (a stall, a busy
@@ -312,7 +316,11 @@ impl Cluster {
     }
 
     async fn send_heartbeat(&mut self) {
-        let pkt = self.membership.heartbeat(Instant::now(), unix_ms());
+        let now = Instant::now();
+        if let Some(last) = self.last_heartbeat.replace(now) {
+            self.metrics.heartbeat_interval.0.observe(now.saturating_duration_since(last).as_secs_f64());
+        }
+        let pkt = self.membership.heartbeat(now, unix_ms());
         if let Some(gap) = self.membership.take_stall() {
             warn!(
                 silent_ms = gap.as_millis() as u64,
