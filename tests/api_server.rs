@@ -745,6 +745,33 @@ fn allocation_edits_follow_metallb(version: &str) {
     assert_eq!(c.ingress("default", "api"), ["198.51.100.64"]);
 }
 
+/// Issue 12 (6): a second speaker running under this node's name (a copied manifest, a
+/// node re-added under an old name) would split ownership silently. Both say so at warn
+/// level and with a DuplicateNodeName Warning Event on the Node, where `kubectl describe
+/// node` shows it.
+fn a_duplicate_node_name_is_a_warning_event_on_the_node(version: &str) {
+    let Some(s) = setup(version, 2) else { return };
+    let c = &s.cluster;
+    c.apply(&on_test_lan(METALLB_SIMPLE_SAMPLE));
+    let genuine = c.speaker(0, &s.key, &[]);
+    let impostor = c.speaker(1, &s.key, &["--node-name", &node_name(0)]);
+    let mut events = Vec::new();
+    wait_for(
+        "a DuplicateNodeName Event",
+        Duration::from_secs(20),
+        || {
+            events = c.events("default", "DuplicateNodeName");
+            !events.is_empty()
+        },
+        || format!("{}\n{}", genuine.log_tail(), impostor.log_tail()),
+    );
+    assert!(events.iter().all(|(on, _)| *on == node_name(0)), "{events:?}");
+    assert!(events[0].1.contains("--node-name"), "{events:?}");
+    for p in [&genuine, &impostor] {
+        assert!(p.log_text().lines().any(|l| l.contains("WARN") && l.contains("uses this node's name")));
+    }
+}
+
 macro_rules! on_both_versions {
     ($($story:ident),* $(,)?) => {
         mod v1_30 { $( #[test] fn $story() { super::$story("1.30") } )* }
@@ -765,4 +792,5 @@ on_both_versions!(
     kube_proxy_ipvs_without_strict_arp_then_fixed,
     rolling_and_cold_restarts_never_answer_twice,
     allocation_edits_follow_metallb,
+    a_duplicate_node_name_is_a_warning_event_on_the_node,
 );

@@ -595,6 +595,7 @@ pub async fn run_with(
         recorder,
         services.clone(),
         Api::namespaced(client.clone(), &opts.namespace),
+        Api::all(client.clone()),
         opts.node_name.clone(),
         opts.namespace.clone(),
         opts.pod.clone(),
@@ -648,6 +649,10 @@ pub async fn run_with(
                 if !conflicts.is_empty() {
                     let _ = report.send(Report::Conflicts(conflicts));
                 }
+                let problems = std::mem::take(&mut *metrics.new_membership_problems.lock().unwrap_or_else(|e| e.into_inner()));
+                if !problems.is_empty() {
+                    let _ = report.send(Report::Membership(problems));
+                }
                 // Also a retry tick for status writes that failed.
                 let _ = report.send(Report::Retry);
                 new
@@ -675,6 +680,8 @@ pub async fn run_with(
 enum Report {
     Announced(Vec<Announcement>),
     Conflicts(BTreeSet<IpAddr>),
+    /// Membership misconfigurations (Event reason, message), for Warning Events on the Node.
+    Membership(Vec<(&'static str, String)>),
     /// Per Service this node announces, its interfaces: the ServiceL2Status objects to keep.
     Statuses(BTreeMap<String, BTreeSet<String>>),
     /// Try again what failed.
@@ -688,6 +695,7 @@ async fn reporter(
     recorder: Recorder,
     services: Store<Service>,
     statuses: Api<ServiceL2Status>,
+    nodes: Api<Node>,
     node: String,
     namespace: String,
     owner: Option<OwnerReference>,
@@ -699,6 +707,21 @@ async fn reporter(
         match report {
             Report::Announced(new) => announce_events(&recorder, &services, &node, new).await,
             Report::Conflicts(ips) => conflict_events(&recorder, &services, &node, ips).await,
+            Report::Membership(problems) => {
+                let reference = node_reference(&nodes, &node).await;
+                for (reason, note) in problems {
+                    let event = Event {
+                        type_: EventType::Warning,
+                        reason: reason.into(),
+                        note: Some(event_note(note)),
+                        action: "Join".into(),
+                        secondary: None,
+                    };
+                    if let Err(e) = recorder.publish(&event, &reference).await {
+                        warn!(error = %e, "event not published");
+                    }
+                }
+            }
             Report::Statuses(s) => wanted = s,
             Report::Retry => {}
         }
@@ -773,6 +796,19 @@ async fn conflict_events(recorder: &Recorder, services: &Store<Service>, node: &
     }
 }
 
+/// This node's Node as an Event's subject. With the uid, or `kubectl describe node` does
+/// not show the Event (asked for here: this may come before the Nodes' store has listed).
+async fn node_reference(nodes: &Api<Node>, node: &str) -> ObjectReference {
+    let uid = nodes.get_opt(node).await.ok().flatten().and_then(|n| n.metadata.uid);
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.to_string()),
+        uid,
+        ..ObjectReference::default()
+    }
+}
+
 /// Watches kube-system/kube-proxy, since strictARP is often fixed (or lost, with a
 /// kube-proxy upgrade) while the speakers run. Reports on transitions only: an error, the
 /// metric and a Warning Event on this Node when the problem appears, a log line when it
@@ -816,16 +852,7 @@ async fn watch_kube_proxy(
             None => info!("kube-proxy no longer runs in IPVS mode without strictARP"),
             Some(p) => {
                 error!("{p}");
-                // With the uid, or `kubectl describe node` does not show it (asked for here:
-                // this comes before the Nodes' store may have listed).
-                let uid = nodes.get_opt(&node).await.ok().flatten().and_then(|n| n.metadata.uid);
-                let reference = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Node".into()),
-                    name: Some(node.clone()),
-                    uid,
-                    ..ObjectReference::default()
-                };
+                let reference = node_reference(&nodes, &node).await;
                 let event = Event {
                     type_: EventType::Warning,
                     reason: "StrictARPMissing".into(),

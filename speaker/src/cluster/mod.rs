@@ -243,16 +243,20 @@ impl Cluster {
                 // Misconfigurations that split ownership silently: said at warn level, once
                 // a minute per sender, not only counted.
                 let why = match e {
-                    Rejected::ForgedRefusal => Some("a refusal that no member of ours sent (forged?): ignored"),
-                    Rejected::DuplicateName => Some(
+                    Rejected::ForgedRefusal => {
+                        Some(("ForgedRefusal", "a refusal that no member of ours sent (forged?): ignored"))
+                    }
+                    Rejected::DuplicateName => Some((
+                        "DuplicateNodeName",
                         "another speaker uses this node's name: each would count itself as that member and ownership splits; give every node its own --node-name",
-                    ),
-                    Rejected::Clock => Some(
+                    )),
+                    Rejected::Clock => Some((
+                        "ClockSkew",
                         "a member's clock differs from ours by more than the replay window: its heartbeats are refused and it announces alone; fix NTP on both",
-                    ),
+                    )),
                     _ => None,
                 };
-                if let Some(why) = why {
+                if let Some((reason, why)) = why {
                     let now = Instant::now();
                     if self.warned.len() >= 256 {
                         self.warned.clear();
@@ -260,6 +264,11 @@ impl Cluster {
                     let last = self.warned.insert((from, e.label()), now);
                     if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60)) {
                         warn!(%from, reason = e.label(), "{why}");
+                        if let Ok(mut problems) = self.metrics.new_membership_problems.lock()
+                            && problems.len() < 64
+                        {
+                            problems.push((reason, format!("from {from}: {why}")));
+                        }
                     } else if let Some(t) = last {
                         self.warned.insert((from, e.label()), t);
                     }
