@@ -592,13 +592,15 @@ pub async fn run_with(
     let (report, reports) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(reporter(
         reports,
-        recorder,
-        services.clone(),
-        Api::namespaced(client.clone(), &opts.namespace),
-        Api::all(client.clone()),
-        opts.node_name.clone(),
-        opts.namespace.clone(),
-        opts.pod.clone(),
+        Reporter {
+            recorder,
+            services: services.clone(),
+            statuses: Api::namespaced(client.clone(), &opts.namespace),
+            nodes: Api::all(client.clone()),
+            node: opts.node_name.clone(),
+            namespace: opts.namespace.clone(),
+            owner: opts.pod.clone(),
+        },
     ));
     let new = speaker.set_plan(plan_now());
     cluster.set_plan(speaker.plan_digest());
@@ -690,8 +692,7 @@ enum Report {
 
 /// Writes Events and ServiceL2Status objects, apart from the loop that answers and
 /// keeps the membership.
-async fn reporter(
-    mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
+struct Reporter {
     recorder: Recorder,
     services: Store<Service>,
     statuses: Api<ServiceL2Status>,
@@ -699,7 +700,10 @@ async fn reporter(
     node: String,
     namespace: String,
     owner: Option<OwnerReference>,
-) {
+}
+
+async fn reporter(mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>, to: Reporter) {
+    let Reporter { recorder, services, statuses, nodes, node, namespace, owner } = to;
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // None: not yet in line with the API (forces the first sync, and retries after errors).
     let mut synced: Option<BTreeMap<String, BTreeSet<String>>> = None;
