@@ -592,7 +592,7 @@ pub async fn run_with(
     let (report, reports) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(reporter(
         reports,
-        Reporter {
+        ReportTo {
             recorder,
             services: services.clone(),
             statuses: Api::namespaced(client.clone(), &opts.namespace),
@@ -692,7 +692,7 @@ enum Report {
 
 /// Writes Events and ServiceL2Status objects, apart from the loop that answers and
 /// keeps the membership.
-struct Reporter {
+struct ReportTo {
     recorder: Recorder,
     services: Store<Service>,
     statuses: Api<ServiceL2Status>,
@@ -702,8 +702,8 @@ struct Reporter {
     owner: Option<OwnerReference>,
 }
 
-async fn reporter(mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>, to: Reporter) {
-    let Reporter { recorder, services, statuses, nodes, node, namespace, owner } = to;
+async fn reporter(mut reports: tokio::sync::mpsc::UnboundedReceiver<Report>, to: ReportTo) {
+    let ReportTo { recorder, services, statuses, nodes, node, namespace, owner } = to;
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // None: not yet in line with the API (forces the first sync, and retries after errors).
     let mut synced: Option<BTreeMap<String, BTreeSet<String>>> = None;
