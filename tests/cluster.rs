@@ -10,33 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::cluster::wire::Key;
-use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac, node_v4};
-
-fn vips(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
-}
-
-/// Which node (index) each VIP is announced by, from the speakers' metrics; fails if an
-/// address is announced by two or by none.
-/// One scrape per speaker, so that a call is quick next to the hold-down windows timed here.
-fn owners(speakers: &[Option<&Speaker>], ips: &[String]) -> BTreeMap<String, usize> {
-    let scrapes: Vec<Option<String>> =
-        speakers.iter().map(|s| s.map(|s| s.http("/metrics").expect("metrics endpoint"))).collect();
-    let mut out = BTreeMap::new();
-    for ip in ips {
-        let by: Vec<usize> = scrapes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, text)| {
-                let text = text.as_deref()?;
-                (netns::sample(text, "metallb_speaker_announced", &format!("ip=\"{ip}\"")) == Some(1.0)).then_some(i)
-            })
-            .collect();
-        assert_eq!(by.len(), 1, "{ip} is announced by nodes {by:?}");
-        out.insert(ip.clone(), by[0]);
-    }
-    out
-}
+use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac, node_v4, owners, vips};
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -711,44 +685,4 @@ fn speakers_started_together_never_announce_an_address_twice() {
     owners(&all, &ips);
     let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
     assert_eq!(conflicts, vec![0.0; 3], "conflicts counted while forming");
-}
-
-/// Issue 12 (9), starved nodes: for 60 s the owner's CPU is saturated by busy loops in
-/// a cgroup weighted like a pod requesting 2 CPUs, while its speaker sits in a cgroup
-/// weighted like the DaemonSet's CPU request (see [`netns::Starvation`]). Nothing may
-/// move: no ownership change, no conflict, three settled members throughout.
-#[test]
-fn a_minute_of_cpu_starvation_moves_nothing() {
-    let lan = ClusterLan::new(3);
-    let ips = vips(9);
-    let speakers = cluster(&lan, &ips, &[]);
-    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
-    let before = owners(&all, &ips);
-    let changes: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
-    let request = speaker_cpu_request_millicpu();
-    let starved = netns::Starvation::start(speakers[0].pid(), &[speakers[1].pid(), speakers[2].pid()], request);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        for (i, s) in speakers.iter().enumerate() {
-            let settled = s.metric("ferrolb_cluster_members", "state=\"settled\"");
-            assert_eq!(settled, 3.0, "node {i} lost a member after {:?} of starvation at {request}m", start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    drop(starved);
-    let after: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();
-    assert_eq!(changes, after, "ownership changed while node 0 was starved");
-    assert_eq!(owners(&all, &ips), before);
-    let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
-    assert_eq!(conflicts, vec![0.0; 3]);
-    let longest = netns::longest_heartbeat_interval(&speakers[0].http("/metrics").expect("metrics"));
-    assert!(longest.is_some_and(|s| s <= 0.15), "the starved speaker's heartbeats came up to {longest:?} s apart");
-}
-
-/// The speaker DaemonSet's CPU request, in millicpu, from manifests/speaker.yaml.
-fn speaker_cpu_request_millicpu() -> u64 {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/speaker.yaml")).unwrap();
-    let at = text.find("requests: {cpu: ").expect("a CPU request in manifests/speaker.yaml") + "requests: {cpu: ".len();
-    let milli = text[at..].split('m').next().unwrap();
-    milli.parse().expect("the request in millicpu")
 }

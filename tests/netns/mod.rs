@@ -4,7 +4,7 @@
 //! documentation addresses only.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -759,4 +759,31 @@ pub fn longest_heartbeat_interval(metrics: &str) -> Option<f64> {
         }
     }
     last.0
+}
+
+/// Documentation addresses 198.51.100.10 and up, `n` of them.
+pub fn vips(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
+}
+
+/// Which node (index) each VIP is announced by, from the speakers' metrics; fails if an
+/// address is announced by two or by none.
+/// One scrape per speaker, so that a call is quick next to the hold-down windows timed here.
+pub fn owners(speakers: &[Option<&Speaker>], ips: &[String]) -> BTreeMap<String, usize> {
+    let scrapes: Vec<Option<String>> =
+        speakers.iter().map(|s| s.map(|s| s.http("/metrics").expect("metrics endpoint"))).collect();
+    let mut out = BTreeMap::new();
+    for ip in ips {
+        let by: Vec<usize> = scrapes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let text = text.as_deref()?;
+                (sample(text, "metallb_speaker_announced", &format!("ip=\"{ip}\"")) == Some(1.0)).then_some(i)
+            })
+            .collect();
+        assert_eq!(by.len(), 1, "{ip} is announced by nodes {by:?}");
+        out.insert(ip.clone(), by[0]);
+    }
+    out
 }
