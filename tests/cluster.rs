@@ -708,3 +708,37 @@ fn speakers_started_together_never_announce_an_address_twice() {
     let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
     assert_eq!(conflicts, vec![0.0; 3], "conflicts counted while forming");
 }
+
+/// A blip: node 1's heartbeats are dropped on their way out for about a third of a
+/// second (longer than dead_after, so the others take its addresses; it never stalled,
+/// so it cannot tell by itself). Told by their next heartbeats, it rejoins through its
+/// hold-down in every view instead of taking its addresses straight back.
+#[test]
+fn a_node_dropped_by_a_blip_waits_its_hold_down_before_taking_anything_back() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(9);
+    let speakers = cluster(&lan, &ips, &["--cluster-hold-down-ms", "3000"]);
+    // Older than the founders' window, so that a member back is held down.
+    std::thread::sleep(Duration::from_millis(3200));
+    let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
+    let before = owners(&all, &ips);
+    assert!(!owned_by(&before, 1).is_empty());
+    lan.gossip_filter(1, "", "udp dport 7946 drop");
+    std::thread::sleep(Duration::from_millis(320));
+    lan.gossip_heal(1);
+    let back = Instant::now();
+    for s in &speakers {
+        s.wait_until("node 1 settling in every view", || {
+            s.metric("ferrolb_cluster_members", "state=\"settling\"") == 1.0
+        });
+    }
+    // Told by the others (or, on a slow machine where the blip outlasts eviction's grace,
+    // having seen itself unlisted).
+    let log = speakers[1].log_text();
+    assert!(log.contains("declared us dead") || log.contains("no longer list it"), "{log}");
+    while back.elapsed() < Duration::from_millis(2000) {
+        assert_eq!(speakers[1].metric("ferrolb_vips", ""), 0.0, "took addresses back during its hold-down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    speakers[1].wait_until("its share back after hold-down", || owners_are(&all, &ips, &before));
+}

@@ -66,6 +66,11 @@ struct Peer {
     plan: u64,
     /// Its heartbeats list us: it counts us in its view.
     lists_me: bool,
+    /// Since when it has been alive without a break (meaningful while alive).
+    alive_since: Instant,
+    /// When we heard it again after declaring it dead, in the same life of it and while
+    /// we heard others: it dropped out without knowing (see [`PeerReport::readmitted`]).
+    readmitted_at: Option<Instant>,
 }
 
 impl Peer {
@@ -82,6 +87,8 @@ impl Peer {
             dead_since: now,
             plan: 0,
             lists_me: false,
+            alive_since: now,
+            readmitted_at: None,
         }
     }
 
@@ -101,6 +108,9 @@ impl Peer {
 pub enum Note {
     Left(String),
     Restarted(String),
+    /// This member had declared us dead, though we kept sending: we rejoin through our
+    /// hold-down.
+    DroppedBy(String),
 }
 
 /// An accepted packet.
@@ -283,6 +293,18 @@ impl Membership {
             Some((inc, _)) if p.incarnation > inc => note = Some(Note::Restarted(p.name.clone())),
             _ => {}
         }
+        // Dead to us in this same life of it, while we heard others: it dropped out
+        // without knowing (its heartbeats lost or late on the way). Our reports say so
+        // for a moment, so that it rejoins through its hold-down like any member that
+        // drops out, instead of taking its addresses straight back.
+        if note.is_none() && peer.last.is_some() && !alive && !peer.left && self.isolated_since.is_none() {
+            peer.readmitted_at = Some(now);
+        } else if note.is_some() {
+            peer.readmitted_at = None;
+        }
+        if !alive {
+            peer.alive_since = now;
+        }
         peer.last = Some((p.incarnation, p.seq));
         peer.addr = from;
         if p.kind == Kind::Leave {
@@ -297,6 +319,14 @@ impl Membership {
         peer.labels = p.labels;
         peer.plan = p.plan;
         peer.stable_since = now.checked_sub(Duration::from_millis(p.stable_ms.into())).unwrap_or(now);
+        // Flagged only briefly (and no longer once it has started over): a member that
+        // hears us again after a partition must not mistake the flag for news about itself.
+        if peer
+            .readmitted_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= dead_after || peer.stable_since + dead_after >= t)
+        {
+            peer.readmitted_at = None;
+        }
         if let Some(isolated) = self.isolated_since.take() {
             // Found a group that stayed together while we were cut off: wait our turn.
             let group_stayed = Duration::from_millis(p.stable_ms.into()) >= now.saturating_duration_since(isolated);
@@ -318,6 +348,21 @@ impl Membership {
         for r in p.peers {
             if r.name == self.me.name {
                 self.listed_at = Some(now);
+                // Dropped by a member we never lost (so not one coming back from a
+                // partition, whose flags are about the other side): our heartbeats did not
+                // reach it in time though we sent them. Start over, like a member back.
+                let steady = self
+                    .peers
+                    .get(&name)
+                    .is_some_and(|q| now.saturating_duration_since(q.alive_since) > 2 * dead_after);
+                if r.readmitted
+                    && r.incarnation == self.incarnation
+                    && steady
+                    && now.saturating_duration_since(self.stable_since) > 2 * dead_after
+                {
+                    self.stable_since = now;
+                    note = note.or(Some(Note::DroppedBy(name.clone())));
+                }
                 if let Some(q) = self.peers.get_mut(&name) {
                     q.lists_me = true;
                 }
@@ -329,6 +374,7 @@ impl Membership {
             }
             // Discovery: heartbeats go to it from now on.
             let direct = self.peers.get(&r.name).is_some_and(|q| self.direct_alive(q, now));
+            let alive = self.peers.get(&r.name).is_some_and(|q| self.alive(q, now));
             let q = self.peers.entry(r.name).or_insert_with(|| Peer::unknown(r.addr, now));
             // A member that left comes back only in a later life: a report from a member
             // that has not seen the leave yet must not revive it.
@@ -340,6 +386,9 @@ impl Membership {
             // takes its stability from the report, so that every view gives it the same
             // hold-down and the same share.
             q.left = false;
+            if !alive {
+                q.alive_since = now;
+            }
             let at = now.checked_sub(age).unwrap_or(now);
             q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
             if !direct {
@@ -409,6 +458,7 @@ impl Membership {
                 age_ms: now.saturating_duration_since(p.direct.unwrap_or(now)).as_millis() as u32,
                 stable_ms: now.saturating_duration_since(p.stable_since).as_millis().min(u32::MAX as u128) as u32,
                 incarnation: p.last.map_or(0, |l| l.0),
+                readmitted: p.readmitted_at.is_some(),
                 addr: p.addr,
             })
             .collect();

@@ -231,6 +231,10 @@ impl Cluster {
                 match note {
                     Some(Note::Left(name)) => info!(member = %name, "member left"),
                     Some(Note::Restarted(name)) => info!(member = %name, "member restarted"),
+                    Some(Note::DroppedBy(name)) => warn!(
+                        member = %name,
+                        "this member had declared us dead (our heartbeats reached it late or not at all): rejoining through hold-down"
+                    ),
                     None => {}
                 }
             }

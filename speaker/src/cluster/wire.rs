@@ -3,7 +3,7 @@
 //! ```text
 //! magic "FLB2" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | plan u64
 //! | name | labels: u8 count × (key, value)
-//! | peers: u8 count × (name, age_ms u32, stable_ms u32, incarnation u64, addr)
+//! | peers: u8 count × (name, age_ms u32, stable_ms u32, incarnation u64, flags u8, addr)
 //! | tag [32]
 //! ```
 //! Strings are a u8 length and UTF-8; an address is a family byte (4 or 6), the IP, a
@@ -168,8 +168,13 @@ pub struct PeerReport {
     pub age_ms: u32,
     pub stable_ms: u32,
     pub incarnation: u64,
+    /// The sender had declared it dead (in this life of it) and heard it again: it was
+    /// dropped without knowing, and must wait its hold-down.
+    pub readmitted: bool,
     pub addr: SocketAddr,
 }
+
+const READMITTED: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -281,7 +286,7 @@ impl Packet {
         out.push(0);
         let mut count = 0u8;
         for p in &self.peers {
-            let len = 1 + str_len(&p.name) + 4 + 4 + 8 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
+            let len = 1 + str_len(&p.name) + 4 + 4 + 8 + 1 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
             if count == u8::MAX || out.len() + len + TAG_LEN > MAX_PACKET {
                 break;
             }
@@ -289,6 +294,7 @@ impl Packet {
             out.extend_from_slice(&p.age_ms.to_be_bytes());
             out.extend_from_slice(&p.stable_ms.to_be_bytes());
             out.extend_from_slice(&p.incarnation.to_be_bytes());
+            out.push(if p.readmitted { READMITTED } else { 0 });
             put_addr(&mut out, p.addr);
             count += 1;
         }
@@ -375,7 +381,8 @@ impl<'a> Reader<'a> {
         for _ in 0..self.u8()? {
             let name = self.string()?;
             let (age_ms, stable_ms, incarnation) = (self.u32()?, self.u32()?, self.u64()?);
-            peers.push(PeerReport { name, age_ms, stable_ms, incarnation, addr: self.addr()? });
+            let readmitted = self.u8()? & READMITTED != 0;
+            peers.push(PeerReport { name, age_ms, stable_ms, incarnation, readmitted, addr: self.addr()? });
         }
         if self.at != self.data.len() {
             return Err(Rejected::Malformed);
@@ -413,6 +420,7 @@ mod tests {
                     age_ms: 12,
                     stable_ms: 9000,
                     incarnation: 7,
+                    readmitted: true,
                     addr: "198.51.100.3:7946".parse().unwrap(),
                 },
                 PeerReport {
@@ -420,6 +428,7 @@ mod tests {
                     age_ms: 30,
                     stable_ms: 0,
                     incarnation: u64::MAX,
+                    readmitted: false,
                     addr: "[2001:db8::3]:7946".parse().unwrap(),
                 },
             ],
@@ -504,6 +513,7 @@ mod tests {
                 age_ms: i,
                 stable_ms: i * 1000,
                 incarnation: 1_790_000_000_000 + u64::from(i),
+                readmitted: i % 2 == 0,
                 addr: "[2001:db8::3]:7946".parse().unwrap(),
             })
             .collect();

@@ -496,3 +496,63 @@ fn a_member_restarted_while_its_link_to_one_peer_is_broken_is_seen_alike_by_all(
         }
     }
 }
+
+/// A member declared dead without noticing it (its heartbeats were lost on the way for
+/// 280 ms: more than dead_after, less than eviction's grace; its own sending never
+/// stalled). The others took its addresses; readmitted, it must wait its hold-down in
+/// every view like any member that comes back, or each such blip moves its addresses away
+/// and straight back (a node with intermittently late heartbeats would flap them).
+#[test]
+fn a_member_dropped_without_noticing_waits_its_hold_down_in_every_view() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    sim.cut[1][0] = true;
+    sim.cut[1][2] = true;
+    sim.run(280 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-2"]), "dropped by the others");
+    sim.cut[1][0] = false;
+    sim.cut[1][2] = false;
+    sim.run(200 * MS);
+    for i in 0..3 {
+        assert_eq!(
+            sim.view(i),
+            vec![("node-0".into(), true), ("node-1".into(), false), ("node-2".into(), true)],
+            "node-{i}'s view after the blip"
+        );
+    }
+    sim.run(5000 * MS);
+    for i in 0..3 {
+        assert!(sim.view(i).iter().all(|m| m.1), "node-{i}: settled again after hold-down: {:?}", sim.view(i));
+    }
+}
+
+/// The other side of the same rule: after a partition into two halves that both carried
+/// on, neither half is the one that dropped out. Both see each other's members as they
+/// report themselves, so every view agrees, and nobody is sent into hold-down (that would
+/// leave no settled member to announce anything).
+#[test]
+fn after_a_partition_into_halves_every_view_agrees() {
+    let mut sim = Sim::new(4);
+    sim.run(6000 * MS);
+    for a in [0, 1] {
+        for b in [2, 3] {
+            sim.cut[a][b] = true;
+            sim.cut[b][a] = true;
+        }
+    }
+    sim.run(1000 * MS);
+    assert_eq!(sim.names(0), names(&["node-0", "node-1"]));
+    for a in [0, 1] {
+        for b in [2, 3] {
+            sim.cut[a][b] = false;
+            sim.cut[b][a] = false;
+        }
+    }
+    sim.run(400 * MS);
+    let view = sim.view(0);
+    assert_eq!(view.len(), 4);
+    assert!(view.iter().all(|m| m.1), "{view:?}");
+    for i in 1..4 {
+        assert_eq!(sim.view(i), view, "node-{i}'s view against node-0's");
+    }
+}
