@@ -626,7 +626,10 @@ fn a_node_restarted_with_its_clock_stepped_back_is_admitted() {
     let unix = |wrapper: &[&str]| -> i64 {
         let args: Vec<&str> = wrapper.iter().copied().chain(["date", "+%s"]).collect();
         let out = lan.nodes[1].exec(&args);
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("date +%s")
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().unwrap_or_else(|e| {
+            panic!("{args:?} printed {text:?} ({e}): {}", String::from_utf8_lossy(&out.stderr).trim())
+        })
     };
     let step = unix(&[]) - unix(&stepped_back);
     assert!((9..=11).contains(&step), "faketime stepped the clock by {step} s");
