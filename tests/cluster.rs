@@ -745,3 +745,34 @@ fn a_node_dropped_by_a_blip_waits_its_hold_down_before_taking_anything_back() {
     }
     speakers[1].wait_until("its share back after hold-down", || owners_are(&all, &ips, &before));
 }
+
+/// A rollout that changes `--cluster-hold-down-ms` node by node: node 1 restarts with a
+/// 1 s hold-down beside two nodes with 4 s. Judged by the others against their own 4 s,
+/// it would claim its share after 1 s while they still answered for it: two owners for
+/// 3 s. Each node is judged against its own hold-down, so the share moves once, with
+/// one owner throughout.
+#[test]
+fn a_rollout_changing_the_hold_down_never_announces_an_address_twice() {
+    let lan = ClusterLan::new(3);
+    let ips = vips(12);
+    let mut speakers = cluster(&lan, &ips, &["--cluster-hold-down-ms", "4000"]);
+    // Older than the hold-down: a node restarted now is no founder.
+    std::thread::sleep(Duration::from_millis(4200));
+    let cfg = std::fs::read_to_string(&speakers[1].config).unwrap();
+    speakers[1].signal("TERM");
+    speakers[1].wait_exit();
+    speakers[1] = lan.speaker(1, &cfg, &["--cluster-hold-down-ms", "1000"]);
+    let restarted = Instant::now();
+    let mut back = None;
+    while restarted.elapsed() < Duration::from_millis(5000) {
+        let present: Vec<&Speaker> = speakers.iter().collect();
+        let twice = announced_twice(&present, &ips);
+        assert!(twice.is_empty(), "{:?} after the restart, announced twice: {twice:?}", restarted.elapsed());
+        if back.is_none() && speakers[1].metric("ferrolb_vips", "") > 0.0 {
+            back = Some(restarted.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back = back.expect("node 1 took its share back");
+    assert!(back < Duration::from_millis(3000), "node 1 waited {back:?}: judged by the others' 4 s, not its own 1 s");
+}

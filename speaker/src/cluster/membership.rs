@@ -59,6 +59,9 @@ struct Peer {
     direct: Option<Instant>,
     indirect: Option<Instant>,
     stable_since: Instant,
+    /// Its own hold-down, as it reports it: it is judged against this, like it judges
+    /// itself.
+    hold_down: Duration,
     labels: BTreeMap<String, String>,
     left: bool,
     dead_since: Instant,
@@ -75,13 +78,14 @@ struct Peer {
 
 impl Peer {
     /// Known by address only, not yet heard.
-    fn unknown(addr: SocketAddr, now: Instant) -> Peer {
+    fn unknown(addr: SocketAddr, hold_down: Duration, now: Instant) -> Peer {
         Peer {
             addr,
             last: None,
             direct: None,
             indirect: None,
             stable_since: now,
+            hold_down,
             labels: BTreeMap::new(),
             left: false,
             dead_since: now,
@@ -185,6 +189,15 @@ pub enum Wait {
     Evicted,
 }
 
+fn ms(n: u32) -> Duration {
+    Duration::from_millis(n.into())
+}
+
+/// Whole milliseconds, saturating at what the wire holds.
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 fn abs_diff_ms(a: u64, b: u64) -> u64 {
     a.abs_diff(b)
 }
@@ -281,7 +294,7 @@ impl Membership {
             .peers
             .get(&p.name)
             .is_some_and(|q| q.heard().is_some_and(|t| now.saturating_duration_since(t) < dead_after));
-        let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer::unknown(from, now));
+        let peer = self.peers.entry(p.name.clone()).or_insert_with(|| Peer::unknown(from, ms(p.hold_ms), now));
         let mut note = None;
         match peer.last {
             // An older incarnation from a member that is dead: it restarted after its clock
@@ -318,7 +331,8 @@ impl Membership {
         peer.direct = Some(now);
         peer.labels = p.labels;
         peer.plan = p.plan;
-        peer.stable_since = now.checked_sub(Duration::from_millis(p.stable_ms.into())).unwrap_or(now);
+        peer.stable_since = now.checked_sub(ms(p.stable_ms)).unwrap_or(now);
+        peer.hold_down = ms(p.hold_ms);
         // Flagged only briefly (and no longer once it has started over): a member that
         // hears us again after a partition must not mistake the flag for news about itself.
         if peer
@@ -329,7 +343,7 @@ impl Membership {
         }
         if let Some(isolated) = self.isolated_since.take() {
             // Found a group that stayed together while we were cut off: wait our turn.
-            let group_stayed = Duration::from_millis(p.stable_ms.into()) >= now.saturating_duration_since(isolated);
+            let group_stayed = ms(p.stable_ms) >= now.saturating_duration_since(isolated);
             // A lone survivor reports 0 (it is cut off from everyone it knew), yet it ran
             // long before we started: we are the newcomer, not a founder, and must not
             // claim our share for the round it takes to hear otherwise.
@@ -368,14 +382,14 @@ impl Membership {
                 }
                 continue;
             }
-            let age = Duration::from_millis(r.age_ms.into());
+            let age = ms(r.age_ms);
             if age >= dead_after {
                 continue;
             }
             // Discovery: heartbeats go to it from now on.
             let direct = self.peers.get(&r.name).is_some_and(|q| self.direct_alive(q, now));
             let alive = self.peers.get(&r.name).is_some_and(|q| self.alive(q, now));
-            let q = self.peers.entry(r.name).or_insert_with(|| Peer::unknown(r.addr, now));
+            let q = self.peers.entry(r.name).or_insert_with(|| Peer::unknown(r.addr, ms(r.hold_ms), now));
             // A member that left comes back only in a later life: a report from a member
             // that has not seen the leave yet must not revive it.
             if q.left && q.last.is_none_or(|(inc, _)| r.incarnation <= inc) {
@@ -392,7 +406,8 @@ impl Membership {
             let at = now.checked_sub(age).unwrap_or(now);
             q.indirect = Some(q.indirect.map_or(at, |i| i.max(at)));
             if !direct {
-                q.stable_since = now.checked_sub(Duration::from_millis(r.stable_ms.into())).unwrap_or(now);
+                q.stable_since = now.checked_sub(ms(r.stable_ms)).unwrap_or(now);
+                q.hold_down = ms(r.hold_ms);
             }
         }
         Ok(note)
@@ -447,7 +462,7 @@ impl Membership {
         self.seq += 1;
         let stable_ms = match self.isolated_since {
             Some(_) => 0,
-            None => now.saturating_duration_since(self.stable_since).as_millis().min(u32::MAX as u128) as u32,
+            None => millis(now.saturating_duration_since(self.stable_since)),
         };
         let mut peers: Vec<PeerReport> = self
             .peers
@@ -455,8 +470,9 @@ impl Membership {
             .filter(|(_, p)| self.direct_alive(p, now))
             .map(|(name, p)| PeerReport {
                 name: name.clone(),
-                age_ms: now.saturating_duration_since(p.direct.unwrap_or(now)).as_millis() as u32,
-                stable_ms: now.saturating_duration_since(p.stable_since).as_millis().min(u32::MAX as u128) as u32,
+                age_ms: millis(now.saturating_duration_since(p.direct.unwrap_or(now))),
+                stable_ms: millis(now.saturating_duration_since(p.stable_since)),
+                hold_ms: millis(p.hold_down),
                 incarnation: p.last.map_or(0, |l| l.0),
                 readmitted: p.readmitted_at.is_some(),
                 addr: p.addr,
@@ -473,6 +489,7 @@ impl Membership {
             seq: self.seq,
             sent_unix_ms: unix_ms,
             stable_ms,
+            hold_ms: millis(self.settings.hold_down),
             plan: self.plan,
             name: self.me.name.clone(),
             labels: self.me.labels.clone(),
@@ -539,18 +556,20 @@ impl Membership {
 
     /// The live members, this node included, sorted by name.
     pub fn members(&self, now: Instant) -> Vec<Member> {
-        let mut live: Vec<(&str, &BTreeMap<String, String>, Instant)> =
-            vec![(&self.me.name, &self.me.labels, self.stable_since)];
+        let mut live: Vec<(&str, &BTreeMap<String, String>, Instant, Duration)> =
+            vec![(&self.me.name, &self.me.labels, self.stable_since, self.settings.hold_down)];
         live.extend(
-            self.peers.iter().filter(|(_, p)| self.alive(p, now)).map(|(n, p)| (n.as_str(), &p.labels, p.stable_since)),
+            self.peers
+                .iter()
+                .filter(|(_, p)| self.alive(p, now))
+                .map(|(n, p)| (n.as_str(), &p.labels, p.stable_since, p.hold_down)),
         );
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
-        let hold = self.settings.hold_down;
-        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < hold)
+        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < self.settings.hold_down)
             || !(self.confirmed || self.listed_by_all_heard(now));
         let mut out: Vec<Member> = live
             .into_iter()
-            .map(|(name, labels, since)| Member {
+            .map(|(name, labels, since, hold)| Member {
                 name: name.to_string(),
                 labels: labels.clone(),
                 settled: !(newcomer && name == self.me.name)

@@ -1,9 +1,9 @@
 //! The membership packet: a heartbeat or a leave, authenticated with a keyed BLAKE3 MAC.
 //!
 //! ```text
-//! magic "FLB2" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | plan u64
-//! | name | labels: u8 count × (key, value)
-//! | peers: u8 count × (name, age_ms u32, stable_ms u32, incarnation u64, flags u8, addr)
+//! magic "FLB2" | kind u8 | incarnation u64 | seq u64 | sent_unix_ms u64 | stable_ms u32 | hold_ms u32
+//! | plan u64 | name | labels: u8 count × (key, value)
+//! | peers: u8 count × (name, age_ms u32, stable_ms u32, hold_ms u32, incarnation u64, flags u8, addr)
 //! | tag [32]
 //! ```
 //! Strings are a u8 length and UTF-8; an address is a family byte (4 or 6), the IP, a
@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Version 2 reports each peer's stability and incarnation, so that a member known only
-/// through others is counted alike by everyone.
+/// Version 2 reports each peer's stability, hold-down and incarnation, so that a member
+/// known only through others is counted alike by everyone.
 const MAGIC: &[u8; 4] = b"FLB2";
 const TAG_LEN: usize = 32;
 /// Fits one Ethernet frame with IPv6 and UDP headers; peers that don't fit are left for
@@ -161,12 +161,13 @@ pub enum Kind {
 }
 
 /// A peer as the sender sees it: heard directly `age_ms` ago, at `addr`, reporting
-/// `stable_ms` of stability from its life `incarnation`.
+/// `stable_ms` of stability and a hold-down of `hold_ms` from its life `incarnation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReport {
     pub name: String,
     pub age_ms: u32,
     pub stable_ms: u32,
+    pub hold_ms: u32,
     pub incarnation: u64,
     /// The sender had declared it dead (in this life of it) and heard it again: it was
     /// dropped without knowing, and must wait its hold-down.
@@ -185,6 +186,9 @@ pub struct Packet {
     pub sent_unix_ms: u64,
     /// How long the sender has been a stable member of the group (0 when it is cut off).
     pub stable_ms: u32,
+    /// The sender's hold-down: every member judges it against this, not its own, so that
+    /// members started with different hold-downs (a rollout changing it) agree.
+    pub hold_ms: u32,
     /// Digest of the sender's plan (addresses and who may announce them): members must
     /// agree on it, or they decide ownership from different inputs.
     pub plan: u64,
@@ -266,6 +270,7 @@ impl Packet {
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.sent_unix_ms.to_be_bytes());
         out.extend_from_slice(&self.stable_ms.to_be_bytes());
+        out.extend_from_slice(&self.hold_ms.to_be_bytes());
         out.extend_from_slice(&self.plan.to_be_bytes());
         put_str(&mut out, &self.name);
         // Labels count against the datagram like peers do, and leave room for the peer
@@ -286,13 +291,14 @@ impl Packet {
         out.push(0);
         let mut count = 0u8;
         for p in &self.peers {
-            let len = 1 + str_len(&p.name) + 4 + 4 + 8 + 1 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
+            let len = 1 + str_len(&p.name) + 4 + 4 + 4 + 8 + 1 + 1 + if p.addr.is_ipv4() { 4 } else { 16 } + 2;
             if count == u8::MAX || out.len() + len + TAG_LEN > MAX_PACKET {
                 break;
             }
             put_str(&mut out, &p.name);
             out.extend_from_slice(&p.age_ms.to_be_bytes());
             out.extend_from_slice(&p.stable_ms.to_be_bytes());
+            out.extend_from_slice(&p.hold_ms.to_be_bytes());
             out.extend_from_slice(&p.incarnation.to_be_bytes());
             out.push(if p.readmitted { READMITTED } else { 0 });
             put_addr(&mut out, p.addr);
@@ -367,6 +373,7 @@ impl<'a> Reader<'a> {
         let seq = self.u64()?;
         let sent_unix_ms = self.u64()?;
         let stable_ms = self.u32()?;
+        let hold_ms = self.u32()?;
         let plan = self.u64()?;
         let name = self.string()?;
         if name.is_empty() {
@@ -380,14 +387,14 @@ impl<'a> Reader<'a> {
         let mut peers = Vec::new();
         for _ in 0..self.u8()? {
             let name = self.string()?;
-            let (age_ms, stable_ms, incarnation) = (self.u32()?, self.u32()?, self.u64()?);
+            let (age_ms, stable_ms, hold_ms, incarnation) = (self.u32()?, self.u32()?, self.u32()?, self.u64()?);
             let readmitted = self.u8()? & READMITTED != 0;
-            peers.push(PeerReport { name, age_ms, stable_ms, incarnation, readmitted, addr: self.addr()? });
+            peers.push(PeerReport { name, age_ms, stable_ms, hold_ms, incarnation, readmitted, addr: self.addr()? });
         }
         if self.at != self.data.len() {
             return Err(Rejected::Malformed);
         }
-        Ok(Packet { kind, incarnation, seq, sent_unix_ms, stable_ms, plan, name, labels, peers })
+        Ok(Packet { kind, incarnation, seq, sent_unix_ms, stable_ms, hold_ms, plan, name, labels, peers })
     }
 }
 
@@ -411,6 +418,7 @@ mod tests {
             seq: 7,
             sent_unix_ms: 1_790_000_000_500,
             stable_ms: 1234,
+            hold_ms: 10_000,
             plan: 0x0123_4567_89ab_cdef,
             name: "node-a".into(),
             labels: [("kubernetes.io/hostname".to_string(), "node-a".to_string())].into(),
@@ -419,6 +427,7 @@ mod tests {
                     name: "node-b".into(),
                     age_ms: 12,
                     stable_ms: 9000,
+                    hold_ms: 2000,
                     incarnation: 7,
                     readmitted: true,
                     addr: "198.51.100.3:7946".parse().unwrap(),
@@ -427,6 +436,7 @@ mod tests {
                     name: "node-c".into(),
                     age_ms: 30,
                     stable_ms: 0,
+                    hold_ms: u32::MAX,
                     incarnation: u64::MAX,
                     readmitted: false,
                     addr: "[2001:db8::3]:7946".parse().unwrap(),
@@ -512,6 +522,7 @@ mod tests {
                 name: format!("worker-{i:03}.rack-7.example.internal"),
                 age_ms: i,
                 stable_ms: i * 1000,
+                hold_ms: 10_000,
                 incarnation: 1_790_000_000_000 + u64::from(i),
                 readmitted: i % 2 == 0,
                 addr: "[2001:db8::3]:7946".parse().unwrap(),

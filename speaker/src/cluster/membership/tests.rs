@@ -41,13 +41,21 @@ impl Sim {
     }
 
     fn node(i: usize, n: usize, now: Instant, unix: u64) -> Membership {
+        Sim::node_with(i, n, now, unix, settings())
+    }
+
+    fn node_with(i: usize, n: usize, now: Instant, unix: u64, settings: Settings) -> Membership {
         let me = Me { name: format!("node-{i}"), labels: BTreeMap::new() };
-        Membership::new(me, key(), settings(), (0..n).map(addr).collect(), now, unix)
+        Membership::new(me, key(), settings, (0..n).map(addr).collect(), now, unix)
     }
 
     fn restart(&mut self, i: usize) {
+        self.restart_with(i, settings());
+    }
+
+    fn restart_with(&mut self, i: usize, settings: Settings) {
         let (now, unix) = (self.start + self.now, T0 + self.now.as_millis() as u64);
-        self.nodes[i] = Sim::node(i, self.nodes.len(), now, unix);
+        self.nodes[i] = Sim::node_with(i, self.nodes.len(), now, unix, settings);
         self.up[i] = true;
     }
 
@@ -554,5 +562,39 @@ fn after_a_partition_into_halves_every_view_agrees() {
     assert!(view.iter().all(|m| m.1), "{view:?}");
     for i in 1..4 {
         assert_eq!(sim.view(i), view, "node-{i}'s view against node-0's");
+    }
+}
+
+/// A rollout that changes `--cluster-hold-down-ms` runs members with different hold-downs
+/// side by side. Each member is judged against its own (it travels in its heartbeats, and
+/// in the reports of those that hear it), so no two views give one address to two nodes:
+/// here a member restarted with a 1 s hold-down, one of whose links is broken, is settled
+/// in every view at once, and not in its own view 4 s before the others'.
+#[test]
+fn members_with_different_hold_downs_are_judged_alike_by_all() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    sim.up[2] = false;
+    sim.run(1000 * MS);
+    sim.cut[2][1] = true;
+    sim.cut[1][2] = true;
+    sim.restart_with(2, Settings { hold_down: Duration::from_secs(1), ..settings() });
+    sim.run(400 * MS);
+    let waiting = vec![("node-0".into(), true), ("node-1".into(), true), ("node-2".into(), false)];
+    for i in 0..3 {
+        assert_eq!(sim.view(i), waiting, "node-{i}'s view while node-2 waits its 1 s");
+    }
+    sim.run(1000 * MS);
+    for i in 0..3 {
+        assert!(sim.view(i).iter().all(|m| m.1), "node-{i}: node-2 settled after its own 1 s: {:?}", sim.view(i));
+    }
+    // And the other way round: a member with a 5 s hold-down beside one whose is 1 s.
+    sim.up[0] = false;
+    sim.run(1000 * MS);
+    sim.restart(0);
+    sim.run(2000 * MS);
+    let waiting = vec![("node-0".into(), false), ("node-1".into(), true), ("node-2".into(), true)];
+    for i in 0..3 {
+        assert_eq!(sim.view(i), waiting, "node-{i}'s view 2 s into node-0's 5 s");
     }
 }
