@@ -243,6 +243,55 @@ fn malformed_flood_is_dropped_counted_and_does_not_stall_the_speaker() {
     assert_eq!(lan.ndisc6(VIP6).as_deref(), Some(SERVER_MAC));
 }
 
+/// Issue 11's odd and hostile frames, from the wire into the real speaker: what the
+/// kernel would answer is answered (an ARP request with more trailing bytes than the
+/// receive ring's slot holds), what it would not is not (a truncated request, a
+/// Neighbor Solicitation sent to another solicited-node group) and spoofed senders (our
+/// own MAC, broadcast, multicast, zero, a group Ethernet source) are dropped and counted,
+/// never answered.
+#[test]
+fn odd_and_hostile_frames_are_answered_as_the_kernel_would() {
+    const N: usize = 50;
+    let lan = Lan::new();
+    let mut speaker = Speaker::start(&lan.server, &config(&[VIP4, VIP6], &[]), &[]);
+    let sender = |mac: &str| {
+        let mac: MacAddr = mac.parse().unwrap();
+        arp_frame(VIP4, move |f| f[22..28].copy_from_slice(&mac.0))
+    };
+    let spoofed = [
+        sender(SERVER_MAC),
+        sender("ff:ff:ff:ff:ff:ff"),
+        sender("01:00:5e:00:00:01"),
+        sender("00:00:00:00:00:00"),
+        arp_frame(VIP4, |f| f[6..12].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1])),
+    ];
+    let other_group = ns_frame(VIP6, |f| {
+        f[14 + 24..14 + 40].copy_from_slice(&solicited_node("2001:db8:100::99".parse().unwrap()).octets());
+        f[..6].copy_from_slice(&MacAddr::ipv6_multicast(solicited_node("2001:db8:100::99".parse().unwrap())).0);
+        fix_checksum(f);
+    });
+    let truncated = arp_frame(VIP4, |f| f.truncate(34));
+    let long = arp_frame(VIP4, |f| f.extend(std::iter::repeat_n(0xa5, 1000)));
+    let mut frames = Vec::new();
+    for _ in 0..N {
+        frames.extend(spoofed.iter().cloned());
+        frames.extend([other_group.clone(), truncated.clone(), long.clone()]);
+    }
+    inject(&lan.client, &lan.client_if, frames, Duration::from_millis(2));
+    let dropped = |reason: &str| speaker.metric("ferrolb_frames_dropped_total", &format!("reason=\"{reason}\""));
+    // Sent by now; the speaker judges each within microseconds.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(dropped("bad_sender"), (spoofed.len() * N) as f64, "spoofed senders dropped and counted");
+    assert_eq!(dropped("ndp_destination"), N as f64, "solicitations to another group dropped and counted");
+    assert_eq!(
+        speaker.metric("metallb_layer2_responses_sent", &format!("ip=\"{VIP4}\"")),
+        N as f64,
+        "only the long request is answered, once each"
+    );
+    assert_eq!(speaker.metric("metallb_layer2_responses_sent", &format!("ip=\"{VIP6}\"")), 0.0);
+    assert!(speaker.alive());
+}
+
 #[test]
 fn unrelated_traffic_never_reaches_the_speakers_sockets() {
     const N: usize = 2000;

@@ -111,7 +111,7 @@ fn node() -> Node {
     ns.ip(&["link", "set", "eno2", "master", "br-lan", "up"]);
     lan2.ip(&["link", "set", &lan2_if, "address", LAN2_MAC, "up"]);
     lan2.ip(&["addr", "add", "198.51.100.3/24", "dev", &lan2_if]);
-    // A macvlan on the uplink: an Ethernet interface of its own, announced on.
+    // A macvlan on the uplink: the same segment as eth0, so skipped (a second MAC would answer).
     ns.ip(&["link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge"]);
     ns.ip(&["link", "set", "mv0", "address", "02:fe:00:00:00:0c", "up"]);
     // kube-proxy in IPVS mode with strictARP: the kernel accepts the VIPs, never answers.
