@@ -567,13 +567,22 @@ impl Membership {
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
         let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < self.settings.hold_down)
             || !(self.confirmed || self.listed_by_all_heard(now));
+        // At the end of our hold-down the others hand our share over when they next look
+        // (a heartbeat or so later): we claim it two heartbeats after that, so that they
+        // have let go first and no address has two owners for that moment.
+        let claim_margin = 2 * self.settings.interval;
         let mut out: Vec<Member> = live
             .into_iter()
-            .map(|(name, labels, since, hold)| Member {
-                name: name.to_string(),
-                labels: labels.clone(),
-                settled: !(newcomer && name == self.me.name)
-                    && (now.saturating_duration_since(since) >= hold || since.saturating_duration_since(senior) < hold),
+            .map(|(name, labels, since, hold)| {
+                let me = name == self.me.name;
+                let held_for = now.saturating_duration_since(since);
+                let founder = since.saturating_duration_since(senior) < hold;
+                Member {
+                    name: name.to_string(),
+                    labels: labels.clone(),
+                    settled: !(newcomer && me)
+                        && (founder || if me { held_for >= hold + claim_margin } else { held_for >= hold }),
+                }
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

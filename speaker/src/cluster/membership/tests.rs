@@ -598,3 +598,29 @@ fn members_with_different_hold_downs_are_judged_alike_by_all() {
         assert_eq!(sim.view(i), waiting, "node-{i}'s view 2 s into node-0's 5 s");
     }
 }
+
+/// At the end of a hold-down the others hand the member's share over when they next look,
+/// up to a heartbeat later than the member itself would: the member counts itself
+/// settled two heartbeats after they count it, so that they let go before it claims and
+/// no address has two owners for that moment.
+#[test]
+fn a_member_back_claims_only_after_the_others_count_it_settled() {
+    let mut sim = Sim::new(3);
+    sim.run(6000 * MS);
+    sim.up[2] = false;
+    sim.run(1000 * MS);
+    sim.restart(2);
+    let settled_in = |sim: &Sim, i: usize| sim.view(i).iter().any(|m| m.0 == "node-2" && m.1);
+    let (mut by_others, mut by_itself) = (None, None);
+    while by_itself.is_none() && sim.now < Duration::from_secs(20) {
+        sim.run(40 * MS);
+        if by_others.is_none() && settled_in(&sim, 0) && settled_in(&sim, 1) {
+            by_others = Some(sim.now);
+        }
+        if settled_in(&sim, 2) {
+            by_itself = Some(sim.now);
+        }
+    }
+    let (others, itself) = (by_others.expect("settled in the others' views"), by_itself.expect("in its own"));
+    assert!(itself >= others + 80 * MS, "node-2 counted itself settled at {itself:?}, the others at {others:?}");
+}
