@@ -30,11 +30,16 @@ fn a_minute_of_cpu_starvation_moves_nothing() {
     let request = speaker_cpu_request_millicpu();
     let starved = netns::Starvation::start(speakers[0].pid(), &[speakers[1].pid(), speakers[2].pid()], request);
     let start = Instant::now();
+    let mut round = 0;
     while start.elapsed() < Duration::from_secs(60) {
-        for (i, s) in speakers.iter().enumerate() {
+        // The starved node is scraped every 5 s, the others every 0.5 s: each scrape costs
+        // the starved speaker CPU it is short of (a Prometheus scrapes every 15-30 s), and
+        // a death it missed would show in its ownership changes below anyway.
+        for (i, s) in speakers.iter().enumerate().filter(|(i, _)| *i != 0 || round % 10 == 0) {
             let settled = s.metric("ferrolb_cluster_members", "state=\"settled\"");
             assert_eq!(settled, 3.0, "node {i} lost a member after {:?} of starvation at {request}m", start.elapsed());
         }
+        round += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
     drop(starved);
@@ -44,6 +49,7 @@ fn a_minute_of_cpu_starvation_moves_nothing() {
     let conflicts: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_conflicts_total", "")).collect();
     assert_eq!(conflicts, vec![0.0; 3]);
     let longest = netns::longest_heartbeat_interval(&speakers[0].http("/metrics").expect("metrics"));
+    eprintln!("starved at {request}m: heartbeats at most {longest:?} s apart");
     assert!(longest.is_some_and(|s| s <= 0.15), "the starved speaker's heartbeats came up to {longest:?} s apart");
 }
 
