@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::cluster::wire::Key;
-use netns::{ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, config, node_mac, node_v4, owners, vips};
+use netns::{
+    ArpTrace, ClusterLan, Speaker, TempFile, arp_probe, cluster, config, node_mac, node_v4, owners, serve, vips,
+};
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -21,27 +23,6 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out after {timeout:?} waiting for {what}");
-}
-
-/// The configuration serving `ips`, which every node accepts locally.
-fn serve(lan: &ClusterLan, ips: &[String]) -> String {
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    for ip in &refs {
-        lan.accept_locally(ip);
-    }
-    config(&refs, &[])
-}
-
-/// Three speakers on three nodes serving `ips`, settled.
-fn cluster(lan: &ClusterLan, ips: &[String], extra: &[&str]) -> Vec<Speaker> {
-    let cfg = serve(lan, ips);
-    let speakers: Vec<Speaker> = (0..lan.nodes.len()).map(|i| lan.speaker(i, &cfg, extra)).collect();
-    for s in &speakers {
-        s.wait_until("three settled members", || {
-            s.metric("ferrolb_cluster_members", "state=\"settled\"") == lan.nodes.len() as f64
-        });
-    }
-    speakers
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
-use netns::{ClusterLan, Speaker, config, owners, vips};
+use netns::{ClusterLan, Speaker, cluster, owners, vips};
 
 /// Issue 12 (9), starved nodes: for 60 s the owner's CPU is saturated by busy loops in
 /// a cgroup weighted like a pod requesting 2 CPUs, while its speaker sits in a cgroup
@@ -15,15 +15,7 @@ use netns::{ClusterLan, Speaker, config, owners, vips};
 fn a_minute_of_cpu_starvation_moves_nothing() {
     let lan = ClusterLan::new(3);
     let ips = vips(9);
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    for ip in &refs {
-        lan.accept_locally(ip);
-    }
-    let cfg = config(&refs, &[]);
-    let speakers: Vec<Speaker> = (0..3).map(|i| lan.speaker(i, &cfg, &[])).collect();
-    for s in &speakers {
-        s.wait_until("three settled members", || s.metric("ferrolb_cluster_members", "state=\"settled\"") == 3.0);
-    }
+    let speakers = cluster(&lan, &ips, &[]);
     let all: Vec<Option<&Speaker>> = speakers.iter().map(Some).collect();
     let before = owners(&all, &ips);
     let changes: Vec<f64> = speakers.iter().map(|s| s.metric("ferrolb_ownership_changes_total", "")).collect();

@@ -761,6 +761,27 @@ pub fn longest_heartbeat_interval(metrics: &str) -> Option<f64> {
     last.0
 }
 
+/// The configuration serving `ips`, which every node accepts locally.
+pub fn serve(lan: &ClusterLan, ips: &[String]) -> String {
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    for ip in &refs {
+        lan.accept_locally(ip);
+    }
+    config(&refs, &[])
+}
+
+/// A speaker on every node of `lan` serving `ips`, all settled.
+pub fn cluster(lan: &ClusterLan, ips: &[String], extra: &[&str]) -> Vec<Speaker> {
+    let cfg = serve(lan, ips);
+    let speakers: Vec<Speaker> = (0..lan.nodes.len()).map(|i| lan.speaker(i, &cfg, extra)).collect();
+    for s in &speakers {
+        s.wait_until("three settled members", || {
+            s.metric("ferrolb_cluster_members", "state=\"settled\"") == lan.nodes.len() as f64
+        });
+    }
+    speakers
+}
+
 /// Documentation addresses 198.51.100.10 and up, `n` of them.
 pub fn vips(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("198.51.100.{}", 10 + i)).collect()
