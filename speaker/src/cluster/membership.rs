@@ -164,10 +164,10 @@ pub struct Membership {
     listed_at: Option<Instant>,
     /// The members we hear have stopped listing us (see [`Wait::Evicted`]).
     evicted: bool,
-    /// Every member we hear has listed us since we started: until then, a member that
-    /// has not heard us yet still answers for what our view would give us, and claiming
-    /// it would make two owners (speakers started together).
-    confirmed: bool,
+    /// When every member we heard had listed us, first since we started: until then, a
+    /// member that has not heard us yet still answers for what our view would give us,
+    /// and claiming it would make two owners (speakers started together).
+    confirmed_at: Option<Instant>,
 }
 
 /// How long one refusal keeps an isolated node from announcing (refusals are sent at most
@@ -224,7 +224,7 @@ impl Membership {
             hearing_since: None,
             listed_at: None,
             evicted: false,
-            confirmed: false,
+            confirmed_at: None,
         }
     }
 
@@ -438,8 +438,8 @@ impl Membership {
         let long = |t: Option<Instant>| t.is_none_or(|t| now.saturating_duration_since(t) > grace);
         let evicted =
             self.hearing_since.is_some_and(|h| now.saturating_duration_since(h) > grace) && long(self.listed_at);
-        if !self.confirmed {
-            self.confirmed = self.listed_by_all_heard(now);
+        if self.confirmed_at.is_none() && self.listed_by_all_heard(now) {
+            self.confirmed_at = Some(now);
         }
         if self.evicted && !evicted {
             // Readmitted: like a member back from a partition, wait the hold-down before
@@ -565,12 +565,12 @@ impl Membership {
                 .map(|(n, p)| (n.as_str(), &p.labels, p.stable_since, p.hold_down)),
         );
         let senior = live.iter().map(|m| m.2).min().unwrap_or(now);
-        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < self.settings.hold_down)
-            || !(self.confirmed || self.listed_by_all_heard(now));
-        // At the end of our hold-down the others hand our share over when they next look
-        // (a heartbeat or so later): we claim it two heartbeats after that, so that they
-        // have let go first and no address has two owners for that moment.
+        // The others hand our share over when they count us (at the end of our hold-down,
+        // or as they list a founder), and their data planes let go a moment later: we
+        // claim it two heartbeats after that, so that no address has two owners meanwhile.
         let claim_margin = 2 * self.settings.interval;
+        let newcomer = self.newcomer_since.is_some_and(|t| now.saturating_duration_since(t) < self.settings.hold_down)
+            || self.confirmed_at.is_none_or(|t| now.saturating_duration_since(t) < claim_margin);
         let mut out: Vec<Member> = live
             .into_iter()
             .map(|(name, labels, since, hold)| {

@@ -467,6 +467,9 @@ fn a_founder_claims_nothing_until_the_others_have_heard_it() {
     a.receive(&b.heartbeat(now, unix + 5), addr(1), now, unix + 5).unwrap();
     b.receive(&a.heartbeat(now, unix + 5), addr(0), now, unix + 5).unwrap();
     b.tick(now);
+    // Listed: a founder like the others, once node-0 has had two heartbeats to let go.
+    assert_eq!(settled(&b, now), vec![("node-0".into(), true), ("node-1".into(), false)], "just listed");
+    let now = now + 80 * MS;
     assert_eq!(settled(&b, now), vec![("node-0".into(), true), ("node-1".into(), true)]);
 }
 
@@ -622,5 +625,30 @@ fn a_member_back_claims_only_after_the_others_count_it_settled() {
         }
     }
     let (others, itself) = (by_others.expect("settled in the others' views"), by_itself.expect("in its own"));
+    assert!(itself >= others + 80 * MS, "node-2 counted itself settled at {itself:?}, the others at {others:?}");
+}
+
+/// Speakers started together: a member that hears a founder lists it and, in the same
+/// moment, hands over what the founder's share takes from it; its data plane lets go a
+/// moment later. The founder claims two heartbeats after every member it hears has
+/// listed it, so that they have let go first.
+#[test]
+fn a_founder_claims_only_after_the_others_count_it() {
+    let mut sim = Sim::new(3);
+    sim.up[2] = false;
+    sim.run(1000 * MS);
+    sim.restart(2);
+    let settled_in = |sim: &Sim, i: usize| sim.view(i).iter().any(|m| m.0 == "node-2" && m.1);
+    let (mut by_others, mut by_itself) = (None, None);
+    while by_itself.is_none() && sim.now < Duration::from_secs(5) {
+        sim.run(40 * MS);
+        if by_others.is_none() && settled_in(&sim, 0) && settled_in(&sim, 1) {
+            by_others = Some(sim.now);
+        }
+        if settled_in(&sim, 2) {
+            by_itself = Some(sim.now);
+        }
+    }
+    let (others, itself) = (by_others.expect("a founder in the others' views"), by_itself.expect("in its own"));
     assert!(itself >= others + 80 * MS, "node-2 counted itself settled at {itself:?}, the others at {others:?}");
 }
