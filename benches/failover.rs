@@ -13,8 +13,7 @@
 //!
 //! Traffic stays in namespaces made here, on documentation addresses.
 
-#[path = "../tests/netns/mod.rs"]
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

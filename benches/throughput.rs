@@ -7,8 +7,7 @@
 //!
 //! Traffic stays in namespaces made here, on documentation addresses.
 
-#[path = "../tests/netns/mod.rs"]
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! `tests/apiserver/mod.rs` for the topology and what the test writes in place of the
 //! components that are not there (kubelet, scheduler, kube-controller-manager).
 
-mod apiserver;
-mod netns;
+use ferrolb_testkit::apiserver;
+use ferrolb_testkit::netns;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

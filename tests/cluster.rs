@@ -2,7 +2,7 @@
 //! namespaces made here. Ownership is checked from the client's side with the kernel's
 //! ARP/NDP clients and its neighbor table, and from each speaker's metrics.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

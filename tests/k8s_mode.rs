@@ -6,7 +6,7 @@
 //! kernel's arping on the client side must get the speaker's MAC, the speaker must write
 //! what a cluster would see, and the slow writes must not hold up its heartbeats.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -189,7 +189,7 @@ fn the_speaker_in_kubernetes_mode_answers_for_what_the_api_says_and_reports_it()
             .args(["netns", "exec", &lan.server.name, "env"])
             .arg(format!("KUBECONFIG={}", kubeconfig.display()))
             .args(["NODE_NAME=node-a", "POD_NAMESPACE=metallb-system", &format!("POD_IP={SERVER_V4}")])
-            .arg(env!("CARGO_BIN_EXE_ferrolb-speaker"))
+            .arg(ferrolb_testkit::binary("ferrolb-speaker"))
             .args([
                 "--log-level",
                 "debug",

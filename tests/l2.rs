@@ -2,7 +2,7 @@
 //! (`arping`, `ndisc6`, `ping`, the neighbor table) in network namespaces made here.
 //! They need root and fail, rather than skip, without it.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! (`dataplane::tests::a_frame_tagged_for_a_vlan_is_left_to_its_sub_interface`).
 //! Root is required; the tests fail, never skip, without it.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! the scraped series are checked through Prometheus' HTTP API, and `promtool` checks the
 //! exposition format.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! A speaker starved of CPU, as on a busy node, in a test binary of its own: the busy
 //! loops it runs would slow whatever ran beside it.
 
-mod netns;
+use ferrolb_testkit::netns;
 
 use std::time::{Duration, Instant};
 

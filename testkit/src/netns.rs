@@ -1,8 +1,7 @@
-//! Network-namespace harness for packet-level tests and benches: namespaces, veth links,
+//! Network namespaces for packet-level tests and benches: namespaces, veth links,
 //! a running speaker, and the kernel's own ARP/NDP clients. Everything it creates is
 //! removed on drop, also when a test fails. Traffic stays inside the namespaces and uses
 //! documentation addresses only.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -198,7 +197,7 @@ pub const METRICS: &str = "127.0.0.1:7472";
 /// The speaker under test: this build's, or `FERROLB_SPEAKER_BIN` (a bench comparing an
 /// older build in the same run).
 pub fn speaker_binary() -> String {
-    std::env::var("FERROLB_SPEAKER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferrolb-speaker").to_string())
+    std::env::var("FERROLB_SPEAKER_BIN").unwrap_or_else(|_| crate::binary("ferrolb-speaker").display().to_string())
 }
 
 impl Speaker {
@@ -522,6 +521,7 @@ impl ClusterLan {
 }
 
 /// A file in the temporary directory, removed when dropped (even when a test fails).
+#[derive(Debug)]
 pub struct TempFile(pub PathBuf);
 
 impl TempFile {
@@ -637,6 +637,7 @@ pub fn arp_probe(
 /// A CPU cgroup made for a test, weighted like a Kubernetes pod's CPU request, removed
 /// (its processes moved back to the root group) when dropped. cgroup v1's `cpu`
 /// controller, or v2's `cpu.weight` where v1 is absent.
+#[derive(Debug)]
 pub struct CpuGroup {
     dir: PathBuf,
     root: PathBuf,
@@ -721,6 +722,7 @@ pub fn process_cpu(pid: u32) -> f64 {
 /// like a pod requesting `request` millicpu, beside four busy loops in a cgroup weighted
 /// like a pod requesting 2 CPUs, also pinned there. `others` (the other nodes' speakers)
 /// are pinned to the remaining CPUs, as if on machines of their own. Undone when dropped.
+#[derive(Debug)]
 pub struct Starvation {
     _hogs: Vec<KillOnDrop>,
     _groups: [CpuGroup; 2],

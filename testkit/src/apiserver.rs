@@ -16,10 +16,6 @@
 //! cluster) are on the same bridge, and the API
 //! namespace has no default route, so nothing it dials (MetalLB's webhook Services) can
 //! leave the test topology.
-#![allow(dead_code)]
-// each test uses a different part
-// A test harness fails the test where something is wrong, also inside Option/Result helpers.
-#![allow(clippy::unwrap_in_result)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -47,10 +43,7 @@ pub fn node_mac(i: usize) -> String {
     format!("02:fe:00:00:01:{:02x}", i + 10)
 }
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
+pub use crate::root;
 
 /// The kube-apiserver binary of `version` ("1.30", "1.32"), or None (after saying so
 /// loudly) where there is none outside CI. In CI a missing binary fails the test.
@@ -454,7 +447,7 @@ impl Cluster {
         let uid = self.kubectl(&["get", "pod", "-n", NAMESPACE, &pod, "-o", "jsonpath={.metadata.uid}"]);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.nodes[i].name])
-            .arg(env!("CARGO_BIN_EXE_ferrolb-speaker"))
+            .arg(crate::binary("ferrolb-speaker"))
             .args(["run", "--log-level", &log_level(), "--gratuitous-interval-ms", "100"])
             .arg("--cluster-key-file")
             .arg(key_file)
@@ -557,14 +550,7 @@ fn log_level() -> String {
     std::env::var("FERROLB_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into())
 }
 
-/// A binary of the workspace beside the speaker's (cargo builds every binary of the
-/// workspace for `cargo test --workspace`).
-pub fn sibling_binary(name: &str) -> PathBuf {
-    let speaker = Path::new(env!("CARGO_BIN_EXE_ferrolb-speaker"));
-    let bin = speaker.with_file_name(name);
-    assert!(bin.exists(), "{} is not built: run the tests with `cargo test --workspace`", bin.display());
-    bin
-}
+pub use crate::binary as sibling_binary;
 
 /// A FerroLB process (controller or speaker), killed on drop, with its log.
 #[derive(Debug)]
