@@ -9,7 +9,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p ferrolb-speaker -p ferrolb-controller \
- && cp target/release/ferrolb-speaker target/release/ferrolb-controller /
+ && cp target/release/ferrolb-speaker target/release/ferrolb-controller / \
+ && strip --strip-debug /ferrolb-speaker /ferrolb-controller
 
 # glibc and libgcc_s, nothing else. Root by default: the speaker needs it for raw sockets
 # (every capability but NET_RAW dropped, manifests/speaker.yaml); the controller's Pod runs

@@ -75,7 +75,10 @@ find_lib() { # ARCH NAME -> path
 
 for arch in "${arches[@]}"; do
   bindir=$(build_binaries "$arch")
-  case $arch in amd64) triplet=x86_64-linux-gnu ;; arm64) triplet=aarch64-linux-gnu ;; esac
+  case $arch in
+    amd64) triplet=x86_64-linux-gnu strip=strip ;;
+    arm64) triplet=aarch64-linux-gnu strip=aarch64-linux-gnu-strip ;;
+  esac
   rootfs=$store/rootfs-$arch
   mkdir -p "$rootfs$dest" "$rootfs/lib/$triplet" "$rootfs/tmp"
   chmod 1777 "$rootfs/tmp"
@@ -83,6 +86,9 @@ for arch in "${arches[@]}"; do
   needed=()
   for b in "${binaries[@]}"; do
     install -m 0755 "$bindir/$b" "$rootfs$dest/$b"
+    # The release profile keeps line tables for the benches' profiles; the image keeps
+    # the symbols (backtraces name functions) and drops the rest (about 9 in 10 bytes).
+    "$strip" --strip-debug "$rootfs$dest/$b"
     interp=$(readelf -l "$bindir/$b" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
     while read -r lib; do needed+=("$lib"); done < <(readelf -d "$bindir/$b" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
   done

@@ -112,6 +112,12 @@ impl Cluster {
     /// Starts etcd and the API server of `version` with `n` node namespaces; None where the
     /// binaries are missing outside CI.
     pub fn start(version: &str, n: usize) -> Option<Cluster> {
+        Cluster::start_with(version, n, &[], &[])
+    }
+
+    /// [`Cluster::start`] with more lines in the API server's `tokens.csv` (kubelets' node
+    /// identities) and more API server flags.
+    pub fn start_with(version: &str, n: usize, tokens: &[String], flags: &[&str]) -> Option<Cluster> {
         let bin = apiserver_binary(version)?;
         crate::netns::require_root();
         let dir = std::env::temp_dir().join(format!("ferrolb-{}", unique("api")));
@@ -149,7 +155,12 @@ impl Cluster {
         ports.drain(..2);
 
         let token = format!("admin-{}", unique("t"));
-        std::fs::write(dir.join("tokens.csv"), format!("{token},admin,admin,system:masters\n")).expect("tokens");
+        let mut lines = format!("{token},admin,admin,system:masters\n");
+        for t in tokens {
+            lines.push_str(t);
+            lines.push('\n');
+        }
+        std::fs::write(dir.join("tokens.csv"), lines).expect("tokens");
         must(&["openssl", "genrsa", "-out", dir.join("sa.key").to_str().unwrap(), "2048"]);
         must(&[
             "openssl",
@@ -199,6 +210,7 @@ impl Cluster {
                     "--authorization-mode=Node,RBAC",
                     "--service-cluster-ip-range=198.51.100.128/25,2001:db8:100::1:0/112",
                 ])
+                .args(flags)
                 .stdout(Stdio::null())
                 .stderr(log("apiserver.log"))
                 .spawn()

@@ -15,6 +15,7 @@
 
 pub mod apiserver;
 pub mod netns;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 

@@ -586,14 +586,27 @@ pub fn arp_probe(
     every: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<ArpTrace> {
+    arp_probe_from(&lan.client, &lan.client_if, CLIENT_MAC, CLIENT_V4, vip, every, stop)
+}
+
+/// [`arp_probe`] from any client: its namespace, interface, MAC and IPv4 address.
+pub fn arp_probe_from(
+    client: &Netns,
+    client_if: &str,
+    client_mac: &str,
+    client_ip: &str,
+    vip: &str,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<ArpTrace> {
     use ferrolb_proto::wire::{ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, MacAddr};
-    let ifindex = lan.client.ifindex(&lan.client_if);
-    let path = format!("/run/netns/{}", lan.client.name);
+    let ifindex = client.ifindex(client_if);
+    let path = format!("/run/netns/{}", client.name);
     let vip: std::net::Ipv4Addr = vip.parse().expect("IPv4 VIP");
+    let client: MacAddr = client_mac.parse().expect("client MAC");
+    let client_ip: std::net::Ipv4Addr = client_ip.parse().expect("client IPv4");
     std::thread::spawn(move || {
         enter(&path);
-        let client: MacAddr = CLIENT_MAC.parse().unwrap();
-        let client_ip: std::net::Ipv4Addr = CLIENT_V4.parse().unwrap();
         let mut sock = ferrolb_speaker::sys::PacketSocket::open_with_ring(
             ifindex,
             EtherType::ARP,
