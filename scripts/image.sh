@@ -95,10 +95,9 @@ for arch in "${arches[@]}"; do
   # The loader where the binaries ask for it; libraries where Debian's loader looks.
   mkdir -p "$rootfs$(dirname "$interp")"
   install -m 0755 "$(find_lib "$arch" "$(basename "$interp")")" "$rootfs$interp"
-  for lib in $(printf '%s\n' "${needed[@]}" | sort -u); do
+  for lib in $(printf '%s\n' "${needed[@]}" | grep -vxF "$(basename "$interp")" | sort -u); do
     install -m 0644 "$(find_lib "$arch" "$lib")" "$rootfs/lib/$triplet/$lib"
   done
-  # libc's own dependency on the loader is resolved by the loader itself.
 
   ctr=$(bah from --arch "$arch" --os linux scratch)
   bah copy "$ctr" "$rootfs" / >/dev/null

@@ -265,7 +265,7 @@ fn arp_probe(c: &RealCluster, ip: &str, stop: std::sync::Arc<std::sync::atomic::
 }
 
 /// Story 3: the node that answers dies (kubelet, containerd, kube-proxy and every process
-/// of its Pods killed at once). The client's fetches resume through another node; printed:
+/// of its Pods killed at once, and its link cut). The client's fetches resume through another node; printed:
 /// the time to the new owner's first ARP answer and to the first page, and the share of
 /// failed fetches in each 5 s of the 70 s after, while Kubernetes still lists the dead
 /// node's endpoints.
@@ -286,7 +286,7 @@ fn owner_dies(policy: &str) {
     let fetches = fetch_probe(&c, &v4, Duration::from_millis(200), stop.clone());
     std::thread::sleep(Duration::from_secs(3));
     let fault = Instant::now();
-    c.nodes[dead].kill();
+    c.power_off(dead);
     let observe = Duration::from_secs(70);
     std::thread::sleep(observe);
     stop.store(true, Ordering::Release);

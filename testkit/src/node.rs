@@ -633,6 +633,14 @@ nodeStatusReportFrequency: 10s
         node
     }
 
+    /// Node `i` loses its power: every process of it killed at once ([`Node::kill`]) and its
+    /// link down, so that its kernel forwards nothing either (its iptables rules would
+    /// still carry traffic sent to its MAC otherwise).
+    pub fn power_off(&mut self, i: usize) {
+        self.api.switch.ip(&["link", "set", &self.api.ports[i], "down"]);
+        self.nodes[i].kill();
+    }
+
     /// The names of the nodes whose Ready condition is True.
     pub fn ready_nodes(&self) -> Vec<String> {
         let Ok(text) = self.api.kubectl_ok(&["get", "nodes", "-o", "json"]) else { return Vec::new() };
