@@ -11,7 +11,7 @@
 # arm64), nothing else. arm64 is cross-built with Debian's rustc-web and
 # libstd-rust-web-dev:arm64 and gcc-aarch64-linux-gnu.
 # Needs: buildah, binutils (readelf); for arm64 also /usr/bin/cargo (cargo-web), /usr/bin/rustc
-# (rustc-web), libstd-rust-web-dev:arm64, gcc-aarch64-linux-gnu.
+# (rustc-web), libstd-rust-web-dev:arm64, libc6:arm64, libgcc-s1:arm64, gcc-aarch64-linux-gnu.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 1 ] || { echo "usage: $0 OUTDIR [amd64] [arm64]" >&2; exit 2; }
@@ -61,7 +61,8 @@ build_binaries() { # ARCH -> prints the directory holding the release binaries
 libdirs() { # ARCH -> where that architecture's glibc lives on this machine
   case $1 in
     amd64) echo /lib/x86_64-linux-gnu /lib64 ;;
-    arm64) echo /lib/aarch64-linux-gnu /usr/aarch64-linux-gnu/lib ;;
+    # libc6:arm64 (multiarch), not the cross-compiler's older copy in /usr/aarch64-linux-gnu.
+    arm64) echo /lib/aarch64-linux-gnu ;;
   esac
 }
 
@@ -70,7 +71,7 @@ find_lib() { # ARCH NAME -> path
   for d in $(libdirs "$1"); do
     if [ -e "$d/$2" ]; then readlink -f "$d/$2"; return; fi
   done
-  echo "no $2 for $1 in $(libdirs "$1")" >&2; exit 1
+  echo "no $2 for $1 in $(libdirs "$1") (arm64: dpkg --add-architecture arm64 && apt-get install libc6:arm64 libgcc-s1:arm64)" >&2; exit 1
 }
 
 for arch in "${arches[@]}"; do

@@ -191,7 +191,10 @@ fn arm64_pure_crates_tests_pass_under_qemu() {
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CC_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-gcc")
         .env("AR_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-ar")
-        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64-static -L /usr/aarch64-linux-gnu")
+        // Debian's arm64 glibc (libc6:arm64, multiarch) as the library root: with the
+        // cross-compiler's copy (`-L /usr/aarch64-linux-gnu`, libc6-arm64-cross 2.36-8cross1)
+        // the first pthread_create hangs under QEMU user mode here, and every test with it.
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64-static -L /")
         // The release profile shares the dependencies scripts/image.sh built for arm64.
         .args(["test", "--release", "--locked", "--target", "aarch64-unknown-linux-gnu", "--target-dir"])
         .arg(root().join("target/debian-rustc"))

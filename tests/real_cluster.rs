@@ -194,6 +194,16 @@ fn journey(install: Install) {
         let m = c.node_http(i, 7472, "/metrics").unwrap_or_default();
         assert!(m.contains("ferrolb_cluster_members"), "node {i} metrics:\n{m}");
     }
+    // Their logs, read through the kubelets as a user reads them: no error on a healthy
+    // cluster; warnings shown.
+    for (pod, node) in c.ready_pods(NAMESPACE, "app.kubernetes.io/name=ferrolb") {
+        let logs = c.api.kubectl(&["logs", "-n", NAMESPACE, &pod]);
+        let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
+        for w in logs.lines().filter(|l| l.contains("WARN")) {
+            eprintln!("{pod} on {node}: {w}");
+        }
+        assert!(errors.is_empty(), "{pod} on {node} logged errors:\n{}", errors.join("\n"));
+    }
 }
 
 #[test]
