@@ -45,7 +45,8 @@ fn unpack(archive: &Path) -> Unpacked {
     let blob = |digest: &str| dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
     let json = |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
     let index = json(dir.join("index.json"));
-    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or_default();
+    let ref_name =
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap_or_default();
     let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
     let config = json(blob(manifest["config"]["digest"].as_str().unwrap()));
     let layers = manifest["layers"].as_array().unwrap();
@@ -66,15 +67,15 @@ fn dockerfile_layout() -> (serde_json::Value, serde_json::Value, Vec<String>) {
     let copy = line("COPY --from=build ").expect("COPY --from=build");
     let words: Vec<&str> = copy.split_whitespace().collect();
     let (dest, sources) = words.split_last().unwrap();
-    let files = sources.iter().map(|s| format!("{}/{}", dest.trim_end_matches('/'), s.rsplit('/').next().unwrap())).collect();
+    let files =
+        sources.iter().map(|s| format!("{}/{}", dest.trim_end_matches('/'), s.rsplit('/').next().unwrap())).collect();
     (entrypoint, cmd, files)
 }
 
 /// Every regular file in a folder, relative to it.
 fn files(root: &Path) -> Vec<String> {
     let out = must(&["find", root.to_str().unwrap(), "-type", "f"]);
-    let mut v: Vec<String> =
-        out.lines().map(|l| l.strip_prefix(root.to_str().unwrap()).unwrap().to_string()).collect();
+    let mut v: Vec<String> = out.lines().map(|l| l.strip_prefix(root.to_str().unwrap()).unwrap().to_string()).collect();
     v.sort();
     v
 }
@@ -108,7 +109,13 @@ fn image_archives_for_amd64_and_arm64_have_the_dockerfile_layout_and_nothing_els
             let path = image.root.join(b.trim_start_matches('/'));
             let out = match arch {
                 "amd64" => Command::new("chroot").arg(&image.root).args([b.as_str(), "--version"]).output().unwrap(),
-                _ => Command::new("qemu-aarch64-static").arg("-L").arg(&image.root).arg(&path).arg("--version").output().unwrap(),
+                _ => Command::new("qemu-aarch64-static")
+                    .arg("-L")
+                    .arg(&image.root)
+                    .arg(&path)
+                    .arg("--version")
+                    .output()
+                    .unwrap(),
             };
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{arch} {b} --version: {}", String::from_utf8_lossy(&out.stderr));
@@ -116,7 +123,8 @@ fn image_archives_for_amd64_and_arm64_have_the_dockerfile_layout_and_nothing_els
             assert_eq!(text.trim(), format!("{name} {tag}"), "{arch}");
         }
         let size = std::fs::metadata(&archive).unwrap().len();
-        let unpacked: u64 = all.iter().map(|f| std::fs::metadata(image.root.join(f.trim_start_matches('/'))).unwrap().len()).sum();
+        let unpacked: u64 =
+            all.iter().map(|f| std::fs::metadata(image.root.join(f.trim_start_matches('/'))).unwrap().len()).sum();
         eprintln!(
             "FIGURES image linux/{arch}: archive {:.1} MiB, root {:.1} MiB ({} files)",
             size as f64 / 1048576.0,
@@ -139,7 +147,8 @@ fn arm64_binaries_under_qemu_plan_alike_and_the_speaker_says_why_it_cannot_answe
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     };
-    let arm = plan(Command::new("qemu-aarch64-static").arg("-L").arg(&image.root).arg(image.root.join("ferrolb-controller")));
+    let arm =
+        plan(Command::new("qemu-aarch64-static").arg("-L").arg(&image.root).arg(image.root.join("ferrolb-controller")));
     let native = plan(&mut Command::new(ferrolb_testkit::binary("ferrolb-controller")));
     assert!(!native.is_empty());
     assert_eq!(String::from_utf8_lossy(&arm), String::from_utf8_lossy(&native));
@@ -149,7 +158,8 @@ fn arm64_binaries_under_qemu_plan_alike_and_the_speaker_says_why_it_cannot_answe
     let (ifname, _) = veth(&host, &peer);
     host.ip(&["link", "set", &ifname, "up"]);
     host.ip(&["addr", "add", "198.51.100.2/24", "dev", &ifname]);
-    let config = ferrolb_testkit::netns::TempFile::new("qemu", &ferrolb_testkit::netns::config(&["198.51.100.10"], &[]));
+    let config =
+        ferrolb_testkit::netns::TempFile::new("qemu", &ferrolb_testkit::netns::config(&["198.51.100.10"], &[]));
     let log = std::env::temp_dir().join(format!("{}.log", unique("qemu-speaker")));
     let mut speaker = ferrolb_testkit::netns::KillOnDrop(
         Command::new("ip")
@@ -162,7 +172,15 @@ fn arm64_binaries_under_qemu_plan_alike_and_the_speaker_says_why_it_cannot_answe
             .unwrap(),
     );
     let get = |path: &str| {
-        let out = host.exec(&["curl", "-s", "--max-time", "2", "-w", "\n%{http_code}", &format!("http://127.0.0.1:7472{path}")]);
+        let out = host.exec(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:7472{path}"),
+        ]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let ok = ferrolb_testkit::apiserver::poll(Duration::from_secs(20), || get("/readyz").ends_with("\n503"));
@@ -206,12 +224,13 @@ fn arm64_pure_crates_tests_pass_under_qemu() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "arm64 tests under QEMU failed:\n{stdout}\n{stderr}");
     let summaries: Vec<&str> = stdout.lines().filter(|l| l.starts_with("test result:")).collect();
-    let passed: usize = summaries
-        .iter()
-        .filter_map(|l| l.split("ok. ").nth(1)?.split(' ').next()?.parse::<usize>().ok())
-        .sum();
+    let passed: usize =
+        summaries.iter().filter_map(|l| l.split("ok. ").nth(1)?.split(' ').next()?.parse::<usize>().ok()).sum();
     assert!(summaries.len() >= 3 && passed > 100, "{summaries:?}");
     let runs: Vec<&str> = stderr.lines().filter(|l| l.contains("Running")).collect();
     assert!(runs.iter().all(|l| l.contains("aarch64-unknown-linux-gnu")), "{runs:?}");
-    eprintln!("FIGURES arm64 under QEMU: {passed} tests passed in {:.0} s (build included)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "FIGURES arm64 under QEMU: {passed} tests passed in {:.0} s (build included)",
+        started.elapsed().as_secs_f64()
+    );
 }

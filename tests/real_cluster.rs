@@ -9,6 +9,9 @@
 //! time (about 1.2 GB and most of this machine's two cores while it starts).
 //! `cargo test --workspace real_cluster` runs these alone.
 
+// A test fails where something is wrong, also inside Option-returning helpers.
+#![allow(clippy::unwrap_in_result)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -55,10 +58,13 @@ fn cluster_with_ferrolb(install: Install) -> Option<(MutexGuard<'static, ()>, Re
         Install::Helm => c.api.install_with_helm(),
         Install::BootstrapScript => {
             let script = ferrolb_testkit::root().join("manifests/bootstrap/install-ferrolb.sh");
-            let out = c
-                .api
-                .api
-                .exec(&["env", &format!("KUBECONFIG={}", c.api.admin.display()), "POOL_RANGE=198.51.100.64/28", "bash", script.to_str().unwrap()]);
+            let out = c.api.api.exec(&[
+                "env",
+                &format!("KUBECONFIG={}", c.api.admin.display()),
+                "POOL_RANGE=198.51.100.64/28",
+                "bash",
+                script.to_str().unwrap(),
+            ]);
             assert!(
                 out.status.success(),
                 "install-ferrolb.sh failed:\n{}{}\n{}",
@@ -183,11 +189,16 @@ fn journey(install: Install) {
     assert_eq!(pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{}", pod["status"]);
 
-    // The speakers' metrics, scraped from the LAN as Prometheus would (host network).
+    // The speakers' metrics, scraped from the LAN as Prometheus would (host network), and
+    // the ServiceL2Status the owner's Pod keeps, naming the node the LAN sees answering.
     let announcer = owner(&c, v4);
+    let statuses = c.api.l2_statuses();
+    assert_eq!(statuses, [(node_name(announcer), "default/web".to_string())], "ServiceL2Status");
     let metrics = c.node_http(announcer, 7472, "/metrics").expect("the speaker's /metrics");
     assert!(
-        metrics.lines().any(|l| l.starts_with("metallb_speaker_announced{") && l.contains(v4.as_str()) && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("metallb_speaker_announced{") && l.contains(v4.as_str()) && l.ends_with(" 1")),
         "the owner's metrics announce {v4}:\n{metrics}"
     );
     for i in 0..3 {
@@ -269,9 +280,21 @@ fn fetch_probe(
     })
 }
 
-fn arp_probe(c: &RealCluster, ip: &str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<ferrolb_testkit::netns::ArpTrace> {
+fn arp_probe(
+    c: &RealCluster,
+    ip: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<ferrolb_testkit::netns::ArpTrace> {
     use ferrolb_testkit::apiserver::{CLIENT_MAC, CLIENT_V4};
-    ferrolb_testkit::netns::arp_probe_from(&c.api.client, &c.api.client_if, CLIENT_MAC, CLIENT_V4, ip, Duration::from_millis(10), stop)
+    ferrolb_testkit::netns::arp_probe_from(
+        &c.api.client,
+        &c.api.client_if,
+        CLIENT_MAC,
+        CLIENT_V4,
+        ip,
+        Duration::from_millis(10),
+        stop,
+    )
 }
 
 /// Story 3: the node that answers dies (kubelet, containerd, kube-proxy and every process
@@ -306,7 +329,8 @@ fn owner_dies(policy: &str) {
     let before: Vec<bool> = fetches.results.iter().filter(|(t, _)| *t < fault).map(|(_, ok)| *ok).collect();
     assert!(before.iter().all(|ok| *ok), "fetches failed before the fault: {before:?}");
     let new_owner = ferrolb_testkit::netns::ArpTrace::first_from_other(&arp.replies, fault, &old_mac);
-    let (answered_at, new_mac) = new_owner.unwrap_or_else(|| panic!("no other node answered for {v4}\n{}", c.diagnostics()));
+    let (answered_at, new_mac) =
+        new_owner.unwrap_or_else(|| panic!("no other node answered for {v4}\n{}", c.diagnostics()));
     let new = c.node_of_mac(&new_mac).expect("a node's MAC");
     assert_ne!(new, dead);
     let first_page = fetches.first_success_after(fault).expect("no fetch succeeded after the owner died");
@@ -365,7 +389,9 @@ fn real_cluster_local_policy_follows_the_backend_pod() {
         || c.diagnostics(),
     );
     let to = node_index(&moved[0].1);
-    let ok = c.poll(Duration::from_secs(30), || c.answering(v4) == BTreeSet::from([ferrolb_testkit::apiserver::node_mac(to)]));
+    let ok = c.poll(Duration::from_secs(30), || {
+        c.answering(v4) == BTreeSet::from([ferrolb_testkit::apiserver::node_mac(to)])
+    });
     assert!(ok, "{v4} answered by {:?}, not only {}", c.answering(v4), node_name(to));
     assert_eq!(c.wait_fetch(v4, Duration::from_secs(30)), moved[0].0);
 }
@@ -387,7 +413,8 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
     let ips = external_ips(&c, "web", 2);
     let v4 = ips[0].clone();
     c.wait_fetch(&v4, Duration::from_secs(30));
-    let uid = |kind: &str, name: &str| c.api.kubectl(&["get", kind, "-n", NAMESPACE, name, "-o", "jsonpath={.metadata.uid}"]);
+    let uid =
+        |kind: &str, name: &str| c.api.kubectl(&["get", kind, "-n", NAMESPACE, name, "-o", "jsonpath={.metadata.uid}"]);
     let lease = uid("lease", "ferrolb-controller");
     let secret = uid("secret", "ferrolb-memberlist");
 
@@ -403,8 +430,22 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
         n.ctr(&["images", "tag", "ghcr.io/ferrolb/ferrolb:0.1.0", "ghcr.io/ferrolb/ferrolb:0.1.1"]);
     }
     let started = Instant::now();
-    c.api.kubectl(&["set", "image", "-n", NAMESPACE, "daemonset/ferrolb-speaker", "speaker=ghcr.io/ferrolb/ferrolb:0.1.1"]);
-    c.api.kubectl(&["set", "image", "-n", NAMESPACE, "deployment/ferrolb-controller", "controller=ghcr.io/ferrolb/ferrolb:0.1.1"]);
+    c.api.kubectl(&[
+        "set",
+        "image",
+        "-n",
+        NAMESPACE,
+        "daemonset/ferrolb-speaker",
+        "speaker=ghcr.io/ferrolb/ferrolb:0.1.1",
+    ]);
+    c.api.kubectl(&[
+        "set",
+        "image",
+        "-n",
+        NAMESPACE,
+        "deployment/ferrolb-controller",
+        "controller=ghcr.io/ferrolb/ferrolb:0.1.1",
+    ]);
     c.api.kubectl(&["rollout", "status", "daemonset/ferrolb-speaker", "-n", NAMESPACE, "--timeout=180s"]);
     c.api.kubectl(&["rollout", "status", "deployment/ferrolb-controller", "-n", NAMESPACE, "--timeout=180s"]);
     let upgraded = started.elapsed();
@@ -466,9 +507,11 @@ fn real_cluster_bootstrap_install_and_another_class_left_alone() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["source"]["component"].as_str().unwrap_or_default().contains("metallb")
-            || e["reportingComponent"].as_str().unwrap_or_default().contains("metallb")
-            || e["reportingComponent"].as_str().unwrap_or_default().contains("ferrolb"))
+        .filter(|e| {
+            e["source"]["component"].as_str().unwrap_or_default().contains("metallb")
+                || e["reportingComponent"].as_str().unwrap_or_default().contains("metallb")
+                || e["reportingComponent"].as_str().unwrap_or_default().contains("ferrolb")
+        })
         .collect();
     assert!(ours.is_empty(), "FerroLB spoke of another class's Service: {ours:?}");
 }

@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::netns::{KillOnDrop, Netns, must, unique, veth};
 
@@ -72,24 +72,7 @@ pub fn apiserver_binary(version: &str) -> Option<PathBuf> {
     None
 }
 
-/// Polls `cond` until it holds (true) or `limit` passes (false).
-pub fn poll(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// Polls `cond` until it holds or `limit` passes; panics with `what` and `context()`.
-pub fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool, context: impl FnOnce() -> String) {
-    if !poll(limit, cond) {
-        panic!("timed out after {limit:?} waiting for {what}\n{}", context());
-    }
-}
+pub use crate::wait::{poll, wait_for};
 
 /// A control plane and a LAN: API namespace, `n` node namespaces, a client, one bridge.
 #[derive(Debug)]

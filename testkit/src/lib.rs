@@ -16,6 +16,7 @@
 pub mod apiserver;
 pub mod netns;
 pub mod node;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 

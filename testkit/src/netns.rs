@@ -119,6 +119,8 @@ pub struct Lan {
 }
 
 impl Lan {
+    // Not Default: it creates namespaces and links, which a default value should not.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Lan {
         let client = Netns::new("fc");
         let server = Netns::new("fs");
@@ -273,15 +275,10 @@ impl Speaker {
     }
 
     /// Polls `cond` for up to 10 s; fails the test with the speaker's log otherwise.
-    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if cond() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    pub fn wait_until(&self, what: &str, cond: impl FnMut() -> bool) {
+        if !crate::wait::poll_every(Duration::from_secs(10), Duration::from_millis(50), cond) {
+            panic!("timed out waiting for {what}; speaker log:\n{}", self.log_text());
         }
-        panic!("timed out waiting for {what}; speaker log:\n{}", self.log_text());
     }
 }
 

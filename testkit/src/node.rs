@@ -79,7 +79,8 @@ fn missing() -> Vec<String> {
         ("nsenter", "util-linux"),
         ("gcc", "gcc"),
     ] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success());
+        let found =
+            Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success());
         if !found {
             out.push(format!("{cmd} is missing (apt-get install {pkg})"));
         }
@@ -312,8 +313,12 @@ impl Drop for Node {
         // rootfs snapshots), deepest first.
         let prefix = self.dir.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut points: Vec<String> =
-            mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).map(String::from).collect();
+        let mut points: Vec<String> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&prefix))
+            .map(String::from)
+            .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
             let _ = Command::new("umount").args(["-l", &p]).status();
@@ -436,7 +441,10 @@ impl RealCluster {
                 .args([&format!("--kubeconfig={admin}"), "--leader-elect=false", "--secure-port=0"])
                 .arg(format!("--service-account-private-key-file={}", d("sa.key")))
                 .arg(format!("--root-ca-file={}", d("certs/apiserver.crt")))
-                .args(["--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route", "--use-service-account-credentials=false"])
+                .args([
+                    "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route",
+                    "--use-service-account-credentials=false",
+                ])
                 .stdout(Stdio::null())
                 .stderr(log("kube-controller-manager.log"))
                 .spawn()
@@ -577,8 +585,10 @@ address: {addr}
 cgroupDriver: cgroupfs
 cgroupRoot: /{cgroup}
 containerRuntimeEndpoint: unix://{sock}
+# The API server reaches the kubelet (`kubectl logs`) without a client certificate here:
+# anonymous and allowed, on a LAN of the test's own.
 authentication:
-  anonymous: {{enabled: false}}
+  anonymous: {{enabled: true}}
   webhook: {{enabled: false}}
 authorization: {{mode: AlwaysAllow}}
 readOnlyPort: 0
@@ -650,7 +660,11 @@ nodeStatusReportFrequency: 10s
             .into_iter()
             .flatten()
             .filter(|n| {
-                n["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
             .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
             .collect()
@@ -699,7 +713,11 @@ nodeStatusReportFrequency: 10s
             .flatten()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
             .filter(|p| {
-                p["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
             .map(|p| {
                 (
@@ -713,10 +731,8 @@ nodeStatusReportFrequency: 10s
     /// One HTTP GET from the client (IPv6 addresses bracketed): the body, if it answered.
     pub fn fetch(&self, ip: &str, timeout: Duration) -> Option<String> {
         let url = if ip.contains(':') { format!("http://[{ip}]/") } else { format!("http://{ip}/") };
-        let out = self
-            .api
-            .client
-            .exec(&["curl", "-sf", "-g", "--max-time", &format!("{:.1}", timeout.as_secs_f64()), &url]);
+        let out =
+            self.api.client.exec(&["curl", "-sf", "-g", "--max-time", &format!("{:.1}", timeout.as_secs_f64()), &url]);
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
@@ -737,11 +753,7 @@ nodeStatusReportFrequency: 10s
 
     /// The MACs answering ARP (IPv4) or NDP (IPv6) for `ip` on the client's LAN.
     pub fn answering(&self, ip: &str) -> BTreeSet<String> {
-        if ip.contains(':') {
-            self.api.ndisc6(ip).into_iter().collect()
-        } else {
-            self.api.arping_all(ip, 1)
-        }
+        if ip.contains(':') { self.api.ndisc6(ip).into_iter().collect() } else { self.api.arping_all(ip, 1) }
     }
 
     /// A node's index from a MAC on the LAN.
