@@ -361,6 +361,33 @@ fn remove_cgroup(name: &str) {
     }
 }
 
+/// How quickly Kubernetes notices a dead node: its defaults, or what the README suggests
+/// to users whose `Cluster`-policy Services must recover sooner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeMonitoring {
+    /// kube-controller-manager's and the kubelet's defaults (a node is unreachable after
+    /// `--node-monitor-grace-period`, 40-50 s).
+    Default,
+    /// `--node-monitor-grace-period=16s` and the kubelet's `nodeStatusUpdateFrequency: 4s`.
+    Fast,
+}
+
+impl NodeMonitoring {
+    fn controller_manager_flags(self) -> Vec<&'static str> {
+        match self {
+            NodeMonitoring::Default => Vec::new(),
+            NodeMonitoring::Fast => vec!["--node-monitor-grace-period=16s", "--node-monitor-period=2s"],
+        }
+    }
+
+    fn kubelet_status_update(self) -> &'static str {
+        match self {
+            NodeMonitoring::Default => "10s",
+            NodeMonitoring::Fast => "4s",
+        }
+    }
+}
+
 /// A whole cluster: the control plane and `n` kubelet nodes on the LAN, a client beside.
 #[derive(Debug)]
 pub struct RealCluster {
@@ -386,6 +413,11 @@ impl RealCluster {
     /// containerd, and waits for every node to be Ready. None where pieces are missing,
     /// outside CI.
     pub fn start(n: usize, images: &[PathBuf]) -> Option<RealCluster> {
+        RealCluster::start_tuned(n, images, NodeMonitoring::Default)
+    }
+
+    /// [`RealCluster::start`] with the node monitoring a user may tune.
+    pub fn start_tuned(n: usize, images: &[PathBuf], monitoring: NodeMonitoring) -> Option<RealCluster> {
         if !available() {
             return None;
         }
@@ -445,6 +477,7 @@ impl RealCluster {
                     "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route",
                     "--use-service-account-credentials=false",
                 ])
+                .args(monitoring.controller_manager_flags())
                 .stdout(Stdio::null())
                 .stderr(log("kube-controller-manager.log"))
                 .spawn()
@@ -464,7 +497,7 @@ impl RealCluster {
         let mut all_images = test_images();
         all_images.extend_from_slice(images);
         for (i, token) in node_tokens.iter().enumerate() {
-            let node = cluster.start_node(i, token, &wrapper, &all_images);
+            let node = cluster.start_node(i, token, &wrapper, &all_images, monitoring);
             cluster.nodes.push(node);
         }
         wait_for(
@@ -489,7 +522,7 @@ impl RealCluster {
         Some(cluster)
     }
 
-    fn start_node(&self, i: usize, token: &str, runc: &Path, images: &[PathBuf]) -> Node {
+    fn start_node(&self, i: usize, token: &str, runc: &Path, images: &[PathBuf], monitoring: NodeMonitoring) -> Node {
         let name = node_name(i);
         let dir = self.api.dir.join(&name);
         std::fs::create_dir_all(dir.join("cni")).unwrap();
@@ -600,7 +633,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 nodeStatusReportFrequency: 10s
+nodeStatusUpdateFrequency: {update}
 "#,
+                update = monitoring.kubelet_status_update(),
                 addr = node_v4(i),
                 cgroup = node.cgroup,
                 sock = p("containerd.sock"),
