@@ -1,7 +1,7 @@
 //! FerroLB against real kube-apiservers (1.30 and 1.32): installed with the shipped
 //! manifests, the real controller and speakers (speakers in node namespaces) authorised by
 //! the shipped RBAC, the kernel's own ARP and NDP clients on the LAN. See
-//! `tests/apiserver/mod.rs` for the topology and what the test writes in place of the
+//! `testkit/src/apiserver.rs` for the topology and what the test writes in place of the
 //! components that are not there (kubelet, scheduler, kube-controller-manager).
 
 use ferrolb_testkit::apiserver;
@@ -609,7 +609,7 @@ fn rolling_and_cold_restarts_never_answer_twice(version: &str) {
 
 /// User story 10, a measurement (the Services take no NodePort: the default range holds
 /// 2,768; run on demand, logging as in production:
-/// `FERROLB_TEST_LOG_LEVEL=info cargo test -p ferrolb-speaker --test api_server --
+/// `FERROLB_TEST_LOG_LEVEL=info cargo test -p ferrolb-e2e --test api_server --
 /// --ignored --nocapture ten_thousand`): 10,000 LoadBalancer Services
 /// (IPv6, the API server's larger Service range) created through the API; time until all
 /// have addresses, the requests the controller and the speakers made (the API server's
