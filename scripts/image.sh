@@ -13,6 +13,8 @@
 # Needs: buildah, binutils (readelf); for arm64 also /usr/bin/cargo (cargo-web), /usr/bin/rustc
 # (rustc-web), libstd-rust-web-dev:arm64, libc6:arm64, libgcc-s1:arm64, gcc-aarch64-linux-gnu.
 set -euo pipefail
+# The root's folders must be readable by the controller's non-root user.
+umask 022
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 1 ] || { echo "usage: $0 OUTDIR [amd64] [arm64]" >&2; exit 2; }
 mkdir -p "$1"
@@ -22,22 +24,25 @@ arches=("$@")
 [ ${#arches[@]} -gt 0 ] || arches=(amd64 arm64)
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+[ -n "$version" ] || { echo "no version in $root/Cargo.toml" >&2; exit 1; }
 name=ghcr.io/ferrolb/ferrolb:$version
 
 # The last stage of the Dockerfile: COPY --from=build SRC... DEST, ENTRYPOINT, CMD, USER.
 last_stage=$(awk '/^FROM /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$root/Dockerfile")
-copy_line=$(grep '^COPY --from=build ' <<<"$last_stage")
+copy_line=$(grep '^COPY --from=build ' <<<"$last_stage") ||
+  { echo "the Dockerfile's last stage has no 'COPY --from=build SRC... DEST'" >&2; exit 1; }
 read -r -a copy_words <<<"${copy_line#COPY --from=build }"
 dest=${copy_words[-1]}
-entrypoint=$(sed -n 's/^ENTRYPOINT //p' <<<"$last_stage")
-cmd=$(sed -n 's/^CMD //p' <<<"$last_stage")
-user=$(sed -n 's/^USER //p' <<<"$last_stage")
+# Docker takes the last of each.
+entrypoint=$(sed -n 's/^ENTRYPOINT //p' <<<"$last_stage" | tail -1)
+cmd=$(sed -n 's/^CMD //p' <<<"$last_stage" | tail -1)
+user=$(sed -n 's/^USER //p' <<<"$last_stage" | tail -1)
 binaries=()
 for src in "${copy_words[@]:0:${#copy_words[@]}-1}"; do binaries+=("$(basename "$src")"); done
 
 # A private store: nothing of the machine's containers is touched.
 store=$(mktemp -d)
-trap 'buildah --root "$store/root" --runroot "$store/run" rm --all >/dev/null 2>&1 || true; rm -rf "$store"' EXIT
+trap 'buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs rm --all >/dev/null 2>&1 || true; rm -rf "$store"' EXIT
 bah() { buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs "$@"; }
 
 build_binaries() { # ARCH -> prints the directory holding the release binaries

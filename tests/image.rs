@@ -58,18 +58,19 @@ fn unpack(archive: &Path) -> Unpacked {
 
 /// The Dockerfile's last stage as JSON-ish facts: ENTRYPOINT and CMD (JSON arrays) and the
 /// files its COPY puts in the root.
-fn dockerfile_layout() -> (serde_json::Value, serde_json::Value, Vec<String>) {
+fn dockerfile_layout() -> (serde_json::Value, serde_json::Value, String, Vec<String>) {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     let last = text.rsplit("\nFROM ").next().unwrap();
     let line = |prefix: &str| last.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
     let entrypoint: serde_json::Value = serde_json::from_str(&line("ENTRYPOINT ").expect("ENTRYPOINT")).unwrap();
     let cmd: serde_json::Value = serde_json::from_str(&line("CMD ").expect("CMD")).unwrap();
+    let user = line("USER ").unwrap_or_default();
     let copy = line("COPY --from=build ").expect("COPY --from=build");
     let words: Vec<&str> = copy.split_whitespace().collect();
     let (dest, sources) = words.split_last().unwrap();
     let files =
         sources.iter().map(|s| format!("{}/{}", dest.trim_end_matches('/'), s.rsplit('/').next().unwrap())).collect();
-    (entrypoint, cmd, files)
+    (entrypoint, cmd, user, files)
 }
 
 /// Every regular file in a folder, relative to it.
@@ -84,7 +85,7 @@ fn files(root: &Path) -> Vec<String> {
 fn image_archives_for_amd64_and_arm64_have_the_dockerfile_layout_and_nothing_else() {
     let _one = ONE_BUILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     ferrolb_testkit::netns::require_root();
-    let (entrypoint, cmd, binaries) = dockerfile_layout();
+    let (entrypoint, cmd, user, binaries) = dockerfile_layout();
     let kustomization = std::fs::read_to_string(root().join("manifests/kustomization.yaml")).unwrap();
     let tag = kustomization.lines().find_map(|l| l.trim().strip_prefix("newTag: ")).unwrap().to_string();
     assert_eq!(tag, env!("CARGO_PKG_VERSION"), "the manifests deploy this version's image");
@@ -96,6 +97,7 @@ fn image_archives_for_amd64_and_arm64_have_the_dockerfile_layout_and_nothing_els
         assert_eq!(image.config["os"], "linux");
         assert_eq!(image.config["config"]["Entrypoint"], entrypoint, "{arch}: {}", image.config);
         assert_eq!(image.config["config"]["Cmd"], cmd, "{arch}: {}", image.config);
+        assert_eq!(image.config["config"]["User"].as_str().unwrap_or_default(), user, "{arch}: {}", image.config);
         // The binaries, the loader and the libraries they name: nothing else.
         let all = files(&image.root);
         for b in &binaries {
@@ -104,7 +106,25 @@ fn image_archives_for_amd64_and_arm64_have_the_dockerfile_layout_and_nothing_els
         let extra: Vec<&String> =
             all.iter().filter(|f| !binaries.contains(f) && !f.rsplit('/').next().unwrap().contains(".so")).collect();
         assert!(extra.is_empty(), "{arch}: files that are neither a binary nor a library: {extra:?}");
-        // Each binary starts with the image's own root as its only library root.
+        // Every library each binary names is in the image itself (QEMU's -L below would
+        // fall back to the host's files), and the loader where the binary asks for it.
+        let triplet = if arch == "amd64" { "x86_64-linux-gnu" } else { "aarch64-linux-gnu" };
+        for b in &binaries {
+            let path = image.root.join(b.trim_start_matches('/'));
+            let program = must(&["readelf", "-l", path.to_str().unwrap()]);
+            let interp =
+                program.lines().find_map(|l| l.split("program interpreter: ").nth(1)?.strip_suffix(']')).unwrap();
+            assert!(image.root.join(interp.trim_start_matches('/')).exists(), "{arch}: no {interp}");
+            let dynamic = must(&["readelf", "-d", path.to_str().unwrap()]);
+            for lib in dynamic.lines().filter_map(|l| l.split("Shared library: [").nth(1)?.strip_suffix(']')) {
+                // The loader answers for its own name.
+                let here = interp.ends_with(&format!("/{lib}"))
+                    || image.root.join("lib").join(triplet).join(lib).exists()
+                    || image.root.join("lib").join(lib).exists();
+                assert!(here, "{arch}: {b} needs {lib}, not in the image");
+            }
+        }
+        // Each binary starts with the image's own root as its library root.
         for b in &binaries {
             let path = image.root.join(b.trim_start_matches('/'));
             let out = match arch {
@@ -228,7 +248,7 @@ fn arm64_pure_crates_tests_pass_under_qemu() {
         summaries.iter().filter_map(|l| l.split("ok. ").nth(1)?.split(' ').next()?.parse::<usize>().ok()).sum();
     assert!(summaries.len() >= 3 && passed > 100, "{summaries:?}");
     let runs: Vec<&str> = stderr.lines().filter(|l| l.contains("Running")).collect();
-    assert!(runs.iter().all(|l| l.contains("aarch64-unknown-linux-gnu")), "{runs:?}");
+    assert!(!runs.is_empty() && runs.iter().all(|l| l.contains("aarch64-unknown-linux-gnu")), "{runs:?}");
     eprintln!(
         "FIGURES arm64 under QEMU: {passed} tests passed in {:.0} s (build included)",
         started.elapsed().as_secs_f64()

@@ -171,7 +171,8 @@ fn journey(install: Install) {
     // kube-proxy spreads new connections over the three backends.
     let pods: BTreeSet<String> = (0..30).filter_map(|_| c.fetch(v4, Duration::from_secs(2))).collect();
     assert!(pods.len() >= 2, "fetches reached only {pods:?}");
-    assert_eq!(owner(&c, v4), owner(&c, v4));
+    // Every address of a Service from one node, as MetalLB (speaker/layer2_controller.go).
+    assert_eq!(owner(&c, v4), owner(&c, v6), "{v4} and {v6} from one node");
 
     // Story 2: the shipped security context, as the API server admitted it, and Ready.
     let speakers = c.api.get_json(&["pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=speaker"]);
@@ -187,9 +188,11 @@ fn journey(install: Install) {
     }
     let controller = c.api.get_json(&["pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=controller"]);
     let pod = &controller["items"][0];
-    let uid = pod["spec"]["securityContext"]["runAsUser"].as_i64().unwrap_or(0)
-        + pod["spec"]["containers"][0]["securityContext"]["runAsUser"].as_i64().unwrap_or(0);
-    assert!(uid > 0, "the controller runs as non-root: {}", pod["spec"]);
+    // The container's runAsUser where it sets one, else the Pod's.
+    let uid = pod["spec"]["containers"][0]["securityContext"]["runAsUser"]
+        .as_i64()
+        .or_else(|| pod["spec"]["securityContext"]["runAsUser"].as_i64());
+    assert!(uid.is_some_and(|u| u > 0), "the controller runs as non-root: {}", pod["spec"]);
     assert_eq!(pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{}", pod["status"]);
 
@@ -211,7 +214,9 @@ fn journey(install: Install) {
     }
     // Their logs, read through the kubelets as a user reads them: no error on a healthy
     // cluster; warnings shown.
-    for (pod, node) in c.ready_pods(NAMESPACE, "app.kubernetes.io/name=ferrolb") {
+    let ours = c.ready_pods(NAMESPACE, "app.kubernetes.io/name=ferrolb");
+    assert_eq!(ours.len(), 4, "three speakers and a controller: {ours:?}");
+    for (pod, node) in ours {
         let logs = c.api.kubectl(&["logs", "-n", NAMESPACE, &pod]);
         let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
         for w in logs.lines().filter(|l| l.contains("WARN")) {
@@ -229,6 +234,16 @@ fn real_cluster_kubectl_apply_k_serves_the_write_ups_journey() {
 #[test]
 fn real_cluster_helm_chart_serves_the_write_ups_journey() {
     journey(Install::Helm);
+}
+
+/// Stops the probes when a test fails midway (they would spin on, and keep the client's
+/// namespace busy, for the tests after it).
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// What the client saw of a Service's address around a fault: the fetch results over time.
@@ -319,6 +334,7 @@ fn owner_dies(policy: &str, monitoring: NodeMonitoring) {
     let old_mac = ferrolb_testkit::apiserver::node_mac(dead);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_panic = StopOnDrop(stop.clone());
     let arp = arp_probe(&c, &v4, stop.clone());
     let fetches = fetch_probe(&c, &v4, Duration::from_millis(200), stop.clone());
     std::thread::sleep(Duration::from_secs(3));
@@ -429,6 +445,8 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
     let secret = uid("secret", "ferrolb-memberlist");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_panic = StopOnDrop(stop.clone());
+    let arp_started = Instant::now();
     let arp = arp_probe(&c, &v4, stop.clone());
     let fetches = fetch_probe(&c, &v4, Duration::from_millis(200), stop.clone());
     let started = Instant::now();
@@ -437,7 +455,12 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
     let restarted = started.elapsed();
     // The upgrade: the same image under the next version's tag, on every node.
     for n in &c.nodes {
-        n.ctr(&["images", "tag", "ghcr.io/ferrolb/ferrolb:0.1.0", "ghcr.io/ferrolb/ferrolb:0.1.1"]);
+        n.ctr(&[
+            "images",
+            "tag",
+            &format!("ghcr.io/ferrolb/ferrolb:{}", env!("CARGO_PKG_VERSION")),
+            "ghcr.io/ferrolb/ferrolb:0.1.1",
+        ]);
     }
     let started = Instant::now();
     c.api.kubectl(&[
@@ -483,6 +506,15 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
         arp.replies.len(),
         fetches.results.len()
     );
+    // The probe saw the whole time (a reply to most of its requests), so an empty `doubled`
+    // means something.
+    let from = arp.start.expect("probe start");
+    assert!(
+        arp.replies.len() as f64 > 0.5 * arp_started.elapsed().as_secs_f64() * 100.0,
+        "the ARP probe saw only {} replies",
+        arp.replies.len()
+    );
+    assert!(arp.longest_silence(from) < Duration::from_secs(2), "{v4} unanswered for {:?}", arp.longest_silence(from));
     assert!(doubled.is_empty(), "two nodes answered for {v4} at once: {doubled:?}");
     assert_eq!(failed, 0, "fetches failed during the rollouts");
     assert_eq!(uid("lease", "ferrolb-controller"), lease, "the Lease was recreated");
@@ -491,10 +523,12 @@ fn real_cluster_rollout_restart_and_upgrade_never_answer_twice() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(images, BTreeSet::from(["ghcr.io/ferrolb/ferrolb:0.1.1".to_string()]));
-    assert_eq!(owner(&c, &v4), owner(&c, &v4));
+    assert_eq!(owner(&c, &v4), owner(&c, &ips[1]), "one node for both addresses after the rollouts");
+    c.wait_fetch(&v4, Duration::from_secs(10));
 }
 
 /// Story 6: the bootstrap scripts' install (`install-ferrolb.sh` with POOL_RANGE, as the

@@ -85,6 +85,11 @@ fn missing() -> Vec<String> {
             out.push(format!("{cmd} is missing (apt-get install {pkg})"));
         }
     }
+    // The kubelet here runs with the cgroupfs driver on cgroup v1 hierarchies.
+    let cgroup_fs = Command::new("stat").args(["-fc", "%T", "/sys/fs/cgroup"]).output();
+    if cgroup_fs.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "cgroup2fs") {
+        out.push("/sys/fs/cgroup is cgroup v2 only; the real-cluster harness sets the kubelets up on cgroup v1".into());
+    }
     if !Path::new("/usr/lib/cni/bridge").exists() {
         out.push("/usr/lib/cni/bridge is missing (apt-get install containernetworking-plugins)".into());
     }
@@ -160,7 +165,8 @@ fn image_archive(rootfs: &Path, entrypoint: &str, name: &str, out: &Path) {
     let _ = std::fs::remove_file(out);
     buildah(&store, &["push", &image, &format!("oci-archive:{}:{name}", out.display())]);
     let _ = Command::new("buildah")
-        .args(["--root", &store.join("root").display().to_string(), "--storage-driver", "vfs", "rm", "--all"])
+        .args(["--root", &store.join("root").display().to_string()])
+        .args(["--runroot", &store.join("run").display().to_string(), "--storage-driver", "vfs", "rm", "--all"])
         .output();
     let _ = std::fs::remove_dir_all(&store);
 }
@@ -388,12 +394,31 @@ impl NodeMonitoring {
     }
 }
 
+/// The host-wide sysctls a kubelet sets for itself (its `protectKernelDefaults: false`):
+/// the network namespace does not hold them, so they are put back when the cluster goes.
+const KUBELET_SYSCTLS: [&str; 6] = [
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+];
+
+fn read_sysctls() -> Vec<(&'static str, String)> {
+    KUBELET_SYSCTLS
+        .iter()
+        .filter_map(|k| Some((*k, std::fs::read_to_string(format!("/proc/sys/{k}")).ok()?.trim().to_string())))
+        .collect()
+}
+
 /// A whole cluster: the control plane and `n` kubelet nodes on the LAN, a client beside.
 #[derive(Debug)]
 pub struct RealCluster {
     pub nodes: Vec<Node>,
     control: Vec<KillOnDrop>,
     cni_netns_before: BTreeSet<String>,
+    host_sysctls: Vec<(&'static str, String)>,
     /// The API server, the LAN, the client (dropped last).
     pub api: Cluster,
 }
@@ -433,7 +458,13 @@ impl RealCluster {
             &token_lines,
             &["--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true"],
         )?;
-        let mut cluster = RealCluster { nodes: Vec::new(), control: Vec::new(), cni_netns_before: cni_netns(), api };
+        let mut cluster = RealCluster {
+            nodes: Vec::new(),
+            control: Vec::new(),
+            cni_netns_before: cni_netns(),
+            host_sysctls: read_sysctls(),
+            api,
+        };
         let dir = cluster.api.dir.clone();
         let log = |name: &str| std::fs::File::create(dir.join(name)).expect("log file");
 
@@ -817,6 +848,9 @@ impl Drop for RealCluster {
         self.control.clear();
         for ns in cni_netns().difference(&self.cni_netns_before) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for (key, value) in &self.host_sysctls {
+            let _ = std::fs::write(format!("/proc/sys/{key}"), value);
         }
     }
 }
