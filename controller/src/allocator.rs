@@ -821,7 +821,14 @@ pub fn allocate_all_edited(
     let mut allocator = Allocator::new(&config.pools);
     let (mut assigned, mut failed, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cleared, mut warnings) = (HashMap::new(), HashMap::new());
-    let no_labels = BTreeMap::new();
+    // Every namespace's labels as the API server would serve them, once.
+    let served: BTreeMap<&str, BTreeMap<String, String>> = config
+        .services
+        .iter()
+        .map(|s| s.namespace.as_str())
+        .chain(config.namespaces.keys().map(String::as_str))
+        .map(|ns| (ns, ferrolb_proto::api::served_namespace_labels(ns, config.namespaces.get(ns))))
+        .collect();
     let ours = config.services.iter().filter(|s| {
         let mine = s.load_balancer_class.as_deref() == lb_class;
         if !mine {
@@ -858,14 +865,14 @@ pub fn allocate_all_edited(
     // longer valid never takes one another Service keeps.
     let mut deferred = Vec::new();
     for svc in holding {
-        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        let labels = &served[svc.namespace.as_str()];
         match allocator.converge_or_defer(svc, labels, true) {
             Some(out) => record(svc, out),
             None => deferred.push(svc),
         }
     }
     for svc in deferred.into_iter().chain(asking) {
-        let labels = config.namespaces.get(&svc.namespace).unwrap_or(&no_labels);
+        let labels = &served[svc.namespace.as_str()];
         let out = allocator.converge(svc, labels);
         record(svc, out);
     }
