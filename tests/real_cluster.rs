@@ -145,7 +145,7 @@ fn external_ips(c: &RealCluster, name: &str, n: usize) -> Vec<String> {
 /// The node answering ARP/NDP for `ip` on the LAN (exactly one), as the client sees it.
 fn owner(c: &RealCluster, ip: &str) -> usize {
     let mut macs = BTreeSet::new();
-    let one = c.poll(Duration::from_secs(30), || {
+    let one = ferrolb_testkit::wait::poll(Duration::from_secs(30), || {
         macs = c.answering(ip);
         macs.len() == 1
     });
@@ -418,7 +418,7 @@ fn real_cluster_local_policy_follows_the_backend_pod() {
         || c.diagnostics(),
     );
     let to = node_index(&moved[0].1);
-    let ok = c.poll(Duration::from_secs(30), || {
+    let ok = ferrolb_testkit::wait::poll(Duration::from_secs(30), || {
         c.answering(v4) == BTreeSet::from([ferrolb_testkit::apiserver::node_mac(to)])
     });
     assert!(ok, "{v4} answered by {:?}, not only {}", c.answering(v4), node_name(to));

@@ -370,7 +370,7 @@ impl Cluster {
     /// Starts the controller (in the API namespace), authorised as its service account.
     pub fn controller(&self, pod_name: &str) -> Process {
         let kubeconfig = self.service_account_kubeconfig("ferrolb-controller");
-        let bin = sibling_binary("ferrolb-controller");
+        let bin = crate::binary("ferrolb-controller");
         let log = self.dir.join(format!("{}.log", unique(pod_name)));
         // Replicas share the API namespace: a port each.
         static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(17472);
@@ -544,8 +544,6 @@ impl Drop for Cluster {
 fn log_level() -> String {
     std::env::var("FERROLB_TEST_LOG_LEVEL").unwrap_or_else(|_| "debug".into())
 }
-
-pub use crate::binary as sibling_binary;
 
 /// A FerroLB process (controller or speaker), killed on drop, with its log.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::apiserver::{self, Cluster, node_name, node_v4, node_v6, poll, wait_for};
+use crate::apiserver::{self, Cluster, node_name, node_v4, node_v6, wait_for};
 use crate::netns::{KillOnDrop, must, unique};
 
 /// The pause image every Pod sandbox runs (built here: nothing can be pulled).
@@ -832,11 +832,6 @@ nodeStatusUpdateFrequency: {update}
         let url = format!("http://{}:{port}{path}", node_v4(i));
         let out = self.api.client.exec(&["curl", "-sf", "--max-time", "2", &url]);
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Polls `cond` until it holds (true) or `limit` passes (false).
-    pub fn poll(&self, limit: Duration, cond: impl FnMut() -> bool) -> bool {
-        poll(limit, cond)
     }
 }
 
