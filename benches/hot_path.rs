@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrolb_proto::wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
 use ferrolb_speaker::responder::{REPLY_BUF, Verdict, VipTable, respond};
+use ferrolb_wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
 
 const OURS: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 1]);
 const CLIENT: MacAddr = MacAddr([0x02, 0xc1, 0, 0, 0, 2]);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ndp, solicited_node};
 use ferrolb_speaker::sys::{BpfInsn, PacketSocket};
+use ferrolb_wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ndp, solicited_node};
 use netns::{CLIENT_MAC, Lan, Netns, Speaker, config, enter, process_cpu};
 
 const VIP4: &str = "198.51.100.10";

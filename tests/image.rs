@@ -217,7 +217,7 @@ fn arm64_binaries_under_qemu_plan_alike_and_the_speaker_says_why_it_cannot_answe
 }
 
 /// The pure crates' tests, cross-built for arm64 with Debian's rustc-web and run under
-/// `qemu-aarch64-static`: proto (wire formats, config), the controller's allocator and
+/// `qemu-aarch64-static`: wire formats, the model (config, allocator, ownership), the controller's allocator and
 /// reconciler, the speaker's membership simulation, ownership, responder and BPF programs.
 #[test]
 fn arm64_pure_crates_tests_pass_under_qemu() {
@@ -236,7 +236,17 @@ fn arm64_pure_crates_tests_pass_under_qemu() {
         // The release profile shares the dependencies scripts/image.sh built for arm64.
         .args(["test", "--release", "--locked", "--target", "aarch64-unknown-linux-gnu", "--target-dir"])
         .arg(root().join("target/debian-rustc"))
-        .args(["-p", "ferrolb-proto", "-p", "ferrolb-controller", "-p", "ferrolb-speaker", "--lib"])
+        .args([
+            "-p",
+            "ferrolb-wire",
+            "-p",
+            "ferrolb-model",
+            "-p",
+            "ferrolb-controller",
+            "-p",
+            "ferrolb-speaker",
+            "--lib",
+        ])
         .args(["--", "--test-threads", "2"])
         .output()
         .expect("Debian's cargo (cargo-web) at /usr/bin/cargo");

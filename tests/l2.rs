@@ -6,7 +6,7 @@ use ferrolb_testkit::netns;
 
 use std::time::Duration;
 
-use ferrolb_proto::wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ipv6, ndp, solicited_node};
+use ferrolb_wire::{ArpOp, ArpRepr, EtherType, MacAddr, NeighborSolicit, ipv6, ndp, solicited_node};
 use netns::{CLIENT_MAC, Lan, Netns, SERVER_MAC, Speaker, config, inject, veth};
 
 const VIP4: &str = "198.51.100.10";
@@ -377,7 +377,7 @@ fn another_host_claiming_a_vip_is_counted_as_a_conflict() {
     // An unsolicited Neighbor Advertisement of the IPv6 VIP by another MAC.
     let mut na = vec![0u8; ndp::FRAME_LEN];
     let client: MacAddr = CLIENT_MAC.parse().unwrap();
-    let len = ferrolb_proto::wire::NeighborAdvert {
+    let len = ferrolb_wire::NeighborAdvert {
         src: VIP6.parse().unwrap(),
         dst: "ff02::1".parse().unwrap(),
         router: false,

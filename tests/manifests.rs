@@ -100,7 +100,7 @@ fn the_speaker_is_host_network_with_net_raw_only() {
     for var in ["NODE_NAME", "POD_NAMESPACE", "POD_IP"] {
         assert!(env.contains(&var), "{var} from the downward API");
     }
-    assert_eq!(pod["volumes"][0]["secret"]["secretName"], ferrolb_controller::k8s::MEMBERLIST_SECRET);
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], ferrolb_runtime::MEMBERLIST_SECRET);
     // The controller is not root and writes nothing to its filesystem.
     let dep = find(&objects, "Deployment", "ferrolb-controller");
     assert_eq!(dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
@@ -189,7 +189,7 @@ fn exported_names() -> BTreeSet<String> {
     ] {
         f.get_or_create(&pool).set(1);
     }
-    let mut text = ferrolb_speaker::metrics::render_text(&speaker.registry());
+    let mut text = ferrolb_runtime::http::render_text(&speaker.registry());
     prometheus_client::encoding::text::encode(&mut text, &controller.registry()).unwrap();
     text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| normalize(l.split(' ').next().unwrap())).collect()
 }
@@ -240,7 +240,7 @@ fn alert_rules_pass_promtool_and_use_only_exported_metrics() {
 #[test]
 fn the_example_pool_loads_cleanly() {
     let path = root().join("manifests/examples/pool.yaml");
-    let loaded = ferrolb_proto::config::load("pool.yaml", &std::fs::read_to_string(path).unwrap()).unwrap();
+    let loaded = ferrolb_model::config::load("pool.yaml", &std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.pools.len(), 1);
 }

@@ -173,7 +173,7 @@ fn prometheus_scrapes_the_controller_and_evaluates_the_alert_rules() {
             let _ = writer.apply(&writes).await;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:7473").await.unwrap();
             started_tx.send(()).unwrap();
-            axum::serve(listener, ferrolb_controller::k8s::metrics_router(Arc::new(metrics.registry()), Default::default())).await.unwrap();
+            axum::serve(listener, ferrolb_runtime::http::router(Arc::new(metrics.registry()), Default::default())).await.unwrap();
         });
     });
     started_rx.recv_timeout(Duration::from_secs(10)).expect("controller metrics up");

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,10 +21,11 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use ferrolb_proto::api::IPAddressPool;
+use ferrolb_model::api::IPAddressPool;
 
-use crate::health::Readiness;
 use crate::reconcile::{self, ANNOTATION_ALLOCATED_FROM_POOL, EventKind, Memory, Settings, Snapshot, Writes};
+use ferrolb_runtime::events::event_note;
+use ferrolb_runtime::{MEMBERLIST_SECRET, Readiness, trim, watch};
 
 /// The one error type of this layer.
 #[derive(Debug, thiserror::Error)]
@@ -124,59 +125,6 @@ impl Metrics {
             self.in_use_v6.get_or_create(&l).set(gauge_i64(u.in_use_v6));
             self.total_v6.get_or_create(&l).set(gauge_i64(u.total_v6));
         }
-    }
-}
-
-/// `/metrics` for `registry`, in the text format Prometheus scrapes; `/healthz` (the
-/// process serves) and `/readyz` (nothing waited for: a standby replica is ready).
-pub fn metrics_router(registry: Arc<Registry>, readiness: Arc<Readiness>) -> axum::Router {
-    let readyz = axum::routing::get(move || {
-        let readiness = readiness.clone();
-        async move {
-            let code = if readiness.is_ready() {
-                axum::http::StatusCode::OK
-            } else {
-                axum::http::StatusCode::SERVICE_UNAVAILABLE
-            };
-            (code, readiness.report())
-        }
-    });
-    axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route("/readyz", readyz).route(
-        "/metrics",
-        axum::routing::get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut text = String::new();
-                let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-                ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-            }
-        }),
-    )
-}
-
-/// The API server refuses an Event whose note is over 1 KiB: cut it there, on a character
-/// boundary, with an ellipsis.
-pub fn event_note(note: String) -> String {
-    const MAX: usize = 1024;
-    if note.len() <= MAX {
-        return note;
-    }
-    let mut end = MAX - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &note[..end])
-}
-
-/// The metrics and probe listener. The default, `[::]`, takes both families (the kubelet
-/// probes a single-stack IPv6 node on its IPv6 address); where IPv6 is off in the
-/// kernel it falls back to `0.0.0.0`.
-pub async fn listen(bind: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    match tokio::net::TcpListener::bind(bind).await {
-        Err(e) if bind.ip() == std::net::Ipv6Addr::UNSPECIFIED && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-            tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, bind.port())).await
-        }
-        other => other,
     }
 }
 
@@ -304,25 +252,6 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A round this often even without events, to retry failed writes.
 const RESYNC: Duration = Duration::from_secs(60);
 
-/// Keeps what the plan reads of a Service, so the store's memory follows what matters: no
-/// managed fields anywhere, and of a Service that is not a LoadBalancer only its type,
-/// class, status and our pool annotation (what clearing an address it once had needs).
-pub fn trim_service(s: &mut Service) {
-    s.metadata.managed_fields = None;
-    let spec = s.spec.get_or_insert_with(Default::default);
-    if spec.type_.as_deref() != Some("LoadBalancer") {
-        *spec = k8s_openapi::api::core::v1::ServiceSpec {
-            type_: spec.type_.take(),
-            load_balancer_class: spec.load_balancer_class.take(),
-            ..Default::default()
-        };
-        s.metadata.labels = None;
-        if let Some(a) = &mut s.metadata.annotations {
-            a.retain(|k, _| k == ANNOTATION_ALLOCATED_FROM_POOL);
-        }
-    }
-}
-
 /// Watches and reconciles until the process ends.
 pub async fn run(
     client: Client,
@@ -330,52 +259,25 @@ pub async fn run(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Result<(), Error> {
-    let (services, services_w) = reflector::store();
-    let (pools, pools_w) = reflector::store();
-    let (namespaces, namespaces_w) = reflector::store();
     let changed = Arc::new(Notify::new());
-    // A failing watch (RBAC, a missing CRD, an object that does not decode) is logged at
-    // warn level when it starts failing and when it works again, and retried with back-off.
-    let watch = |what: &'static str, stream: futures::stream::BoxStream<'static, Result<bool, watcher::Error>>| {
-        let changed = changed.clone();
-        let readiness = readiness.clone();
-        let what = format!("the {what} watch");
-        tokio::spawn(async move {
-            let mut stream = stream;
-            while let Some(event) = stream.next().await {
-                let event = event.as_ref().map(|changed| *changed).map_err(|e| e as &dyn std::fmt::Display);
-                if crate::health::watch_event(&readiness, &what, event) {
-                    changed.notify_one();
-                }
-            }
-        });
-    };
-    let cfg = watcher::Config::default();
-    watch(
-        "services",
-        reflector::reflector(
-            services_w,
-            watcher(Api::<Service>::all(client.clone()), cfg.clone()).modify(trim_service),
-        )
-        .default_backoff()
-        .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
-        .boxed(),
+    let all = watcher::Config::default();
+    let services = watch::store(
+        Api::<Service>::all(client.clone()),
+        all.clone(),
+        trim::service_for_controller,
+        changed.clone(),
+        readiness.clone(),
     );
     // All namespaces, to warn about pools created in the wrong one.
-    watch(
-        "ipaddresspools",
-        reflector::reflector(pools_w, watcher(Api::<IPAddressPool>::all(client.clone()), cfg.clone()))
-            .default_backoff()
-            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
-            .boxed(),
+    let pools = watch::store(
+        Api::<IPAddressPool>::all(client.clone()),
+        all.clone(),
+        trim::meta,
+        changed.clone(),
+        readiness.clone(),
     );
-    watch(
-        "namespaces",
-        reflector::reflector(namespaces_w, watcher(Api::<Namespace>::all(client.clone()), cfg))
-            .default_backoff()
-            .map(|e| e.map(|ev| !matches!(ev, watcher::Event::Init)))
-            .boxed(),
-    );
+    let namespaces =
+        watch::store(Api::<Namespace>::all(client.clone()), all, trim::meta, changed.clone(), readiness.clone());
     // Nothing is planned before every list is complete: a partial view of the Services
     // could hand out an address that one not yet seen holds.
     const LISTS: &str = "the initial lists";
@@ -395,9 +297,6 @@ pub async fn run(
         tokio::time::sleep(DEBOUNCE).await;
     }
 }
-
-/// The Secret holding the speakers' membership key (mounted into the speaker pods).
-pub const MEMBERLIST_SECRET: &str = "ferrolb-memberlist";
 
 /// Creates the membership key Secret if it does not exist (as MetalLB's controller does),
 /// with 32 random bytes as hex. An existing one is never touched.

@@ -1,18 +1,15 @@
-//! The FerroLB controller library: the allocator that gives LoadBalancer Services their
-//! addresses and the reconciler's plan of what to write (both pure: the binary and the
-//! speaker's standalone mode call them), and the thin Kubernetes layer ([`k8s`]).
+//! The FerroLB controller library: the reconciler's plan of what to write ([`reconcile`],
+//! pure, on the model's allocator) and the thin Kubernetes layer that watches and writes
+//! ([`k8s`]: Service status, IPAddressPool status, Events, the leader Lease, the
+//! membership Secret).
 
-pub mod allocator;
-pub mod health;
 pub mod k8s;
 pub mod reconcile;
-
-pub use allocator::{AllocError, Allocation, Allocator, Assignment, Unassigned, allocate_all};
 
 /// The CRDs of the MetalLB-compatible types, as the multi-document YAML committed in
 /// `manifests/crds/crds.yaml`.
 pub fn crds() -> Result<String, serde_yaml::Error> {
-    use ferrolb_proto::api::{IPAddressPool, ServiceL2Status, l2_advertisement_crd};
+    use ferrolb_model::api::{IPAddressPool, ServiceL2Status, l2_advertisement_crd};
     use kube::CustomResourceExt;
     let docs = [
         serde_yaml::to_string(&IPAddressPool::crd())?,

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use ferrolb_controller::allocate_all;
-use ferrolb_proto::config;
+use ferrolb_model::allocate_all;
+use ferrolb_model::config;
 use serde::{Deserialize as _, Serialize};
 
 #[derive(Parser)]
@@ -115,7 +115,7 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
             continue;
         };
         let namespace = value["metadata"]["namespace"].as_str().unwrap_or("metallb-system");
-        let converted = ferrolb_proto::legacy::convert(namespace, cfg)?;
+        let converted = ferrolb_model::legacy::convert(namespace, cfg)?;
         for w in &converted.warnings {
             eprintln!("warning: {w}");
         }
@@ -148,13 +148,13 @@ fn run(
             kube::Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
         let metrics = Arc::new(ferrolb_controller::k8s::Metrics::default());
         let registry = Arc::new(metrics.registry());
-        let listener = ferrolb_controller::k8s::listen(metrics_bind)
+        let listener = ferrolb_runtime::http::listen(metrics_bind)
             .await
             .with_context(|| format!("cannot listen on {metrics_bind}"))?;
         // A standby replica is ready: it serves metrics and takes over when it must.
-        let readiness = Arc::new(ferrolb_controller::health::Readiness::default());
+        let readiness = Arc::new(ferrolb_runtime::Readiness::default());
         readiness.set_serving(true);
-        let app = ferrolb_controller::k8s::metrics_router(registry, readiness.clone());
+        let app = ferrolb_runtime::http::router(registry, readiness.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ferrolb-controller-{}", std::process::id()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use ferrolb_proto::api::{self, IPAddressPool, IPAddressPoolStatus, LoadBalancerService};
-use ferrolb_proto::config::{self, Config, Pool};
+use ferrolb_model::api::{self, IPAddressPool, IPAddressPoolStatus, LoadBalancerService};
+use ferrolb_model::config::{self, Config, Pool};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::allocator::{PoolUsage, SharingProfile, allocate_all_edited};
+use ferrolb_model::allocator::{PoolUsage, SharingProfile, allocate_all_edited};
 
-pub use ferrolb_proto::api::ANNOTATION_ALLOCATED_FROM_POOL;
+pub use ferrolb_model::api::ANNOTATION_ALLOCATED_FROM_POOL;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -285,7 +285,7 @@ async fn of_two_replicas_taking_an_expired_lease_the_one_that_loses_the_race_wai
 /// annotation, should it once have been ours); a LoadBalancer keeps all but managed fields.
 #[test]
 fn services_are_trimmed_to_what_the_plan_reads() {
-    use ferrolb_controller::k8s::trim_service;
+    use ferrolb_runtime::trim::service_for_controller as trim_service;
     let mut cluster_ip: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
         "metadata": {"name": "db", "namespace": "default", "labels": {"a": "b"}, "managedFields": [{"manager": "kubectl"}],
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4000), "metallb.io/ip-allocated-from-pool": "lan"}},

@@ -62,7 +62,7 @@ fn convert_turns_the_kubeadm_configmap_into_crds() {
     assert!(out.status.success());
     // The output must load as a configuration with the same pool and an advertisement.
     let text = String::from_utf8(out.stdout).unwrap();
-    let loaded = ferrolb_proto::config::load("converted.yaml", &text).unwrap();
+    let loaded = ferrolb_model::config::load("converted.yaml", &text).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.pools[0].name, "default");
     assert_eq!(loaded.config.pools[0].ranges[0].to_string(), "172.42.42.100-172.42.42.120");

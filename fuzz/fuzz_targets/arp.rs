@@ -1,5 +1,5 @@
 #![no_main]
-use ferrolb_proto::wire::{ArpPacket, arp};
+use ferrolb_wire::{ArpPacket, arp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,5 @@
 #![no_main]
-use ferrolb_proto::wire::EthernetFrame;
+use ferrolb_wire::EthernetFrame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

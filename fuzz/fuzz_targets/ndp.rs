@@ -1,5 +1,5 @@
 #![no_main]
-use ferrolb_proto::wire::{Ipv6Packet, NdpMessage};
+use ferrolb_wire::{Ipv6Packet, NdpMessage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

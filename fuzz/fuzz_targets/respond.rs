@@ -1,5 +1,5 @@
 #![no_main]
-use ferrolb_proto::wire::MacAddr;
+use ferrolb_wire::MacAddr;
 use ferrolb_speaker::responder::{REPLY_BUF, Verdict, VipTable, respond};
 use libfuzzer_sys::fuzz_target;
 

@@ -153,7 +153,7 @@ pub fn run_with(prog: &[BpfInsn], frame: &[u8], pkttype: u8, vlan_tagged: bool) 
 
 #[cfg(test)]
 mod tests {
-    use ferrolb_proto::wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
+    use ferrolb_wire::{ArpOp, ArpRepr, MacAddr, NeighborSolicit, ndp, solicited_node};
 
     use super::*;
 

@@ -9,16 +9,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ferrolb_proto::config::{Announcement, NodeInfo, Plan};
+use ferrolb_model::config::{Announcement, NodeInfo, Plan};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::cluster;
 use crate::cluster::membership::Member;
-use crate::cluster::{self as cluster, ownership};
 use crate::dataplane::{AnnouncePolicy, Families, InterfaceTable, Responder};
 use crate::interfaces::{self, Exclusions, Interface};
 use crate::metrics::{AnnouncedLabels, IpValue, Metrics, SharedValue};
+use ferrolb_model::ownership;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -209,7 +210,7 @@ impl Speaker {
     }
 
     /// Reports sockets that could not be opened as what the speaker waits for.
-    pub fn report_sockets(&self, ready: &crate::http::Readiness) {
+    pub fn report_sockets(&self, ready: &ferrolb_runtime::Readiness) {
         for (iface, err) in &self.socket_errors {
             if ready.wait_for(&format!("packet sockets on {iface}"), err.clone()) {
                 warn!(interface = %iface, error = %err, "cannot open packet sockets; retrying, not Ready until it works");

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_proto::wire::{ArpOp, EtherType, MacAddr, solicited_node};
+use ferrolb_wire::{ArpOp, EtherType, MacAddr, solicited_node};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};

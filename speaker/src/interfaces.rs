@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::Path;
 
-use ferrolb_proto::wire::MacAddr;
+use ferrolb_wire::MacAddr;
 use regex::Regex;
 
 const IFF_UP: u32 = 0x1;

@@ -12,17 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrolb_proto::api::{
+use ferrolb_model::api::{
     self, IPAddressPool, InterfaceInfo, L2Advertisement, LoadBalancerService, MetalLBServiceL2Status, ServiceL2Status,
 };
-use ferrolb_proto::config::{self, Announcement, Config, Plan, ServiceAddresses};
+use ferrolb_model::config::{self, Announcement, Config, Plan, ServiceAddresses};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::signal::unix::{SignalKind, signal};
@@ -31,11 +31,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, ClusterThread};
-use ferrolb_controller::k8s::event_note;
+use ferrolb_runtime::events::event_note;
+use ferrolb_runtime::{trim, watch};
 
 use crate::core::{Options as SpeakerOptions, Speaker};
-use crate::http::Readiness;
 use crate::metrics::Metrics;
+use ferrolb_runtime::Readiness;
 
 /// Label of the EndpointSlices of a Service.
 const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -297,97 +298,6 @@ pub fn pod_owner(name: Option<String>, uid: Option<String>) -> Option<OwnerRefer
 /// Object changes are planned this long after the first of a burst, once for all of it.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Keeps only what the speaker reads of each object, so that the stores' memory follows
-/// what matters (a Node's image list alone can be tens of kilobytes).
-pub mod trim {
-    use super::*;
-
-    pub fn meta<K: kube::Resource>(o: &mut K) {
-        o.meta_mut().managed_fields = None;
-    }
-
-    pub fn service(s: &mut Service) {
-        meta(s);
-        if let Some(a) = &mut s.metadata.annotations {
-            a.retain(|k, _| k == api::ANNOTATION_ALLOCATED_FROM_POOL);
-        }
-        // Listed only where the API server cannot select by type (before 1.31).
-        if s.spec.as_ref().and_then(|spec| spec.type_.as_deref()) != Some("LoadBalancer") {
-            s.metadata.labels = None;
-            s.metadata.annotations = None;
-            s.spec = None;
-            s.status = None;
-        }
-    }
-
-    pub fn node(n: &mut Node) {
-        meta(n);
-        n.metadata.annotations = None;
-        n.spec = None;
-        if let Some(status) = &mut n.status {
-            let conditions =
-                status.conditions.take().map(|cs| cs.into_iter().filter(|c| c.type_ == "NetworkUnavailable").collect());
-            *status = Default::default();
-            status.conditions = conditions;
-        }
-    }
-
-    pub fn slice(s: &mut EndpointSlice) {
-        meta(s);
-        s.metadata.annotations = None;
-        s.ports = None;
-        for ep in &mut s.endpoints {
-            ep.addresses.clear();
-            ep.hints = None;
-            ep.target_ref = None;
-            ep.hostname = None;
-            ep.zone = None;
-            ep.deprecated_topology = None;
-        }
-    }
-
-    pub fn pod(p: &mut Pod) {
-        meta(p);
-        p.metadata.annotations = None;
-        p.spec = None;
-        if let Some(status) = &mut p.status {
-            let ip = status.pod_ip.take();
-            *status = Default::default();
-            status.pod_ip = ip;
-        }
-    }
-}
-
-/// A reflector store of `api`, kept by a task of its own. A watch that fails (RBAC, a
-/// missing CRD, a selector the API server rejects, an object that does not decode) is
-/// logged at warn level once, makes the speaker not Ready with the reason in `/readyz`,
-/// and is retried with back-off; the first event after that clears it.
-fn store_watch<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    trim: fn(&mut K),
-    changed: Arc<Notify>,
-    readiness: Arc<Readiness>,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let what = format!("the {} watch", K::plural(&()));
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, cfg).modify(trim)).default_backoff();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            let event =
-                event.as_ref().map(|e| !matches!(e, watcher::Event::Init)).map_err(|e| e as &dyn std::fmt::Display);
-            if ferrolb_controller::health::watch_event(&readiness, &what, event) {
-                changed.notify_one();
-            }
-        }
-    });
-    store
-}
-
 /// Selects LoadBalancer Services on the API server where it can: `spec.type` is a field
 /// selector for Services only from Kubernetes 1.31 on; older API servers answer 400, and
 /// then every Service is watched and the others trimmed to nearly nothing here. Asks until
@@ -454,7 +364,7 @@ async fn wait_for_key_file(path: &std::path::Path, readiness: &Readiness) {
                 let why = format!(
                     "{}: {e} (the controller creates Secret {} on its first start)",
                     path.display(),
-                    ferrolb_controller::k8s::MEMBERLIST_SECRET
+                    ferrolb_runtime::MEMBERLIST_SECRET
                 );
                 if readiness.wait_for(WHAT, why.clone()) {
                     warn!("waiting for {WHAT}: {why}");
@@ -487,28 +397,28 @@ pub async fn run_with(
     let nodes_changed = Arc::new(Notify::new());
     let pods_changed = Arc::new(Notify::new());
     let all = watcher::Config::default();
-    let services = store_watch(
+    let services = watch::store(
         Api::<Service>::all(client.clone()),
         load_balancer_services(&client, &ready).await,
-        trim::service,
+        trim::service_for_speaker,
         objects.clone(),
         ready.clone(),
     );
-    let slices = store_watch(
+    let slices = watch::store(
         Api::<EndpointSlice>::all(client.clone()),
         all.clone().labels(LABEL_SERVICE_NAME).page_size(100),
         trim::slice,
         objects.clone(),
         ready.clone(),
     );
-    let pools = store_watch(
+    let pools = watch::store(
         Api::<IPAddressPool>::namespaced(client.clone(), &opts.namespace),
         all.clone(),
         trim::meta,
         objects.clone(),
         ready.clone(),
     );
-    let advs = store_watch(
+    let advs = watch::store(
         Api::<L2Advertisement>::namespaced(client.clone(), &opts.namespace),
         all.clone(),
         trim::meta,
@@ -516,14 +426,14 @@ pub async fn run_with(
         ready.clone(),
     );
     // Small list pages: a Node is tens of kilobytes before it is trimmed.
-    let nodes = store_watch(
+    let nodes = watch::store(
         Api::<Node>::all(client.clone()),
         all.clone().page_size(50),
         trim::node,
         nodes_changed.clone(),
         ready.clone(),
     );
-    let pods = store_watch(
+    let pods = watch::store(
         Api::<Pod>::namespaced(client.clone(), &opts.namespace),
         all.labels(&opts.speaker_selector),
         trim::pod,

@@ -10,7 +10,6 @@ pub mod bpf;
 pub mod cluster;
 pub mod core;
 pub mod dataplane;
-pub mod http;
 pub mod interfaces;
 pub mod k8s;
 pub mod metrics;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ferrolb_proto::config::NodeInfo;
+use ferrolb_model::config::NodeInfo;
 use ferrolb_speaker::core::{Options, Speaker};
 use ferrolb_speaker::dataplane::AnnouncePolicy;
 use ferrolb_speaker::metrics::Metrics;
@@ -190,10 +190,10 @@ fn init_logging(level: &str, format: LogFormat) {
 async fn serve_metrics(
     bind: SocketAddr,
     metrics: &Arc<Metrics>,
-    ready: Arc<ferrolb_speaker::http::Readiness>,
+    ready: Arc<ferrolb_runtime::Readiness>,
 ) -> anyhow::Result<()> {
-    let listener = ferrolb_controller::k8s::listen(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-    let app = ferrolb_speaker::http::router(Arc::new(metrics.registry()), ready);
+    let listener = ferrolb_runtime::http::listen(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let app = ferrolb_runtime::http::router(Arc::new(metrics.registry()), ready);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(())
 }
@@ -225,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
             excludel2,
         } => {
             let metrics = Arc::new(Metrics::default());
-            let ready = Arc::new(ferrolb_speaker::http::Readiness::default());
+            let ready = Arc::new(ferrolb_runtime::Readiness::default());
             serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
             let opts = ferrolb_speaker::k8s::Options {
                 node_name,
@@ -273,7 +273,7 @@ async fn main() -> anyhow::Result<()> {
                 refresh: (!gratuitous_refresh_ms.is_zero()).then_some(gratuitous_refresh_ms),
             };
             let metrics = Arc::new(Metrics::default());
-            let ready = Arc::new(ferrolb_speaker::http::Readiness::default());
+            let ready = Arc::new(ferrolb_runtime::Readiness::default());
             serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
             let embedded = config.is_none();
             let config = match config {

@@ -305,49 +305,6 @@ impl VipCounters {
     }
 }
 
-/// Renders the registry in the OpenMetrics text format.
-pub fn render_openmetrics(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
-    out
-}
-
-/// Renders the registry in Prometheus' classic text format (0.0.4), which MetalLB serves
-/// and `promtool check metrics` reads: counter families are named with their `_total`
-/// suffix, and the bare MetalLB counters are `untyped`, which keeps their exact names
-/// without failing promtool's "counters end in _total" lint (`rate()` works the same).
-pub fn render_text(registry: &Registry) -> String {
-    let om = render_openmetrics(registry);
-    let mut out = String::with_capacity(om.len());
-    let mut help: Option<&str> = None;
-    for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            help = Some(rest);
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
-            let (name, kind) = match kind {
-                "counter" => (format!("{name}_total"), "counter"),
-                "unknown" => (name.to_string(), "untyped"),
-                other => (name.to_string(), other),
-            };
-            if let Some(h) = help.take() {
-                let text = h.split_once(' ').map_or("", |(_, t)| t);
-                out.push_str(&format!("# HELP {name} {text}\n"));
-            }
-            out.push_str(&format!("# TYPE {name} {kind}\n"));
-            continue;
-        }
-        if line.starts_with("# ") {
-            continue; // # UNIT and # EOF have no classic equivalent
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,13 +315,13 @@ mod tests {
         let ip = "192.0.2.10".parse().unwrap();
         VipCounters::new(&m, ip).requests.inc_by(3);
         m.config_reloads.get_or_create(&ResultLabel { result: "success".into() }).inc();
-        let text = render_text(&m.registry());
+        let text = ferrolb_runtime::http::render_text(&m.registry());
         assert!(text.contains("# TYPE metallb_layer2_requests_received untyped\n"), "{text}");
         assert!(text.contains("metallb_layer2_requests_received{ip=\"192.0.2.10\"} 3\n"), "{text}");
         assert!(text.contains("# HELP ferrolb_config_reloads_total Configuration loads, by result.\n"), "{text}");
         assert!(text.contains("# TYPE ferrolb_config_reloads_total counter\n"), "{text}");
         assert!(!text.contains("# EOF"));
-        let om = render_openmetrics(&m.registry());
+        let om = ferrolb_runtime::http::render_openmetrics(&m.registry());
         assert!(om.contains("# TYPE metallb_layer2_requests_received unknown\n") && om.ends_with("# EOF\n"));
     }
 }

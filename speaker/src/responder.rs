@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ferrolb_proto::wire::{
+use ferrolb_wire::{
     ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert, WireError,
     ndp, solicited_node,
 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrolb_proto::config::{self, Plan};
+use ferrolb_model::config::{self, Plan};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -28,8 +28,8 @@ fn load_and_allocate(path: &std::path::Path, lb_class: Option<&str>) -> anyhow::
     // one on every speaker reading this file.
     // Only what was assigned is kept: the allocator's own tables go before the plan is
     // built, which lowers the reload's peak memory.
-    let ferrolb_controller::Allocation { assigned, failed, ignored, .. } =
-        ferrolb_controller::allocate_all(&loaded.config, lb_class);
+    let ferrolb_model::Allocation { assigned, failed, ignored, .. } =
+        ferrolb_model::allocate_all(&loaded.config, lb_class);
     for f in &failed {
         warn!(service = %f.service, "no address: {}", f.error);
     }
@@ -89,7 +89,7 @@ impl Speaker {
                 Ok(())
             }
             Err(e) => {
-                if let Some(ferrolb_proto::Error::InvalidConfig(issues)) = e.downcast_ref() {
+                if let Some(ferrolb_model::Error::InvalidConfig(issues)) = e.downcast_ref() {
                     for i in issues {
                         error!(object = %i.object, field = %i.field, "{}", i.message);
                     }
@@ -103,7 +103,7 @@ impl Speaker {
     }
 
     /// Serves until SIGTERM or SIGINT. The first load must succeed.
-    pub async fn run(mut self, file: FileOptions, ready: Arc<crate::http::Readiness>) -> anyhow::Result<()> {
+    pub async fn run(mut self, file: FileOptions, ready: Arc<ferrolb_runtime::Readiness>) -> anyhow::Result<()> {
         let mut cluster = match file.cluster.clone() {
             Some(opts) => {
                 let me = Me { name: self.opts.node.name.clone(), labels: self.opts.node.labels.clone() };

@@ -5,7 +5,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use ferrolb_proto::wire::MacAddr;
+use ferrolb_wire::MacAddr;
 
 pub use libc::sock_filter as BpfInsn;
 

@@ -596,7 +596,7 @@ pub fn arp_probe_from(
     every: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<ArpTrace> {
-    use ferrolb_proto::wire::{ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, MacAddr};
+    use ferrolb_wire::{ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, MacAddr};
     let ifindex = client.ifindex(client_if);
     let path = format!("/run/netns/{}", client.name);
     let vip: std::net::Ipv4Addr = vip.parse().expect("IPv4 VIP");

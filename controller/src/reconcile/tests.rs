@@ -353,15 +353,6 @@ fn another_writer_of_the_ingress_is_reported_not_fought() {
     assert_eq!(reasons(&fresh), ["ForeignIngress"]);
 }
 
-#[test]
-fn event_notes_are_cut_at_the_api_servers_limit_on_a_character_boundary() {
-    use crate::k8s::event_note;
-    assert_eq!(event_note("short".into()), "short");
-    let long = "é".repeat(700); // 1400 bytes
-    let cut = event_note(long);
-    assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

@@ -125,14 +125,7 @@ pub struct Received {
     pub key: usize,
 }
 
-/// A live member as this node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// Past its hold-down (or a founder): may be given addresses.
-    pub settled: bool,
-}
+pub use ferrolb_model::ownership::Member;
 
 #[derive(Debug)]
 pub struct Membership {
@@ -592,7 +585,7 @@ impl Membership {
 
 /// A digest of what ownership is decided on: every candidate address, its Services, and
 /// who may announce it.
-pub fn plan_digest(plan: &ferrolb_proto::config::Plan) -> u64 {
+pub fn plan_digest(plan: &ferrolb_model::config::Plan) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(format!("{:?}", plan.scopes).as_bytes());
     for c in &plan.candidates {

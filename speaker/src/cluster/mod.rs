@@ -1,8 +1,7 @@
-//! Cluster mode: membership over authenticated UDP heartbeats ([`membership`], [`wire`])
-//! and per-address ownership ([`ownership`]). This module is the I/O around them.
+//! Cluster mode: membership over authenticated UDP heartbeats ([`membership`], [`wire`]),
+//! and the I/O around them (who owns which address is `ferrolb_model::ownership`).
 
 pub mod membership;
-pub mod ownership;
 pub mod thread;
 pub mod wire;
 

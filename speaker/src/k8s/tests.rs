@@ -102,7 +102,7 @@ fn node_objects_give_labels_and_take_out_unreachable_nodes() {
     let members = members_with_nodes(&[member("n1"), member("n2"), member("n3"), member("unknown")], &nodes);
     let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, vec!["n1", "n3", "unknown"], "n2's network is unavailable");
-    let (owners, _) = crate::cluster::ownership::decide(&p, &members, "n1");
+    let (owners, _) = ferrolb_model::ownership::decide(&p, &members, "n1");
     assert_eq!(owners, vec![Some("n1".to_string())], "only n1 is selected by the L2Advertisement");
 }
 
@@ -223,7 +223,7 @@ async fn l2_statuses_are_synced_stale_ones_deleted_current_ones_left_alone() {
 async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
     use http::{Method, Request, Response};
     use kube::client::Body;
-    let (store, mut writer) = reflector::store::<Service>();
+    let (store, mut writer) = kube::runtime::reflector::store::<Service>();
     let mut web = (*service("web", "198.51.100.10", "Cluster")).clone();
     web.metadata.uid = Some("uid-web".into());
     writer.apply_watcher_event(&watcher::Event::Apply(web));
@@ -392,7 +392,7 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
         .iter()
         .map(|s| {
             let mut s = (**s).clone();
-            trim::service(&mut s);
+            trim::service_for_speaker(&mut s);
             Arc::new(s)
         })
         .collect();

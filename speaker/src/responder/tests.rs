@@ -1,4 +1,4 @@
-use ferrolb_proto::wire::{NeighborSolicit, solicited_node};
+use ferrolb_wire::{NeighborSolicit, solicited_node};
 use proptest::prelude::*;
 
 use super::*;

@@ -313,11 +313,8 @@ fn the_plan_digest_changes_with_what_ownership_depends_on() {
         let text = format!(
             "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lan, namespace: metallb-system}}\nspec: {{addresses: [198.51.100.0/24]}}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{{extra}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
         );
-        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
-        plan_digest(&ferrolb_proto::config::Plan::new(
-            &config,
-            &ferrolb_controller::allocate_all(&config, None).assigned,
-        ))
+        let config = ferrolb_model::config::load("t.yaml", &text).unwrap().config;
+        plan_digest(&ferrolb_model::config::Plan::new(&config, &ferrolb_model::allocate_all(&config, None).assigned))
     };
     assert_eq!(load(""), load(""));
     assert_ne!(load(""), load("nodeSelectors: [{matchLabels: {lb: 'yes'}}]"));

@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
 
-use ferrolb_proto::config::load;
+use crate::config::load;
 use proptest::prelude::*;
 
-use ferrolb_proto::api::ServiceAllocation;
+use crate::api::ServiceAllocation;
 
 use super::*;
 
@@ -32,7 +32,7 @@ fn svc(name: &str) -> LoadBalancerService {
         namespace: "web".into(),
         name: name.into(),
         type_: "LoadBalancer".into(),
-        ports: vec![ferrolb_proto::api::ServicePort { port: 80, protocol: "TCP".into() }],
+        ports: vec![crate::api::ServicePort { port: 80, protocol: "TCP".into() }],
         ..Default::default()
     }
 }
@@ -220,7 +220,7 @@ fn arb_service(i: usize) -> impl Strategy<Value = LoadBalancerService> {
     (proptest::option::of(0u8..40), proptest::option::of(0u8..3), prop_oneof![Just("TCP"), Just("UDP")], 79i32..82)
         .prop_map(move |(req, key, proto, port)| {
             let mut s = svc(&format!("s{i}"));
-            s.ports[0] = ferrolb_proto::api::ServicePort { port, protocol: proto.into() };
+            s.ports[0] = crate::api::ServicePort { port, protocol: proto.into() };
             if let Some(r) = req {
                 s.annotations.insert("metallb.io/loadBalancerIPs".into(), format!("198.51.100.{r}"));
             }

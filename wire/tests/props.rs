@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ferrolb_proto::wire::{
+use ferrolb_wire::{
     ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, Ipv6Packet, MacAddr, NdpMessage, NeighborAdvert,
     NeighborSolicit, arp, ndp,
 };
@@ -53,7 +53,7 @@ proptest! {
             ArpRepr { op: ArpOp::Request, sender_mac: MacAddr([2, 0, 0, 0, 0, 1]), sender_ip: Ipv4Addr::new(192, 0, 2, 1), target_mac: MacAddr::ZERO, target_ip: Ipv4Addr::new(192, 0, 2, 9) }.emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
         } else {
             let target: Ipv6Addr = "2001:db8::9".parse().unwrap();
-            NeighborSolicit { src: "2001:db8::1".parse().unwrap(), dst: ferrolb_proto::wire::solicited_node(target), target, source_ll: None }
+            NeighborSolicit { src: "2001:db8::1".parse().unwrap(), dst: ferrolb_wire::solicited_node(target), target, source_ll: None }
                 .emit_frame(&mut f, MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
         }
         for (at, v) in flips { f[at] ^= v; }
@@ -85,7 +85,7 @@ proptest! {
 
     #[test]
     fn neighbor_solicit_round_trip(src in unicast_v6(), target in unicast_v6(), ll in mac()) {
-        let ns = NeighborSolicit { src, dst: ferrolb_proto::wire::solicited_node(target), target, source_ll: Some(ll) };
+        let ns = NeighborSolicit { src, dst: ferrolb_wire::solicited_node(target), target, source_ll: Some(ll) };
         let mut buf = [0u8; ndp::FRAME_LEN];
         ns.emit_frame(&mut buf, MacAddr::ipv6_multicast(ns.dst), ll);
         let ip = Ipv6Packet::parse(EthernetFrame::parse(&buf).unwrap().payload()).unwrap();

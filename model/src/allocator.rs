@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use ferrolb_proto::api::ServicePort;
-use ferrolb_proto::api::{ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches};
-use ferrolb_proto::config::{Pool, requested_ips};
-use ferrolb_proto::range::{Family, IpRange, ip_to_u128, is_buggy_ip, u128_to_ip};
+use crate::api::ServicePort;
+use crate::api::{ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches};
+use crate::config::{Pool, requested_ips};
+use crate::range::{Family, IpRange, ip_to_u128, is_buggy_ip, u128_to_ip};
 
 /// Why a Service got no address. Messages name the pool, address or rule involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -793,7 +793,7 @@ pub struct Unassigned {
 #[derive(Debug)]
 pub struct Allocation {
     pub allocator: Allocator,
-    pub assigned: Vec<ferrolb_proto::config::ServiceAddresses>,
+    pub assigned: Vec<crate::config::ServiceAddresses>,
     pub failed: Vec<Unassigned>,
     /// Services of another `loadBalancerClass`, left alone: `(service, class)`.
     pub ignored: Vec<(String, String)>,
@@ -806,18 +806,14 @@ pub struct Allocation {
 /// Allocates for every Service of `config` that is ours: no `loadBalancerClass` when
 /// `lb_class` is `None`, else exactly that class. First those that already hold addresses
 /// (their status), so that no address in use moves, then the rest.
-pub fn allocate_all(config: &ferrolb_proto::Config, lb_class: Option<&str>) -> Allocation {
+pub fn allocate_all(config: &crate::Config, lb_class: Option<&str>) -> Allocation {
     allocate_all_edited(config, lb_class, &HashSet::new())
 }
 
 /// [`allocate_all`], where the Services in `edited` changed how they share (key, ports,
 /// selector, traffic policy) since the last round: of two holders that no longer may
 /// share, the edited one moves, as when MetalLB converges the edited Service.
-pub fn allocate_all_edited(
-    config: &ferrolb_proto::Config,
-    lb_class: Option<&str>,
-    edited: &HashSet<String>,
-) -> Allocation {
+pub fn allocate_all_edited(config: &crate::Config, lb_class: Option<&str>, edited: &HashSet<String>) -> Allocation {
     let mut allocator = Allocator::new(&config.pools);
     let (mut assigned, mut failed, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cleared, mut warnings) = (HashMap::new(), HashMap::new());
@@ -827,7 +823,7 @@ pub fn allocate_all_edited(
         .iter()
         .map(|s| s.namespace.as_str())
         .chain(config.namespaces.keys().map(String::as_str))
-        .map(|ns| (ns, ferrolb_proto::api::served_namespace_labels(ns, config.namespaces.get(ns))))
+        .map(|ns| (ns, crate::api::served_namespace_labels(ns, config.namespaces.get(ns))))
         .collect();
     let ours = config.services.iter().filter(|s| {
         let mine = s.load_balancer_class.as_deref() == lb_class;
@@ -853,7 +849,7 @@ pub fn allocate_all_edited(
             warnings.insert(svc.key(), w);
         }
         match out.result {
-            Ok(a) => assigned.push(ferrolb_proto::config::ServiceAddresses {
+            Ok(a) => assigned.push(crate::config::ServiceAddresses {
                 service: svc.key(),
                 pool: a.pool,
                 addresses: a.addresses,

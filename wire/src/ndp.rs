@@ -11,10 +11,29 @@ pub const TYPE_NS: u8 = 135;
 pub const TYPE_NA: u8 = 136;
 const OPT_SOURCE_LL: u8 = 1;
 const OPT_TARGET_LL: u8 = 2;
+
+/// Where each field lies in an NS or NA message (RFC 4861 §4.3, §4.4), and in a link-layer
+/// address option (§4.6.1).
+mod field {
+    use crate::Field;
+    pub const TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const CHECKSUM: Field = 2..4;
+    /// NA: the R, S and O flags; NS: reserved.
+    pub const FLAGS: usize = 4;
+    /// Type, code, checksum and flags: the 8 bytes before the target.
+    pub const HEAD: Field = 0..8;
+    pub const TARGET: Field = 8..24;
+    pub const OPTIONS: usize = TARGET.end;
+    pub const OPT_TYPE: usize = 0;
+    pub const OPT_LEN: usize = 1;
+    pub const OPT_LL_ADDR: Field = 2..8;
+}
+
 /// ICMPv6 header (4) + reserved/flags (4) + target (16).
-const BODY_LEN: usize = 24;
+const BODY_LEN: usize = field::OPTIONS;
 /// A link-layer address option for Ethernet.
-const LL_OPT_LEN: usize = 8;
+const LL_OPT_LEN: usize = field::OPT_LL_ADDR.end;
 /// Length of an NS or NA frame with one link-layer option, as this crate emits them.
 pub const FRAME_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + BODY_LEN + LL_OPT_LEN;
 
@@ -51,7 +70,7 @@ impl NdpMessage {
             return Err(WireError::NotIcmpv6);
         }
         let msg = ip.payload();
-        let Some(&kind) = msg.first() else {
+        let Some(&kind) = msg.get(field::TYPE) else {
             return Err(WireError::Truncated);
         };
         if kind != TYPE_NS && kind != TYPE_NA {
@@ -63,13 +82,13 @@ impl NdpMessage {
         if msg.len() < BODY_LEN {
             return Err(WireError::Truncated);
         }
-        if msg[1] != 0 {
+        if msg[field::CODE] != 0 {
             return Err(WireError::NdpCode);
         }
         if icmpv6_checksum(ip.src(), ip.dst(), msg) != 0 {
             return Err(WireError::Checksum);
         }
-        let target = ipv6::addr(&msg[8..24]);
+        let target = ipv6::addr(&msg[field::TARGET]);
         if target.is_multicast() {
             return Err(WireError::NdpTarget);
         }
@@ -82,7 +101,7 @@ impl NdpMessage {
             }
             Ok(NdpMessage::Solicit(NeighborSolicit { src, dst, target, source_ll: ll }))
         } else {
-            let flags = msg[4];
+            let flags = msg[field::FLAGS];
             let solicited = flags & 0x40 != 0;
             if solicited && dst.is_multicast() {
                 return Err(WireError::NdpSource);
@@ -115,12 +134,12 @@ fn link_layer_option(mut opts: &[u8], wanted: u8) -> Result<Option<MacAddr>, Wir
         if opts.len() < 2 {
             return Err(WireError::NdpOption);
         }
-        let len = usize::from(opts[1]) * 8;
+        let len = usize::from(opts[field::OPT_LEN]) * 8;
         if len == 0 || len > opts.len() {
             return Err(WireError::NdpOption);
         }
-        if opts[0] == wanted && found.is_none() && len >= LL_OPT_LEN {
-            found = Some(MacAddr::from_slice(&opts[2..8]));
+        if opts[field::OPT_TYPE] == wanted && found.is_none() && len >= LL_OPT_LEN {
+            found = Some(MacAddr::from_slice(&opts[field::OPT_LL_ADDR]));
         }
         opts = &opts[len..];
     }
@@ -143,22 +162,21 @@ fn emit_frame(
     let msg_len = BODY_LEN + LL_OPT_LEN;
     ipv6::emit_header(ip, src, dst, NEXT_HEADER_ICMPV6, 255, msg_len as u16);
     let msg = &mut ip[ipv6::HEADER_LEN..ipv6::HEADER_LEN + msg_len];
-    msg[..8].copy_from_slice(&head);
-    msg[8..24].copy_from_slice(&target.octets());
-    msg[24] = opt;
-    msg[25] = 1;
-    msg[26..32].copy_from_slice(&ll.0);
+    msg[field::HEAD].copy_from_slice(&head);
+    msg[field::TARGET].copy_from_slice(&target.octets());
+    let mut option = [0u8; LL_OPT_LEN];
+    option[field::OPT_TYPE] = opt;
+    option[field::OPT_LEN] = 1;
+    option[field::OPT_LL_ADDR].copy_from_slice(&ll.0);
+    msg[field::OPTIONS..].copy_from_slice(&option);
     // Summed from the values, not read back from `msg`: loads spanning the small stores
     // just made stall store forwarding (measured: a third of the cost of an advert).
-    let mut option = [0u8; 8];
-    option[..2].copy_from_slice(&[opt, 1]);
-    option[2..].copy_from_slice(&ll.0);
     let sum = ipv6::Sum::pseudo_header(src, dst, msg_len)
         .u64(u64::from_be_bytes(head))
         .u128(u128::from(target))
         .u64(u64::from_be_bytes(option))
         .checksum();
-    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    msg[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
     FRAME_LEN
 }
 

@@ -1,4 +1,4 @@
-//! Zero-copy views and emitters for the frames a layer-2 speaker handles:
+//! FerroLB's wire formats. Zero-copy views and emitters for the frames a layer-2 speaker handles:
 //! Ethernet II (with 802.1Q / 802.1ad tags), ARP for Ethernet/IPv4, IPv6, and the
 //! ICMPv6 Neighbor Solicitation / Advertisement messages of RFC 4861.
 //!
@@ -19,43 +19,71 @@ pub use ipv6::Ipv6Packet;
 pub use ndp::{NdpMessage, NeighborAdvert, NeighborSolicit};
 
 /// Why a frame was rejected. The variants are few and fixed, so they can label metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireError {
-    #[error("frame truncated")]
+    /// Frame truncated.
     Truncated,
-    #[error("unsupported ARP hardware type or length")]
+    /// Unsupported ARP hardware type or length.
     ArpHardware,
-    #[error("unsupported ARP protocol type or length")]
+    /// Unsupported ARP protocol type or length.
     ArpProtocol,
-    #[error("unknown ARP operation")]
+    /// Unknown ARP operation.
     ArpOperation,
-    #[error("not an IPv6 packet")]
+    /// Not an IPv6 packet.
     Ipv6Version,
-    #[error("IPv6 payload length exceeds the frame")]
+    /// IPv6 payload length exceeds the frame.
     Ipv6Length,
-    #[error("not an ICMPv6 packet")]
+    /// Not an ICMPv6 packet.
     NotIcmpv6,
-    #[error("not a neighbor discovery message")]
+    /// Not a neighbor discovery message.
     NotNdp,
-    #[error("ICMPv6 code must be 0")]
+    /// ICMPv6 code must be 0.
     NdpCode,
-    #[error("NDP hop limit is not 255")]
+    /// NDP hop limit is not 255.
     HopLimit,
-    #[error("ICMPv6 checksum mismatch")]
+    /// ICMPv6 checksum mismatch.
     Checksum,
-    #[error("NDP option with zero length or overrunning the message")]
+    /// NDP option with zero length or overrunning the message.
     NdpOption,
-    #[error("NDP target is a multicast address")]
+    /// NDP target is a multicast address.
     NdpTarget,
-    #[error("NDP source address is invalid for this message")]
+    /// NDP source address is invalid for this message.
     NdpSource,
-    #[error("frame carries an 802.1Q/802.1ad tag")]
+    /// Frame carries an 802.1Q/802.1ad tag.
     VlanTagged,
-    #[error("sender hardware address is ours, broadcast, multicast or zero")]
+    /// Sender hardware address is ours, broadcast, multicast or zero.
     BadSender,
-    #[error("Neighbor Solicitation sent to neither the target's solicited-node group nor the target")]
+    /// Neighbor Solicitation sent to neither the target's solicited-node group nor the target.
     NdpDestination,
 }
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WireError::Truncated => "frame truncated",
+            WireError::ArpHardware => "unsupported ARP hardware type or length",
+            WireError::ArpProtocol => "unsupported ARP protocol type or length",
+            WireError::ArpOperation => "unknown ARP operation",
+            WireError::Ipv6Version => "not an IPv6 packet",
+            WireError::Ipv6Length => "IPv6 payload length exceeds the frame",
+            WireError::NotIcmpv6 => "not an ICMPv6 packet",
+            WireError::NotNdp => "not a neighbor discovery message",
+            WireError::NdpCode => "ICMPv6 code must be 0",
+            WireError::HopLimit => "NDP hop limit is not 255",
+            WireError::Checksum => "ICMPv6 checksum mismatch",
+            WireError::NdpOption => "NDP option with zero length or overrunning the message",
+            WireError::NdpTarget => "NDP target is a multicast address",
+            WireError::NdpSource => "NDP source address is invalid for this message",
+            WireError::VlanTagged => "frame carries an 802.1Q/802.1ad tag",
+            WireError::BadSender => "sender hardware address is ours, broadcast, multicast or zero",
+            WireError::NdpDestination => {
+                "Neighbor Solicitation sent to neither the target's solicited-node group nor the target"
+            }
+        })
+    }
+}
+
+impl std::error::Error for WireError {}
 
 impl WireError {
     /// A short, stable name for metric labels.
@@ -126,21 +154,33 @@ impl fmt::Debug for MacAddr {
     }
 }
 
+/// Text that is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMac(pub String);
+
+impl fmt::Display for InvalidMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid MAC address {:?}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidMac {}
+
 impl FromStr for MacAddr {
-    type Err = crate::Error;
+    type Err = InvalidMac;
     #[inline]
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 6];
         let mut parts = s.trim().split([':', '-']);
         for byte in &mut out {
-            let p = parts.next().ok_or_else(|| crate::Error::InvalidMac(s.into()))?;
+            let p = parts.next().ok_or_else(|| InvalidMac(s.into()))?;
             if p.is_empty() || p.len() > 2 {
-                return Err(crate::Error::InvalidMac(s.into()));
+                return Err(InvalidMac(s.into()));
             }
-            *byte = u8::from_str_radix(p, 16).map_err(|_| crate::Error::InvalidMac(s.into()))?;
+            *byte = u8::from_str_radix(p, 16).map_err(|_| InvalidMac(s.into()))?;
         }
         if parts.next().is_some() {
-            return Err(crate::Error::InvalidMac(s.into()));
+            return Err(InvalidMac(s.into()));
         }
         Ok(MacAddr(out))
     }
@@ -153,9 +193,14 @@ pub fn solicited_node(ip: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
     std::net::Ipv6Addr::from([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15]])
 }
 
+/// A field's place in a header, as smoltcp's `wire` writes it: one range per field, used by
+/// the parser and the emitter alike, so no offset is written twice.
+pub(crate) type Field = std::ops::Range<usize>;
+
+/// The big-endian `u16` at `field` (two bytes long).
 #[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+pub(crate) fn be16(b: &[u8], field: Field) -> u16 {
+    u16::from_be_bytes([b[field.start], b[field.start + 1]])
 }
 
 #[cfg(test)]

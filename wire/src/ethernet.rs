@@ -2,7 +2,20 @@
 
 use super::{MacAddr, WireError, be16};
 
-pub const HEADER_LEN: usize = 14;
+/// Where each field of the untagged header lies; a tag inserts [`TAG_LEN`] bytes before
+/// the EtherType.
+mod field {
+    use crate::Field;
+    pub const DESTINATION: Field = 0..6;
+    pub const SOURCE: Field = 6..12;
+    pub const ETHERTYPE: Field = 12..14;
+    /// A tag's TCI, after its TPID (which takes the EtherType's place).
+    pub const TCI: Field = 14..16;
+}
+
+pub const HEADER_LEN: usize = field::ETHERTYPE.end;
+/// Length of one 802.1Q / 802.1ad tag.
+const TAG_LEN: usize = 4;
 
 /// EtherType values the speaker cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +57,13 @@ impl<'a> EthernetFrame<'a> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        let mut type_at = 12;
+        let mut type_at = field::ETHERTYPE.start;
         for _ in 0..2 {
-            let t = be16(buf, type_at);
+            let t = be16(buf, type_at..type_at + 2);
             if t != EtherType::VLAN && t != EtherType::QINQ {
                 break;
             }
-            type_at += 4;
+            type_at += TAG_LEN;
             if buf.len() < type_at + 2 {
                 return Err(WireError::Truncated);
             }
@@ -60,23 +73,24 @@ impl<'a> EthernetFrame<'a> {
 
     #[inline]
     pub fn dst(&self) -> MacAddr {
-        MacAddr::from_slice(&self.buf[0..6])
+        MacAddr::from_slice(&self.buf[field::DESTINATION])
     }
 
     #[inline]
     pub fn src(&self) -> MacAddr {
-        MacAddr::from_slice(&self.buf[6..12])
+        MacAddr::from_slice(&self.buf[field::SOURCE])
     }
 
     /// The outermost VLAN tag, if the frame carries one.
     #[inline]
     pub fn vlan(&self) -> Option<VlanTag> {
-        (self.type_at > 12).then(|| VlanTag { tpid: be16(self.buf, 12), tci: be16(self.buf, 14) })
+        (self.type_at > field::ETHERTYPE.start)
+            .then(|| VlanTag { tpid: be16(self.buf, field::ETHERTYPE), tci: be16(self.buf, field::TCI) })
     }
 
     #[inline]
     pub fn ethertype(&self) -> u16 {
-        be16(self.buf, self.type_at)
+        be16(self.buf, self.type_at..self.type_at + 2)
     }
 
     #[inline]
@@ -89,9 +103,9 @@ impl<'a> EthernetFrame<'a> {
 /// `buf` must be at least [`HEADER_LEN`] bytes long.
 #[inline]
 pub fn emit_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) -> &mut [u8] {
-    buf[0..6].copy_from_slice(&dst.0);
-    buf[6..12].copy_from_slice(&src.0);
-    buf[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    buf[field::DESTINATION].copy_from_slice(&dst.0);
+    buf[field::SOURCE].copy_from_slice(&src.0);
+    buf[field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
     &mut buf[HEADER_LEN..]
 }
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use ferrolb_controller::Allocator;
-use ferrolb_proto::api::{LoadBalancerService, ServicePort};
-use ferrolb_proto::config::Pool;
+use ferrolb_model::Allocator;
+use ferrolb_model::api::{LoadBalancerService, ServicePort};
+use ferrolb_model::config::Pool;
 
 fn pools() -> Vec<Pool> {
     vec![Pool {

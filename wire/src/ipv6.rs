@@ -5,7 +5,19 @@ use std::net::Ipv6Addr;
 
 use super::{WireError, be16};
 
-pub const HEADER_LEN: usize = 40;
+/// Where each field of the fixed header lies (RFC 8200 §3).
+mod field {
+    use crate::Field;
+    /// Version, traffic class and flow label.
+    pub const VER_TC_FLOW: Field = 0..4;
+    pub const PAYLOAD_LEN: Field = 4..6;
+    pub const NEXT_HEADER: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC_ADDR: Field = 8..24;
+    pub const DST_ADDR: Field = 24..40;
+}
+
+pub const HEADER_LEN: usize = field::DST_ADDR.end;
 pub const NEXT_HEADER_ICMPV6: u8 = 58;
 
 /// A checked view of an IPv6 packet; trailing Ethernet padding is excluded from the payload.
@@ -20,10 +32,10 @@ impl<'a> Ipv6Packet<'a> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        if buf[0] >> 4 != 6 {
+        if buf[field::VER_TC_FLOW.start] >> 4 != 6 {
             return Err(WireError::Ipv6Version);
         }
-        let end = HEADER_LEN + usize::from(be16(buf, 4));
+        let end = HEADER_LEN + usize::from(be16(buf, field::PAYLOAD_LEN));
         if end > buf.len() {
             return Err(WireError::Ipv6Length);
         }
@@ -32,22 +44,22 @@ impl<'a> Ipv6Packet<'a> {
 
     #[inline]
     pub fn next_header(&self) -> u8 {
-        self.buf[6]
+        self.buf[field::NEXT_HEADER]
     }
 
     #[inline]
     pub fn hop_limit(&self) -> u8 {
-        self.buf[7]
+        self.buf[field::HOP_LIMIT]
     }
 
     #[inline]
     pub fn src(&self) -> Ipv6Addr {
-        addr(&self.buf[8..24])
+        addr(&self.buf[field::SRC_ADDR])
     }
 
     #[inline]
     pub fn dst(&self) -> Ipv6Addr {
-        addr(&self.buf[24..40])
+        addr(&self.buf[field::DST_ADDR])
     }
 
     #[inline]
@@ -68,12 +80,12 @@ pub(crate) fn addr(b: &[u8]) -> Ipv6Addr {
 /// Writes a fixed IPv6 header into `buf[..40]`.
 #[inline(always)]
 pub fn emit_header(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, hop_limit: u8, payload_len: u16) {
-    buf[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    buf[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    buf[6] = next_header;
-    buf[7] = hop_limit;
-    buf[8..24].copy_from_slice(&src.octets());
-    buf[24..40].copy_from_slice(&dst.octets());
+    buf[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
+    buf[field::PAYLOAD_LEN].copy_from_slice(&payload_len.to_be_bytes());
+    buf[field::NEXT_HEADER] = next_header;
+    buf[field::HOP_LIMIT] = hop_limit;
+    buf[field::SRC_ADDR].copy_from_slice(&src.octets());
+    buf[field::DST_ADDR].copy_from_slice(&dst.octets());
 }
 
 /// A one's-complement sum (RFC 1071) kept as plain 32-bit words added into 64 bits: no

@@ -4,8 +4,24 @@ use std::net::Ipv4Addr;
 
 use super::{MacAddr, WireError, be16};
 
+/// Where each field lies in the packet (RFC 826).
+mod field {
+    use crate::Field;
+    pub const HTYPE: Field = 0..2;
+    pub const PTYPE: Field = 2..4;
+    pub const HLEN: usize = 4;
+    pub const PLEN: usize = 5;
+    pub const OPER: Field = 6..8;
+    pub const SHA: Field = 8..14;
+    pub const SPA: Field = 14..18;
+    pub const THA: Field = 18..24;
+    pub const TPA: Field = 24..28;
+}
+
+const HTYPE_ETHERNET: u16 = 1;
+
 /// Length of an Ethernet/IPv4 ARP packet.
-pub const PACKET_LEN: usize = 28;
+pub const PACKET_LEN: usize = field::TPA.end;
 /// Length of an unpadded Ethernet frame carrying one.
 pub const FRAME_LEN: usize = super::ethernet::HEADER_LEN + PACKET_LEN;
 
@@ -37,13 +53,13 @@ impl<'a> ArpPacket<'a> {
         if buf.len() < PACKET_LEN {
             return Err(WireError::Truncated);
         }
-        if be16(buf, 0) != 1 || buf[4] != 6 {
+        if be16(buf, field::HTYPE) != HTYPE_ETHERNET || buf[field::HLEN] != 6 {
             return Err(WireError::ArpHardware);
         }
-        if be16(buf, 2) != 0x0800 || buf[5] != 4 {
+        if be16(buf, field::PTYPE) != super::EtherType::IPV4 || buf[field::PLEN] != 4 {
             return Err(WireError::ArpProtocol);
         }
-        match be16(buf, 6) {
+        match be16(buf, field::OPER) {
             1 | 2 => Ok(ArpPacket { buf }),
             _ => Err(WireError::ArpOperation),
         }
@@ -51,27 +67,27 @@ impl<'a> ArpPacket<'a> {
 
     #[inline]
     pub fn op(&self) -> ArpOp {
-        if be16(self.buf, 6) == 1 { ArpOp::Request } else { ArpOp::Reply }
+        if be16(self.buf, field::OPER) == 1 { ArpOp::Request } else { ArpOp::Reply }
     }
 
     #[inline]
     pub fn sender_mac(&self) -> MacAddr {
-        MacAddr::from_slice(&self.buf[8..14])
+        MacAddr::from_slice(&self.buf[field::SHA])
     }
 
     #[inline]
     pub fn sender_ip(&self) -> Ipv4Addr {
-        ipv4(&self.buf[14..18])
+        ipv4(&self.buf[field::SPA])
     }
 
     #[inline]
     pub fn target_mac(&self) -> MacAddr {
-        MacAddr::from_slice(&self.buf[18..24])
+        MacAddr::from_slice(&self.buf[field::THA])
     }
 
     #[inline]
     pub fn target_ip(&self) -> Ipv4Addr {
-        ipv4(&self.buf[24..28])
+        ipv4(&self.buf[field::TPA])
     }
 
     #[inline]
@@ -105,15 +121,15 @@ impl ArpRepr {
     /// Writes the packet into `buf[..PACKET_LEN]`. `buf` must be at least that long.
     #[inline]
     pub fn emit(&self, buf: &mut [u8]) {
-        buf[0..2].copy_from_slice(&1u16.to_be_bytes());
-        buf[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-        buf[4] = 6;
-        buf[5] = 4;
-        buf[6..8].copy_from_slice(&self.op.code().to_be_bytes());
-        buf[8..14].copy_from_slice(&self.sender_mac.0);
-        buf[14..18].copy_from_slice(&self.sender_ip.octets());
-        buf[18..24].copy_from_slice(&self.target_mac.0);
-        buf[24..28].copy_from_slice(&self.target_ip.octets());
+        buf[field::HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
+        buf[field::PTYPE].copy_from_slice(&super::EtherType::IPV4.to_be_bytes());
+        buf[field::HLEN] = 6;
+        buf[field::PLEN] = 4;
+        buf[field::OPER].copy_from_slice(&self.op.code().to_be_bytes());
+        buf[field::SHA].copy_from_slice(&self.sender_mac.0);
+        buf[field::SPA].copy_from_slice(&self.sender_ip.octets());
+        buf[field::THA].copy_from_slice(&self.target_mac.0);
+        buf[field::TPA].copy_from_slice(&self.target_ip.octets());
     }
 
     /// Writes the packet as a whole Ethernet frame from `eth_src` to `eth_dst`. Returns

@@ -4,11 +4,19 @@
 //! even for small address counts, where plain rendezvous is lumpy (30 addresses on 3
 //! nodes would often give one node 14).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ferrolb_proto::config::{Announcement, NodeInfo, Plan};
+use crate::config::{Announcement, NodeInfo, Plan};
 
-use super::membership::Member;
+/// A live member as a node sees it (the speakers' membership produces these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Past its hold-down (or a founder): may be given addresses.
+    pub settled: bool,
+}
 
 /// The owner of every candidate address of `plan` among the live `members` (by name),
 /// and what `me` announces. Settled members are preferred; members still in hold-down
@@ -171,8 +179,8 @@ mod tests {
         for i in 0..n {
             text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"));
         }
-        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
-        let allocation = ferrolb_controller::allocate_all(&config, None);
+        let config = crate::config::load("t.yaml", &text).unwrap().config;
+        let allocation = crate::allocate_all(&config, None);
         Plan::new(&config, &allocation.assigned)
     }
 
@@ -187,8 +195,8 @@ mod tests {
         for i in 0..8 {
             text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"));
         }
-        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
-        let allocation = ferrolb_controller::allocate_all(&config, None);
+        let config = crate::config::load("t.yaml", &text).unwrap().config;
+        let allocation = crate::allocate_all(&config, None);
         let plan = Plan::new(&config, &allocation.assigned);
         let owners = |members: &[Member]| -> std::collections::BTreeSet<Option<String>> {
             decide(&plan, members, "a").0.into_iter().collect()
@@ -221,8 +229,8 @@ mod tests {
         for i in 0..20 {
             text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80}}]}}\n"));
         }
-        let config = ferrolb_proto::config::load("t.yaml", &text).unwrap().config;
-        let allocation = ferrolb_controller::allocate_all(&config, None);
+        let config = crate::config::load("t.yaml", &text).unwrap().config;
+        let allocation = crate::allocate_all(&config, None);
         let plan = Plan::new(&config, &allocation.assigned);
         assert_eq!(plan.candidates.len(), 40);
         for live in [&["a", "b", "c"][..], &["a", "c"], &["b", "c", "d", "e"]] {
@@ -271,7 +279,7 @@ mod tests {
         assert_eq!(mine.len(), 12);
         assert!(owners.iter().all(|o| o.as_deref() == Some("a")));
         let mut excluded = member("a", true);
-        excluded.labels.insert(ferrolb_proto::api::LABEL_EXCLUDE_FROM_LB.into(), String::new());
+        excluded.labels.insert(crate::api::LABEL_EXCLUDE_FROM_LB.into(), String::new());
         let (owners, _) = decide(&plan, &[excluded, member("gpu", true)], "a");
         assert!(owners.iter().all(Option::is_none));
     }
