@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::announcer::{Outcome, Outcomes};
 use crate::bpf;
 use crate::interfaces::Interface;
 use prometheus_client::metrics::counter::Counter;
@@ -154,6 +155,7 @@ struct Core {
     /// Counters resolved once per reason (a bounded set), so that a flood of bad frames
     /// costs an atomic increment each, not a label string and a hash.
     dropped: HashMap<&'static str, Counter>,
+    outcomes: Outcomes,
     /// Filter misses and send errors, per protocol.
     misses: [Counter; 2],
     send_errors: [Counter; 2],
@@ -174,6 +176,7 @@ impl Responder {
         families: Families,
         policy: AnnouncePolicy,
         metrics: Arc<Metrics>,
+        outcomes: Outcomes,
     ) -> io::Result<Responder> {
         let arp = match families.v4 {
             true => {
@@ -196,6 +199,7 @@ impl Responder {
         };
         let (misses, send_errors) = (counters(&metrics.filter_misses), counters(&metrics.send_errors));
         let core = Core {
+            outcomes,
             iface,
             table: Arc::default(),
             groups: BTreeSet::new(),
@@ -383,9 +387,7 @@ impl Core {
         self.metrics.conflicts.get_or_create(&IpLabel { ip: IpValue(ip) }).inc();
         if self.warned_conflicts.insert(ip) {
             warn!(interface = %self.iface.name, %ip, "another host announces an address we own");
-            if let Ok(mut seen) = self.metrics.new_conflicts.lock() {
-                seen.insert(ip);
-            }
+            let _ = self.outcomes.send(Outcome::Conflict(ip));
         }
     }
 

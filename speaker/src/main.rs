@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_model::config::NodeInfo;
-use ferrolb_speaker::core::{Options, Speaker};
+use ferrolb_speaker::announcer::{Announcer, Options};
 use ferrolb_speaker::dataplane::AnnouncePolicy;
 use ferrolb_speaker::metrics::Metrics;
-use ferrolb_speaker::standalone::FileOptions;
+use ferrolb_speaker::source::file::{FileOptions, FileSource};
 use tracing_subscriber::EnvFilter;
 
 /// Served when no `--config` is given: documentation addresses only.
@@ -227,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
             let metrics = Arc::new(Metrics::default());
             let ready = Arc::new(ferrolb_runtime::Readiness::default());
             serve_metrics(metrics_bind, &metrics, ready.clone()).await?;
-            let opts = ferrolb_speaker::k8s::Options {
+            let opts = ferrolb_speaker::source::kubernetes::Options {
                 node_name,
                 namespace,
                 lb_class,
@@ -240,10 +240,10 @@ async fn main() -> anyhow::Result<()> {
                     refresh: None,
                 },
                 speaker_selector,
-                pod: ferrolb_speaker::k8s::pod_owner(pod_name, pod_uid),
+                pod: ferrolb_speaker::source::kubernetes::pod_owner(pod_name, pod_uid),
                 excludel2,
             };
-            ferrolb_speaker::k8s::run(opts, metrics, ready).await
+            ferrolb_speaker::source::kubernetes::run(opts, metrics, ready).await
         }
         Command::Standalone {
             config,
@@ -286,9 +286,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let demo_path = config.clone();
-            let speaker = Speaker::new(Options { node, policy, exclude, excludel2 }, metrics);
-            let file = FileOptions { config, poll: poll_ms, lb_class, cluster: cluster.options() };
-            let result = speaker.run(file, ready).await;
+            let announcer =
+                Announcer::new(Options { node, policy, exclude, excludel2, tick: poll_ms }, metrics.clone());
+            let source = FileSource::new(FileOptions { config, poll: poll_ms, lb_class }, metrics)?;
+            let result = announcer.run(source, cluster.options(), ready).await;
             if embedded {
                 let _ = std::fs::remove_file(&demo_path);
             }

@@ -165,12 +165,6 @@ pub struct Metrics {
     pub heartbeat_interval: HeartbeatHistogram,
     pub strict_arp_missing: Gauge,
     pub config_mismatch: Gauge,
-    /// Not exported: addresses another host was first seen announcing, for the cluster
-    /// mode to report as Events (drained there).
-    pub new_conflicts: std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
-    /// Not exported: membership misconfigurations just warned about, as (Event reason,
-    /// message), for the Kubernetes mode to report as Warning Events on the Node.
-    pub new_membership_problems: std::sync::Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Metrics {

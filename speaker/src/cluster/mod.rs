@@ -20,6 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use self::membership::{Me, Member, Membership, Note, Received, Settings, Wait};
 use self::wire::{Keyring, Rejected};
+use crate::announcer::{Outcome, Outcomes};
 use crate::metrics::{KeyLabel, Metrics, PrimaryKeyLabel, ReasonLabel, StateLabel};
 
 /// How the member list changed.
@@ -85,10 +86,11 @@ pub struct Cluster {
     mismatch: Option<(Instant, bool)>,
     buf: Box<[u8; 2048]>,
     last_heartbeat: Option<Instant>,
+    outcomes: Outcomes,
 }
 
 impl Cluster {
-    pub async fn start(opts: Options, me: Me, metrics: Arc<Metrics>) -> anyhow::Result<Cluster> {
+    pub async fn start(opts: Options, me: Me, metrics: Arc<Metrics>, outcomes: Outcomes) -> anyhow::Result<Cluster> {
         let key_contents = std::fs::read(&opts.key_file)
             .with_context(|| format!("cannot read the cluster key file {}", opts.key_file.display()))?;
         let keys = Keyring::parse(&key_contents).with_context(|| format!("{}", opts.key_file.display()))?;
@@ -125,6 +127,7 @@ impl Cluster {
             mismatch: None,
             buf: Box::new([0; 2048]),
             last_heartbeat: None,
+            outcomes,
         };
         c.export();
         Ok(c)
@@ -267,11 +270,7 @@ impl Cluster {
                     let last = self.warned.insert((from, e.label()), now);
                     if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60)) {
                         warn!(%from, reason = e.label(), "{why}");
-                        if let Ok(mut problems) = self.metrics.new_membership_problems.lock()
-                            && problems.len() < 64
-                        {
-                            problems.push((reason, format!("from {from}: {why}")));
-                        }
+                        let _ = self.outcomes.send(Outcome::MembershipProblem(reason, format!("from {from}: {why}")));
                     } else if let Some(t) = last {
                         self.warned.insert((from, e.label()), t);
                     }

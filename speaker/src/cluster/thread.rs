@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::membership::{Me, Member};
 use super::{Change, Cluster, Options};
+use crate::announcer::Outcomes;
 use crate::metrics::Metrics;
 
 enum Command {
@@ -39,7 +40,12 @@ impl std::fmt::Debug for Command {
 
 impl ClusterThread {
     /// Starts membership on its own thread; fails as [`Cluster::start`] does.
-    pub async fn start(opts: Options, me: Me, metrics: Arc<Metrics>) -> anyhow::Result<ClusterThread> {
+    pub async fn start(
+        opts: Options,
+        me: Me,
+        metrics: Arc<Metrics>,
+        outcomes: Outcomes,
+    ) -> anyhow::Result<ClusterThread> {
         let (started_tx, started_rx) = oneshot::channel();
         let (changes_tx, changes) = mpsc::unbounded_channel();
         let (commands, mut commands_rx) = mpsc::unbounded_channel::<Command>();
@@ -52,7 +58,7 @@ impl ClusterThread {
                 }
             };
             runtime.block_on(async move {
-                let mut cluster = match Cluster::start(opts, me, metrics).await {
+                let mut cluster = match Cluster::start(opts, me, metrics, outcomes).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = started_tx.send(Err(e));

@@ -1,25 +1,32 @@
-//! The speaker's core, which both configuration sources feed: a plan (what may be
-//! announced) and the live members go in; ownership decides this node's share; the data
-//! plane answers for it on the interfaces chosen. The file source (`standalone`) and the
-//! Kubernetes source (`k8s`) only produce plans and run the loop around this.
+//! The announcer (MetalLB's name for it): it owns the speaker's loop. Plans (what may be
+//! announced) come from a [`Source`] (a file, or the cluster's objects); the live members
+//! from the membership thread; ownership decides this node's share; the data plane
+//! answers for it on the interfaces chosen. What happens comes back to the source as
+//! [`Outcome`]s on one channel, for it to report (Events, ServiceL2Status).
+//!
+//! The loop is the same for every source: membership, link changes, the tick, signals,
+//! and on the way out the stop-then-leave order (no moment with two owners). Layer 2 is
+//! the one protocol today; a second (BGP) takes the same decisions from here.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferrolb_model::config::{Announcement, NodeInfo, Plan};
-use tokio::sync::watch;
+use ferrolb_model::ownership;
+use ferrolb_runtime::Readiness;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::cluster;
-use crate::cluster::membership::Member;
+use crate::cluster::membership::{Me, Member};
+use crate::cluster::{self, ClusterThread};
 use crate::dataplane::{AnnouncePolicy, Families, InterfaceTable, Responder};
 use crate::interfaces::{self, Exclusions, Interface};
 use crate::metrics::{AnnouncedLabels, IpValue, Metrics, SharedValue};
-use ferrolb_model::ownership;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -30,6 +37,57 @@ pub struct Options {
     /// MetalLB's `metallb-excludel2` ConfigMap as mounted; read again when it changes
     /// (it replaces `exclude`). `None`: `exclude` alone.
     pub excludel2: Option<PathBuf>,
+    /// How often the interfaces, the exclusions and failed sockets are looked at again.
+    pub tick: Duration,
+}
+
+/// What the announcer reports back to its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// This node started announcing these addresses.
+    Announced(Vec<Announcement>),
+    /// Another host announces an address this node owns (seen for the first time).
+    Conflict(IpAddr),
+    /// A membership misconfiguration just warned about: (Event reason, message).
+    MembershipProblem(&'static str, String),
+    /// Per Service (`namespace/name`) this node announces, the interfaces it answers on;
+    /// sent when that changes.
+    Statuses(BTreeMap<String, BTreeSet<String>>),
+}
+
+/// Where the data plane and the membership thread send their [`Outcome`]s; the announcer's
+/// loop drains it.
+pub type Outcomes = mpsc::UnboundedSender<Outcome>;
+
+/// What a source says changed.
+#[derive(Debug)]
+pub enum Change {
+    /// A new plan to serve.
+    Plan(Plan),
+    /// What the source knows about the members changed (their Nodes' labels).
+    Members,
+    /// Where the other speakers may be reached now.
+    Seeds(Vec<SocketAddr>),
+}
+
+/// Where plans come from, and where outcomes go.
+pub trait Source {
+    /// The plan serving starts with; an error stops the speaker.
+    fn first_plan(&mut self) -> anyhow::Result<Plan>;
+    /// Waits for the next change. Cancel-safe: the loop polls it beside other events.
+    fn changed(&mut self) -> impl std::future::Future<Output = Change>;
+    /// The live members as this source completes them (labels, availability).
+    fn members(&self, members: &[Member]) -> Vec<Member> {
+        members.to_vec()
+    }
+    /// Whether heartbeats carry this node's labels (else the others read them elsewhere).
+    fn labels_in_heartbeats(&self) -> bool {
+        true
+    }
+    /// Takes an outcome to report.
+    fn report(&mut self, outcome: Outcome);
+    /// Called each tick (a chance to retry what failed).
+    fn tick(&mut self) {}
 }
 
 struct Running {
@@ -39,8 +97,8 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The speaker's state between reloads.
-pub struct Speaker {
+/// The announcer's state between changes.
+pub struct Announcer {
     pub(crate) opts: Options,
     pub(crate) metrics: Arc<Metrics>,
     /// Every advertised address and who may announce it, under the last good
@@ -66,11 +124,14 @@ pub struct Speaker {
     socket_errors: BTreeMap<String, String>,
     /// The mounted excludel2 file's identity when last read.
     excludel2_stamp: Option<(SystemTime, u64)>,
+    /// Given to each responder, for the conflicts it sees.
+    outcomes: Outcomes,
+    outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
 }
 
-impl std::fmt::Debug for Speaker {
+impl std::fmt::Debug for Announcer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Speaker").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("Announcer").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
@@ -80,9 +141,10 @@ pub(crate) fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-impl Speaker {
-    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Speaker {
-        Speaker {
+impl Announcer {
+    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Announcer {
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        Announcer {
             opts,
             metrics,
             plan: None,
@@ -97,7 +159,104 @@ impl Speaker {
             interfaces: Vec::new(),
             socket_errors: BTreeMap::new(),
             excludel2_stamp: None,
+            outcomes,
+            outcomes_rx,
         }
+    }
+
+    /// Serves `source` until SIGTERM or SIGINT; with `cluster`, shares the addresses with
+    /// the other speakers. The first plan must be had.
+    pub async fn run(
+        mut self,
+        mut source: impl Source,
+        cluster: Option<cluster::Options>,
+        ready: Arc<Readiness>,
+    ) -> anyhow::Result<()> {
+        let mut cluster = match cluster {
+            Some(opts) => {
+                let labels =
+                    if source.labels_in_heartbeats() { self.opts.node.labels.clone() } else { Default::default() };
+                let me = Me { name: self.opts.node.name.clone(), labels };
+                let c = ClusterThread::start(opts, me, self.metrics.clone(), self.outcomes.clone()).await?;
+                self.members = Some(source.members(c.members()));
+                Some(c)
+            }
+            None => None,
+        };
+        let new = self.set_plan(source.first_plan()?);
+        if let Some(c) = &mut cluster {
+            c.set_plan(self.plan_digest());
+        }
+        source.report(Outcome::Announced(new));
+        ready.set_serving(true);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(self.opts.tick);
+        let mut links = LinkWatch::open();
+        let mut last_statuses = None;
+        loop {
+            let new = tokio::select! {
+                _ = links.changed() => {
+                    let new = self.check_interfaces();
+                    self.report_sockets(&ready);
+                    ready.set_serving(self.healthy());
+                    new
+                }
+                change = members_changed(&mut cluster) => {
+                    let members = cluster.as_ref().map(|c| source.members(c.members())).unwrap_or_default();
+                    self.set_members(members, change)
+                }
+                change = source.changed() => match change {
+                    Change::Plan(plan) => {
+                        let new = self.set_plan(plan);
+                        if let Some(c) = &mut cluster {
+                            c.set_plan(self.plan_digest());
+                        }
+                        new
+                    }
+                    Change::Members => match &cluster {
+                        Some(c) => {
+                            let members = source.members(c.members());
+                            self.set_members(members, cluster::Change::default())
+                        }
+                        None => Vec::new(),
+                    },
+                    Change::Seeds(seeds) => {
+                        if let Some(c) = &mut cluster {
+                            c.set_seeds(seeds);
+                        }
+                        Vec::new()
+                    }
+                },
+                _ = tick.tick() => {
+                    let new = self.tick(links.available());
+                    self.report_sockets(&ready);
+                    ready.set_serving(self.healthy());
+                    source.tick();
+                    new
+                }
+                Some(outcome) = self.outcomes_rx.recv() => {
+                    source.report(outcome);
+                    Vec::new()
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            };
+            if !new.is_empty() {
+                source.report(Outcome::Announced(new));
+            }
+            if last_statuses.as_ref() != Some(&self.service_interfaces) {
+                last_statuses = Some(self.service_interfaces.clone());
+                source.report(Outcome::Statuses(self.service_interfaces.clone()));
+            }
+        }
+        // Stop answering first, then tell the others: no moment with two owners.
+        self.stop();
+        if let Some(c) = &mut cluster {
+            c.leave().await;
+            info!("left the cluster");
+        }
+        Ok(())
     }
 
     /// What this node announces: everything it may, or, in a cluster, its share.
@@ -210,7 +369,7 @@ impl Speaker {
     }
 
     /// Reports sockets that could not be opened as what the speaker waits for.
-    pub fn report_sockets(&self, ready: &ferrolb_runtime::Readiness) {
+    pub fn report_sockets(&self, ready: &Readiness) {
         for (iface, err) in &self.socket_errors {
             if ready.wait_for(&format!("packet sockets on {iface}"), err.clone()) {
                 warn!(interface = %iface, error = %err, "cannot open packet sockets; retrying, not Ready until it works");
@@ -226,11 +385,6 @@ impl Speaker {
     /// The digest of the current plan, for comparing with the other members.
     pub fn plan_digest(&self) -> u64 {
         self.plan.as_ref().map_or(0, crate::cluster::membership::plan_digest)
-    }
-
-    /// Per Service (`namespace/name`) this node announces, the interfaces it answers on.
-    pub fn service_interfaces(&self) -> &BTreeMap<String, std::collections::BTreeSet<String>> {
-        &self.service_interfaces
     }
 
     /// Stops answering on every interface at once.
@@ -303,7 +457,13 @@ impl Speaker {
             if table.vips.is_empty() {
                 continue;
             }
-            match Responder::open(iface.clone(), families, self.opts.policy, self.metrics.clone()) {
+            match Responder::open(
+                iface.clone(),
+                families,
+                self.opts.policy,
+                self.metrics.clone(),
+                self.outcomes.clone(),
+            ) {
                 Ok(responder) => {
                     self.socket_errors.remove(&iface.name);
                     let (tx, rx) = watch::channel(table);
@@ -353,6 +513,13 @@ impl Speaker {
     /// Whether every responder that should run is running.
     pub fn healthy(&self) -> bool {
         self.socket_errors.is_empty() && self.running.values().all(|r| !r.task.is_finished())
+    }
+}
+
+async fn members_changed(cluster: &mut Option<ClusterThread>) -> cluster::Change {
+    match cluster {
+        Some(c) => c.changed().await,
+        None => std::future::pending().await,
     }
 }
 

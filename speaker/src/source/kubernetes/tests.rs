@@ -1,3 +1,12 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferrolb_model::api::{self, InterfaceInfo, ServiceL2Status};
+
+use kube::ResourceExt;
+
+use super::reporter::conflict_event;
+use super::status::sync_l2_statuses;
+use super::strict_arp::watch_kube_proxy;
 use super::*;
 
 fn obj<T: serde::de::DeserializeOwned>(yaml: &str) -> Arc<T> {
@@ -249,7 +258,7 @@ async fn a_conflict_becomes_a_warning_event_on_the_services_of_the_address() {
         );
         assert!(handle.next_request().await.is_none(), "only the Service of that address");
     });
-    conflict_events(&recorder, &store, "n1", ["198.51.100.10".parse().unwrap()].into()).await;
+    conflict_event(&recorder, &store, "n1", "198.51.100.10".parse().unwrap()).await;
     drop(recorder);
     server.await.unwrap();
 }
