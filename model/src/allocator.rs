@@ -12,6 +12,7 @@ use crate::api::ServicePort;
 use crate::api::{ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOW_SHARED_IP, LoadBalancerService, selector_matches};
 use crate::config::{Pool, requested_ips};
 use crate::range::{Family, IpRange, ip_to_u128, is_buggy_ip, u128_to_ip};
+use crate::served;
 
 /// Why a Service got no address. Messages name the pool, address or rule involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -297,33 +298,16 @@ fn family_of(ips: &[IpAddr]) -> Option<Want> {
 /// addresses it asks for or holds (`implied`), else IPv4 for single stack and both for the
 /// dual-stack policies.
 fn wanted(svc: &LoadBalancerService, implied: &[IpAddr]) -> Result<Want, AllocError> {
-    let declared: Vec<Family> = svc
-        .ip_families
-        .iter()
-        .filter_map(|f| match f.as_str() {
-            "IPv4" => Some(Family::V4),
-            "IPv6" => Some(Family::V6),
-            _ => None,
-        })
-        .collect();
-    let dual_policy = matches!(svc.ip_family_policy.as_deref(), Some("PreferDualStack" | "RequireDualStack"));
-    let mut families: Vec<Family> = if !svc.cluster_ips.is_empty() {
-        svc.cluster_ips.iter().map(|ip| Family::of(*ip)).collect()
-    } else if !declared.is_empty() {
-        declared.clone()
-    } else if let Some(w) = family_of(implied) {
-        return Ok(w);
-    } else if dual_policy {
-        vec![Family::V4, Family::V6]
-    } else {
-        vec![Family::V4]
+    let families = match served::service_families(svc) {
+        Some(families) => families,
+        None => match family_of(implied) {
+            Some(w) => return Ok(w),
+            None => served::default_families(svc),
+        },
     };
-    if svc.cluster_ips.is_empty() && !dual_policy {
-        families.truncate(1);
-    }
     match families.as_slice() {
         [f] => Ok(Want::One(*f)),
-        [a, b] if a != b => Ok(Want::Dual { primary: declared.first().copied().unwrap_or(*a) }),
+        [a, b] if a != b => Ok(Want::Dual { primary: served::declared_families(svc).first().copied().unwrap_or(*a) }),
         _ => Err(AllocError::ClusterFamilies(svc.cluster_ips.clone())),
     }
 }
@@ -823,7 +807,7 @@ pub fn allocate_all_edited(config: &crate::Config, lb_class: Option<&str>, edite
         .iter()
         .map(|s| s.namespace.as_str())
         .chain(config.namespaces.keys().map(String::as_str))
-        .map(|ns| (ns, crate::api::served_namespace_labels(ns, config.namespaces.get(ns))))
+        .map(|ns| (ns, crate::served::namespace_labels(ns, config.namespaces.get(ns))))
         .collect();
     let ours = config.services.iter().filter(|s| {
         let mine = s.load_balancer_class.as_deref() == lb_class;

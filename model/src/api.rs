@@ -23,21 +23,6 @@ pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-p
 pub const LEGACY_ANNOTATION_PREFIX: &str = "metallb.universe.tf/";
 /// Nodes with this label never announce LoadBalancer addresses (as kube-proxy and MetalLB).
 pub const LABEL_EXCLUDE_FROM_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-/// The label the API server puts on every Namespace, its name as value
-/// (NamespaceDefaultLabelName, Kubernetes 1.21+).
-pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
-
-/// A Namespace's labels as the API server serves them: `labels` (none where the source has
-/// no Namespace object, as a file naming a namespace only through its Services) with
-/// [`LABEL_NAMESPACE_NAME`] set to `name`. Both sources, the file and the cluster, match
-/// pools' `namespaceSelectors` against these, as MetalLB matches them against the
-/// Namespaces it lists (internal/config/config.go:593-604 at MetalLB 7938d3f89).
-pub fn served_namespace_labels(name: &str, labels: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    let mut served = labels.cloned().unwrap_or_default();
-    served.insert(LABEL_NAMESPACE_NAME.to_string(), name.to_string());
-    served
-}
-
 /// A pool of addresses that LoadBalancer Services can be given.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(

@@ -1,6 +1,14 @@
-//! FerroLB's shared vocabulary: the MetalLB-compatible API types, the configuration model
-//! shared by the standalone speaker and the controller, and the ARP / NDP / Ethernet wire
-//! formats. Pure and I/O-free: callers pass bytes and strings in, get values out.
+//! FerroLB's model: what MetalLB's objects mean, with no I/O (callers pass strings and
+//! objects in, get values out), the same for the controller, the speaker and its file mode.
+//!
+//! - [`api`]: MetalLB's API types (the CRDs are generated from them) and annotations;
+//! - [`served`]: objects completed as the API server would serve them;
+//! - [`config`]: the configuration model, the file loader and its validation, and the
+//!   speaker's plan (what may be announced, by which nodes);
+//! - [`legacy`]: MetalLB's pre-0.13 ConfigMap, converted;
+//! - [`range`]: address ranges and families;
+//! - [`allocator`]: which address each LoadBalancer Service gets;
+//! - [`ownership`]: which live member announces each address.
 
 pub mod allocator;
 pub mod api;
@@ -8,6 +16,7 @@ pub mod config;
 pub mod legacy;
 pub mod ownership;
 pub mod range;
+pub mod served;
 
 pub use allocator::{AllocError, Allocation, Allocator, Assignment, Unassigned, allocate_all};
 pub use config::{Announcement, Config, Issue, Loaded, NodeInfo};

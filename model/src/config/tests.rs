@@ -1,4 +1,8 @@
+use std::collections::BTreeSet;
+
+use super::plan::advertises_pool;
 use super::*;
+use crate::Error;
 
 const K3S_HOMELAB: &str = include_str!("../../../tests/fixtures/users/k3s-homelab-l2.yaml");
 const LEGACY_KUBEADM: &str = include_str!("../../../tests/fixtures/users/legacy-configmap-kubeadm.yaml");

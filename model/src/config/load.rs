@@ -1,0 +1,293 @@
+//! The file loader: multi-document YAML in, a validated [`Config`] out, every problem
+//! found reported at once with the file, document, object and field.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use super::{Config, Issue, Loaded, Pool, pool_from_api, requested_ips};
+use crate::Error;
+use crate::api::{self, IPAddressPool, L2Advertisement, LoadBalancerService};
+use crate::range::IpRange;
+
+/// Loads the multi-document YAML `text` read from `file`. Warnings (unknown fields,
+/// ignored objects, Services that get no address) do not fail the load; errors (bad YAML,
+/// bad fields, invalid or overlapping pools) do, all of them reported at once.
+pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
+    let mut loader = Loader { file, warnings: Vec::new(), errors: Vec::new() };
+    let mut raw = RawObjects::default();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let place = format!("{file}: document {}", index + 1);
+        match Value::deserialize(doc) {
+            Ok(Value::Null) => {}
+            Ok(value) => loader.object(&place, value, &mut raw),
+            Err(e) => {
+                // The stream cannot be resynchronised after a syntax error: its iterator
+                // would yield the same error forever.
+                loader.errors.push(Issue { object: place, field: String::new(), message: e.to_string() });
+                break;
+            }
+        }
+    }
+    let config = loader.validate(raw);
+    if loader.errors.is_empty() {
+        Ok(Loaded { config, warnings: loader.warnings })
+    } else {
+        Err(Error::InvalidConfig(loader.errors))
+    }
+}
+
+#[derive(Default)]
+struct RawObjects {
+    pools: Vec<(String, IPAddressPool)>,
+    l2_advertisements: Vec<(String, L2Advertisement)>,
+    /// Services and, at the same index, the place each came from: two vectors, so the
+    /// Services move into the configuration without a copy (10,000 of them are megabytes).
+    services: Vec<LoadBalancerService>,
+    service_objects: Vec<String>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    warnings: Vec<Issue>,
+    errors: Vec<Issue>,
+}
+
+/// Field names of our CRDs, for "did you mean" hints on unknown fields.
+const KNOWN_FIELDS: &[&str] = &[
+    "addresses",
+    "autoAssign",
+    "avoidBuggyIPs",
+    "serviceAllocation",
+    "priority",
+    "namespaces",
+    "namespaceSelectors",
+    "serviceSelectors",
+    "ipAddressPools",
+    "ipAddressPoolSelectors",
+    "nodeSelectors",
+    "interfaces",
+    "loadBalancerIP",
+    "loadBalancerClass",
+    "externalTrafficPolicy",
+    "ipFamilies",
+    "ipFamilyPolicy",
+];
+
+impl Loader<'_> {
+    fn object(&mut self, place: &str, value: Value, raw: &mut RawObjects) {
+        let text = |v: &Value, path: &[&str]| -> String {
+            let mut v = v;
+            for p in path {
+                v = &v[*p];
+            }
+            v.as_str().unwrap_or_default().to_string()
+        };
+        let api_version = text(&value, &["apiVersion"]);
+        let kind = text(&value, &["kind"]);
+        let name = text(&value, &["metadata", "name"]);
+        let namespace = text(&value, &["metadata", "namespace"]);
+        let object = if namespace.is_empty() {
+            format!("{place} ({kind} {name})")
+        } else {
+            format!("{place} ({kind} {namespace}/{name})")
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            ("metallb.io/v1beta1", "IPAddressPool") => {
+                if let Some(pool) = self.typed::<IPAddressPool>(&object, value) {
+                    raw.pools.push((object, pool));
+                }
+            }
+            ("metallb.io/v1beta1", "L2Advertisement") => {
+                if let Some(adv) = self.typed::<L2Advertisement>(&object, value) {
+                    let no_pool_choice =
+                        adv.spec.ip_address_pools.is_empty() && adv.spec.ip_address_pool_selectors.is_empty();
+                    let misspelt_pools =
+                        self.warnings.iter().any(|w| w.object == object && w.field.starts_with("spec."));
+                    if no_pool_choice && misspelt_pools {
+                        self.warn(&object, "spec", "names no pool through ipAddressPools or ipAddressPoolSelectors, so it covers every pool (as MetalLB does)");
+                    }
+                    raw.l2_advertisements.push((object, adv));
+                }
+            }
+            ("v1", "Service") => {
+                if let Some(svc) = self.typed::<Service>(&object, value) {
+                    let svc = LoadBalancerService::from(&svc);
+                    if svc.is_load_balancer() {
+                        raw.services.push(svc);
+                        raw.service_objects.push(object);
+                    }
+                }
+            }
+            ("v1", "Namespace") => {
+                if let Some(ns) = self.typed::<k8s_openapi::api::core::v1::Namespace>(&object, value) {
+                    raw.namespaces.insert(ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default());
+                }
+            }
+            ("v1", "ConfigMap") => self.legacy_config_map(&object, &namespace, &value, raw),
+            (v, k) if v.starts_with("metallb.io/") => {
+                self.warn(&object, "", &format!("{k} ({v}) is ignored: FerroLB implements MetalLB's layer-2 mode only"))
+            }
+            ("", _) | (_, "") => self.errors.push(Issue {
+                object,
+                field: String::new(),
+                message: "not a Kubernetes object: apiVersion and kind are required".into(),
+            }),
+            (v, k) => {
+                self.warn(&object, "", &format!("{k} ({v}) is not part of the load balancer configuration; ignored"))
+            }
+        }
+    }
+
+    /// Deserializes `value` as `T`, warning about each unknown field and recording an
+    /// error naming the field on failure.
+    fn typed<T: DeserializeOwned>(&mut self, object: &str, value: Value) -> Option<T> {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(value, &mut record);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        // kube's derived CRD types take apiVersion and kind as given, without reading them.
+        for field in unknown.into_iter().filter(|f| f != "apiVersion" && f != "kind") {
+            let leaf = field.rsplit('.').next().unwrap_or(&field);
+            let hint = did_you_mean(leaf).map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+            self.warn(object, &field, &format!("unknown field, ignored{hint}"));
+        }
+        match result {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let field = e.path().to_string();
+                self.errors.push(Issue { object: object.into(), field, message: e.into_inner().to_string() });
+                None
+            }
+        }
+    }
+
+    fn legacy_config_map(&mut self, object: &str, namespace: &str, value: &Value, raw: &mut RawObjects) {
+        let Some(text) = value["data"]["config"].as_str() else {
+            self.warn(object, "", "ConfigMap without a MetalLB `config` key; ignored");
+            return;
+        };
+        match crate::legacy::convert(namespace, text) {
+            Ok(converted) => {
+                self.warn(
+                    object,
+                    "data.config",
+                    "legacy MetalLB ConfigMap converted in memory; `ferrolb-controller convert` writes the equivalent IPAddressPool and L2Advertisement objects",
+                );
+                for w in converted.warnings {
+                    self.warn(object, "data.config", &w);
+                }
+                let from = |kind: &str, name: &str| format!("{object} -> {kind} {name}");
+                for p in converted.pools {
+                    raw.pools.push((from("IPAddressPool", p.metadata.name.as_deref().unwrap_or_default()), p));
+                }
+                for a in converted.l2_advertisements {
+                    raw.l2_advertisements
+                        .push((from("L2Advertisement", a.metadata.name.as_deref().unwrap_or_default()), a));
+                }
+            }
+            Err(e) => {
+                self.errors.push(Issue { object: object.into(), field: "data.config".into(), message: e.to_string() })
+            }
+        }
+    }
+
+    fn warn(&mut self, object: &str, field: &str, message: &str) {
+        self.warnings.push(Issue { object: object.into(), field: field.into(), message: message.into() });
+    }
+
+    fn validate(&mut self, raw: RawObjects) -> Config {
+        let mut config = Config { namespaces: raw.namespaces, ..Config::default() };
+        let mut pool_objects = Vec::new();
+        for (object, pool) in raw.pools {
+            let name = pool.metadata.name.clone().unwrap_or_default();
+            if let Some(prev) = config.pools.iter().position(|p: &Pool| p.name == name) {
+                self.errors.push(Issue {
+                    object,
+                    field: "metadata.name".into(),
+                    message: format!("a pool named {name:?} is already defined by {}", pool_objects[prev]),
+                });
+                continue;
+            }
+            let (valid, issues) = pool_from_api(&object, &pool);
+            self.errors.extend(issues);
+            config.pools.push(valid);
+            pool_objects.push(object);
+        }
+        self.reject_overlaps(&config.pools, &pool_objects);
+
+        for (object, adv) in &raw.l2_advertisements {
+            for (i, name) in adv.spec.ip_address_pools.iter().enumerate() {
+                if !config.pools.iter().any(|p| &p.name == name) {
+                    self.warn(object, &format!("spec.ipAddressPools[{i}]"), &format!("no pool named {name:?}"));
+                }
+            }
+        }
+        if raw.l2_advertisements.is_empty() && !config.pools.is_empty() {
+            self.warn(self.file, "", "no L2Advertisement: addresses are assigned but not announced (as in MetalLB)");
+        }
+        config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
+
+        for (object, svc) in raw.service_objects.iter().zip(&raw.services) {
+            // A bad request fails that Service (the allocator says why), not the file.
+            match requested_ips(svc) {
+                Err((field, message)) => self.warn(object, &field, &message),
+                Ok((_, field)) if field.contains(api::LEGACY_ANNOTATION_PREFIX) => self.warn(
+                    object,
+                    &field,
+                    "the metallb.universe.tf/ annotation prefix is deprecated; use metallb.io/",
+                ),
+                Ok(_) => {}
+            }
+        }
+        config.services = raw.services;
+        config.services.shrink_to_fit();
+        config
+    }
+
+    /// Overlapping pools are rejected: one address must have one pool. Sorting makes
+    /// this O(n log n) in the number of ranges. (The controller, which sees pools one at
+    /// a time, uses [`overlap`].)
+    fn reject_overlaps(&mut self, pools: &[Pool], objects: &[String]) {
+        let mut all: Vec<(IpRange, usize)> =
+            pools.iter().enumerate().flat_map(|(i, p)| p.ranges.iter().map(move |r| (*r, i))).collect();
+        all.sort();
+        for pair in all.windows(2) {
+            let ((a, ai), (b, bi)) = (pair[0], pair[1]);
+            // Within one pool, `pool_from_api` has said so already.
+            if a.overlaps(&b) && ai != bi {
+                let message = format!("range {b} overlaps range {a} of pool {:?} ({})", pools[ai].name, objects[ai]);
+                self.errors.push(Issue { object: objects[bi].clone(), field: "spec.addresses".into(), message });
+            }
+        }
+    }
+}
+
+fn did_you_mean(field: &str) -> Option<&'static str> {
+    let f = field.to_ascii_lowercase();
+    KNOWN_FIELDS
+        .iter()
+        .map(|k| (edit_distance(&f, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
