@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -35,10 +35,7 @@ fn output(cmd: &mut Command) -> (bool, String) {
 }
 
 fn parse(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    serde_saphyr::from_multiple::<Value>(text).unwrap().into_iter().filter(|v| !v.is_null()).collect()
 }
 
 /// `helm template` of the chart in metallb-system with `args` (values), CRDs included.
@@ -63,7 +60,7 @@ const HELM_LABELS: [&str; 4] =
     ["helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version"];
 
 fn without_helm_labels(mut o: Value) -> Value {
-    if let Some(labels) = o.get_mut("metadata").and_then(|m| m.get_mut("labels")).and_then(Value::as_mapping_mut) {
+    if let Some(labels) = o.get_mut("metadata").and_then(|m| m.get_mut("labels")).and_then(Value::as_object_mut) {
         for l in HELM_LABELS {
             labels.remove(l);
         }
@@ -132,7 +129,7 @@ fn other_values_never_change_a_selector_and_reach_the_objects() {
             .map(|o| {
                 let s =
                     if o["kind"] == "Service" { &o["spec"]["selector"] } else { &o["spec"]["selector"]["matchLabels"] };
-                (o["metadata"]["name"].as_str().unwrap().to_string(), serde_yaml::to_string(s).unwrap())
+                (o["metadata"]["name"].as_str().unwrap().to_string(), serde_saphyr::to_string(s).unwrap())
             })
             .collect()
     };
@@ -163,7 +160,7 @@ fn other_values_never_change_a_selector_and_reach_the_objects() {
     assert_eq!(ds["containers"][0]["image"], "registry.example.invalid/ferrolb:9.9.9");
     assert_eq!(ds["priorityClassName"], "system-node-critical");
     assert_eq!(ds["containers"][0]["resources"]["requests"]["cpu"], "50m");
-    let args = serde_yaml::to_string(&ds["containers"][0]["args"]).unwrap();
+    let args = serde_saphyr::to_string(&ds["containers"][0]["args"]).unwrap();
     assert!(args.contains("--log-level=debug") && args.contains("--lb-class=example.com/ferrolb"), "{args}");
     let dep = &custom["Deployment/metallb-system/ferrolb-controller"]["spec"];
     assert_eq!(dep["replicas"], 2);
@@ -189,7 +186,7 @@ fn the_rendered_chart_validates_for_the_supported_versions() {
     let core: Vec<String> = objects
         .iter()
         .filter(|o| !operator.contains(&o["kind"].as_str().unwrap_or_default()))
-        .map(|o| serde_yaml::to_string(o).unwrap())
+        .map(|o| serde_saphyr::to_string(o).unwrap())
         .collect();
     let file = std::env::temp_dir().join(format!("ferrolb-chart-{}.yaml", std::process::id()));
     std::fs::write(&file, core.join("---\n")).unwrap();
@@ -209,7 +206,7 @@ fn the_rendered_chart_validates_for_the_supported_versions() {
 /// the label kube-prometheus-stack selects by (configurable in the chart).
 #[test]
 fn the_operator_objects_carry_the_promtool_tested_rules() {
-    let rules: Value = serde_yaml::from_str(
+    let rules: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(root().join("manifests/monitoring/prometheus/alerts.rules.yaml")).unwrap(),
     )
     .unwrap();

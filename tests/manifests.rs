@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -27,7 +27,7 @@ fn run(cmd: &mut Command) -> String {
 
 fn render(dir: &str) -> Vec<Value> {
     let text = run(Command::new("kubectl").arg("kustomize").arg(root().join(dir)));
-    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+    serde_saphyr::from_multiple(&text).unwrap()
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -38,7 +38,7 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array().map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 #[test]
@@ -93,10 +93,10 @@ fn the_speaker_is_host_network_with_net_raw_only() {
     assert!(pod["securityContext"]["privileged"].is_null());
     assert!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string());
     let tolerated: Vec<&str> =
-        pod["tolerations"].as_sequence().unwrap().iter().filter_map(|t| t["key"].as_str()).collect();
+        pod["tolerations"].as_array().unwrap().iter().filter_map(|t| t["key"].as_str()).collect();
     assert!(tolerated.contains(&"node-role.kubernetes.io/control-plane"), "runs on control-plane nodes too");
     assert_eq!(strings(&c["command"]), vec!["/ferrolb-speaker", "run"]);
-    let env: Vec<&str> = c["env"].as_sequence().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    let env: Vec<&str> = c["env"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
     for var in ["NODE_NAME", "POD_NAMESPACE", "POD_IP"] {
         assert!(env.contains(&var), "{var} from the downward API");
     }
@@ -114,7 +114,7 @@ fn rbac_is_least_privilege() {
     let grants = |kind: &str, name: &str| -> Vec<(String, String)> {
         let role = find(&objects, kind, name);
         let mut out = Vec::new();
-        for rule in role["rules"].as_sequence().unwrap() {
+        for rule in role["rules"].as_array().unwrap() {
             for r in strings(&rule["resources"]) {
                 for v in strings(&rule["verbs"]) {
                     out.push((r.clone(), v));

@@ -143,7 +143,7 @@ fn prometheus_scrapes_the_controller_and_evaluates_the_alert_rules() {
         rt.block_on(async move {
             use ferrolb_controller::reconcile::{Memory, Settings, Snapshot, plan};
             fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-                serde_yaml::from_str(s).unwrap()
+                serde_saphyr::from_str(s).unwrap()
             }
             let snapshot = Snapshot {
                 pools: vec![

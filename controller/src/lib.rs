@@ -8,13 +8,13 @@ pub mod reconcile;
 
 /// The CRDs of the MetalLB-compatible types, as the multi-document YAML committed in
 /// `manifests/crds/crds.yaml`.
-pub fn crds() -> Result<String, serde_yaml::Error> {
+pub fn crds() -> Result<String, serde_saphyr::SerializeError> {
     use ferrolb_model::api::{IPAddressPool, ServiceL2Status, l2_advertisement_crd};
     use kube::CustomResourceExt;
     let docs = [
-        serde_yaml::to_string(&IPAddressPool::crd())?,
-        serde_yaml::to_string(&l2_advertisement_crd())?,
-        serde_yaml::to_string(&ServiceL2Status::crd())?,
+        serde_saphyr::to_string(&IPAddressPool::crd())?,
+        serde_saphyr::to_string(&l2_advertisement_crd())?,
+        serde_saphyr::to_string(&ServiceL2Status::crd())?,
     ];
     // OpenAPI keeps bounds as floats; written as integers they read the same to every
     // YAML parser (Helm's re-rendering of the chart's copy included).

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_model::allocate_all;
 use ferrolb_model::config;
-use serde::{Deserialize as _, Serialize};
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(version, about = "FerroLB controller: LoadBalancer address allocation")]
@@ -97,7 +97,7 @@ fn plan(path: &PathBuf, output: Output, lb_class: Option<&str>) -> anyhow::Resul
     }
     let entries: Vec<PlanEntry> = loaded.config.services.iter().filter_map(|s| by_service.remove(&s.key())).collect();
     Ok(match output {
-        Output::Yaml => serde_yaml::to_string(&entries)?,
+        Output::Yaml => serde_saphyr::to_string(&entries)?,
         Output::Json => serde_json::to_string_pretty(&entries)? + "\n",
     })
 }
@@ -105,9 +105,9 @@ fn plan(path: &PathBuf, output: Output, lb_class: Option<&str>) -> anyhow::Resul
 fn convert(path: &PathBuf) -> anyhow::Result<String> {
     let text = read(path)?;
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value =
-            serde_yaml::Value::deserialize(doc).with_context(|| format!("{} is not valid YAML", path.display()))?;
+    let values: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
+    for value in values {
         if value["kind"].as_str() != Some("ConfigMap") {
             continue;
         }
@@ -120,10 +120,10 @@ fn convert(path: &PathBuf) -> anyhow::Result<String> {
             eprintln!("warning: {w}");
         }
         for p in &converted.pools {
-            docs.push(serde_yaml::to_string(p)?);
+            docs.push(serde_saphyr::to_string(p)?);
         }
         for a in &converted.l2_advertisements {
-            docs.push(serde_yaml::to_string(a)?);
+            docs.push(serde_saphyr::to_string(a)?);
         }
     }
     if docs.is_empty() {

@@ -174,6 +174,7 @@ mod load;
 mod plan;
 
 pub use load::load;
+pub(crate) use load::parse_yaml;
 pub use plan::*;
 
 #[cfg(test)]

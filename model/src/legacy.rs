@@ -12,7 +12,7 @@ struct LegacyConfig {
     #[serde(default, rename = "address-pools")]
     address_pools: Vec<LegacyPool>,
     #[serde(default)]
-    peers: Vec<serde_yaml::Value>,
+    peers: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -40,7 +40,8 @@ pub struct Converted {
 /// peers are reported, not converted.
 pub fn convert(namespace: &str, config: &str) -> Result<Converted, Error> {
     let mut warnings = Vec::new();
-    let legacy: LegacyConfig = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(config), |path| {
+    let value = crate::config::parse_yaml(config).map_err(Error::InvalidLegacyConfig)?.unwrap_or_default();
+    let legacy: LegacyConfig = serde_ignored::deserialize(value, |path| {
         warnings.push(format!("unknown key {path} ignored"));
     })
     .map_err(|e| Error::InvalidLegacyConfig(e.to_string()))?;

@@ -89,7 +89,7 @@ impl Exclusions {
             #[serde(default)]
             announced_interfaces_to_exclude: Vec<String>,
         }
-        let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let file: File = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         Exclusions::new(file.announced_interfaces_to_exclude).map_err(|e| e.to_string())
     }
 

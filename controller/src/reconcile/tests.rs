@@ -7,7 +7,7 @@ fn settings() -> Settings {
 }
 
 fn pool(yaml: &str) -> IPAddressPool {
-    serde_yaml::from_str(yaml).expect("pool YAML")
+    serde_saphyr::from_str(yaml).expect("pool YAML")
 }
 
 fn lan_pool() -> IPAddressPool {
@@ -17,7 +17,7 @@ fn lan_pool() -> IPAddressPool {
 }
 
 fn service(name: &str, created: &str, extra: &str) -> Service {
-    serde_yaml::from_str(&format!(
+    serde_saphyr::from_str(&format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  uid: uid-{name}\n  resourceVersion: '1'\n  creationTimestamp: '{created}'\n{extra}spec:\n  type: LoadBalancer\n  selector: {{app: {name}}}\n  ports: [{{port: 80, protocol: TCP}}]\n"
     ))
     .expect("service YAML")
@@ -126,7 +126,7 @@ fn of_two_services_claiming_one_address_the_older_keeps_it() {
     let held = "status: {loadBalancer: {ingress: [{ip: 198.51.100.10}]}}\n";
     let with_status = |name: &str, created: &str| {
         let mut s = service(name, created, "");
-        let st: Service = serde_yaml::from_str(&format!("metadata: {{name: x}}\n{held}")).unwrap();
+        let st: Service = serde_saphyr::from_str(&format!("metadata: {{name: x}}\n{held}")).unwrap();
         s.status = st.status;
         s
     };
@@ -189,7 +189,7 @@ fn an_invalid_pool_is_reported_and_the_last_valid_version_keeps_serving() {
     let mut snap = applied(snap, &w);
     let mut overlapping = other;
     overlapping.metadata.name = Some("dup".into());
-    overlapping.metadata.creation_timestamp = serde_yaml::from_str("'2026-05-01T00:00:00Z'").unwrap();
+    overlapping.metadata.creation_timestamp = serde_saphyr::from_str("'2026-05-01T00:00:00Z'").unwrap();
     snap.pools.push(overlapping);
     snap.services.push(service("api", "2026-02-02T00:00:00Z", "  annotations: {metallb.io/address-pool: other}\n"));
     let w = plan(&snap, &settings(), &mut memory);

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::{Config, Issue, Loaded, Pool, pool_from_api, requested_ips};
 use crate::Error;
@@ -19,17 +18,12 @@ use crate::range::IpRange;
 pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
     let mut loader = Loader { file, warnings: Vec::new(), errors: Vec::new() };
     let mut raw = RawObjects::default();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, doc) in documents(text).into_iter().enumerate() {
         let place = format!("{file}: document {}", index + 1);
-        match Value::deserialize(doc) {
-            Ok(Value::Null) => {}
-            Ok(value) => loader.object(&place, value, &mut raw),
-            Err(e) => {
-                // The stream cannot be resynchronised after a syntax error: its iterator
-                // would yield the same error forever.
-                loader.errors.push(Issue { object: place, field: String::new(), message: e.to_string() });
-                break;
-            }
+        match parse_yaml(doc) {
+            Ok(None | Some(Value::Null)) => {}
+            Ok(Some(value)) => loader.object(&place, value, &mut raw),
+            Err(message) => loader.errors.push(Issue { object: place, field: String::new(), message }),
         }
     }
     let config = loader.validate(raw);
@@ -38,6 +32,35 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, Error> {
     } else {
         Err(Error::InvalidConfig(loader.errors))
     }
+}
+
+/// One YAML document as a dynamic value (`None`: an empty document), or the YAML error
+/// on one line, with its line and column in the document.
+pub(crate) fn parse_yaml(doc: &str) -> Result<Option<Value>, String> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(doc, options).map_err(|e| e.to_string())
+}
+
+/// The documents of a multi-document YAML stream, split at its `---` markers (a marker
+/// may carry the document's first node, as in `--- {kind: X}`), so that each is parsed and
+/// numbered on its own, as a YAML parser numbers them: comments before the first marker
+/// are no document, an empty one between markers is.
+fn documents(text: &str) -> Vec<&str> {
+    let blank = |t: &str| t.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let mut docs = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    for line in text.split_inclusive('\n') {
+        let rest = line.strip_prefix("---").filter(|r| r.is_empty() || r.starts_with([' ', '\t', '\r', '\n']));
+        if let Some(rest) = rest {
+            if !(docs.is_empty() && blank(&text[start..at])) {
+                docs.push(&text[start..at]);
+            }
+            start = at + line.len() - rest.len();
+        }
+        at += line.len();
+    }
+    docs.push(&text[start..]);
+    docs
 }
 
 #[derive(Default)]

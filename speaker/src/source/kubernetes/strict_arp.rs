@@ -18,9 +18,9 @@ use crate::metrics::Metrics;
 /// every LoadBalancer address: MetalLB's most asked support question. `config` is the
 /// `config.conf` key of kube-system/kube-proxy.
 pub fn strict_arp_problem(config: &str) -> Option<String> {
-    let v: serde_yaml::Value = serde_yaml::from_str(config).ok()?;
+    let v: serde_json::Value = serde_saphyr::from_str(config).ok()?;
     let ipvs = v.get("mode").and_then(|m| m.as_str()) == Some("ipvs");
-    let strict = v.get("ipvs").and_then(|i| i.get("strictARP")).and_then(serde_yaml::Value::as_bool) == Some(true);
+    let strict = v.get("ipvs").and_then(|i| i.get("strictARP")).and_then(serde_json::Value::as_bool) == Some(true);
     (ipvs && !strict).then(|| {
         "kube-proxy runs in IPVS mode without strictARP: every node answers ARP for LoadBalancer addresses. \
          Set ipvs.strictARP: true in the kube-system/kube-proxy ConfigMap and restart kube-proxy"

@@ -10,7 +10,7 @@ use super::strict_arp::watch_kube_proxy;
 use super::*;
 
 fn obj<T: serde::de::DeserializeOwned>(yaml: &str) -> Arc<T> {
-    Arc::new(serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}: {yaml}")))
+    Arc::new(serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}: {yaml}")))
 }
 
 fn pool() -> Arc<IPAddressPool> {
@@ -417,7 +417,7 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
         .collect();
     assert_eq!(plan(&trimmed_services, &trimmed_slices, &[pool()], &[adv("")], "metallb-system", None), before);
 
-    let mut n: Node = serde_yaml::from_str(
+    let mut n: Node = serde_saphyr::from_str(
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lb: 'yes'}}\nstatus:\n  conditions: [{type: NetworkUnavailable, status: 'True'}, {type: Ready, status: 'True'}]\n  images: [{names: [registry.example/big:1], sizeBytes: 1000000}]\n  addresses: [{type: InternalIP, address: 192.0.2.5}]\n",
     )
     .unwrap();
