@@ -186,3 +186,25 @@ fn service_selectors_limit_what_an_advertisement_announces() {
         Plan::new(&loaded.config, &addresses).for_node(&NodeInfo::new("n1")).iter().map(|a| a.ip).collect();
     assert_eq!(announced, vec![ip("192.0.2.9")]);
 }
+
+/// Documents are numbered as a YAML parser numbers them (libyaml counts this stream the same:
+/// comments before the first marker
+/// are none, an empty one between markers is one, a marker may carry the document), and a
+/// broken document is reported by number, with the line and column of the fault in it.
+#[test]
+fn documents_are_numbered_as_yaml_numbers_them_and_a_syntax_error_names_its_document() {
+    let text = format!(
+        "# pools for the lab\n---\n{POOL}---\n---\n--- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: x}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: default}}\nspec: {{ports: [80\n"
+    );
+    let errs = issues(load("lab.yaml", &text).unwrap_err());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].object, "lab.yaml: document 6");
+    // Lines count from the document's marker line.
+    assert!(errs[0].message.contains("line 5"), "{}", errs[0]);
+    assert!(!errs[0].message.contains('\n'), "one line: {}", errs[0]);
+    let fixed = text.replace("[80\n", "[80]}\n");
+    let loaded = load("lab.yaml", &fixed).unwrap();
+    assert_eq!(loaded.config.pools.len(), 1);
+    let ignored: Vec<&str> = loaded.warnings.iter().map(|w| w.object.as_str()).collect();
+    assert!(ignored.contains(&"lab.yaml: document 5 (ConfigMap x)"), "{ignored:?}");
+}
