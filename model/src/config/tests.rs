@@ -194,7 +194,7 @@ fn service_selectors_limit_what_an_advertisement_announces() {
 #[test]
 fn documents_are_numbered_as_yaml_numbers_them_and_a_syntax_error_names_its_document() {
     let text = format!(
-        "# pools for the lab\n---\n{POOL}---\n---\n--- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: x}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: default}}\nspec: {{ports: [80\n"
+        "# pools for the lab\n---\n{POOL}---\n---\n--- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: x}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: default}}\nspec: {{ports: [{{port: 80\n"
     );
     let errs = issues(load("lab.yaml", &text).unwrap_err());
     assert_eq!(errs.len(), 1, "{errs:?}");
@@ -202,7 +202,7 @@ fn documents_are_numbered_as_yaml_numbers_them_and_a_syntax_error_names_its_docu
     // Lines count from the document's marker line.
     assert!(errs[0].message.contains("line 5"), "{}", errs[0]);
     assert!(!errs[0].message.contains('\n'), "one line: {}", errs[0]);
-    let fixed = text.replace("[80\n", "[80]}\n");
+    let fixed = text.replace("port: 80\n", "port: 80}]}\n");
     let loaded = load("lab.yaml", &fixed).unwrap();
     assert_eq!(loaded.config.pools.len(), 1);
     let ignored: Vec<&str> = loaded.warnings.iter().map(|w| w.object.as_str()).collect();
