@@ -186,6 +186,7 @@ pub fn plan(snapshot: &Snapshot, settings: &Settings, memory: &mut Memory) -> Wr
     let config = Config {
         pools: pools.clone(),
         l2_advertisements: Vec::new(),
+        bgp: Default::default(),
         services: services
             .iter()
             .filter(|(_, s)| s.is_load_balancer() && !kept.contains(&s.key()) && !foreign.contains(&s.key()))

@@ -70,6 +70,8 @@ pub struct Config {
     /// `loadBalancerClass`) is the allocator's call.
     pub services: Vec<LoadBalancerService>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// BGP mode's objects, validated (not announced yet).
+    pub bgp: bgp::BgpConfig,
 }
 
 /// A configuration and the warnings met while loading it.
@@ -170,6 +172,7 @@ pub fn requested_ips(svc: &LoadBalancerService) -> Result<(Vec<IpAddr>, String),
     }
 }
 
+pub mod bgp;
 mod load;
 mod plan;
 

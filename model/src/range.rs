@@ -54,6 +54,33 @@ impl IpRange {
     pub fn overlaps(&self, other: &IpRange) -> bool {
         self.family == other.family && self.start <= other.end && other.start <= self.end
     }
+
+    /// The shortest prefix length among the CIDRs that exactly cover the range (a CIDR's
+    /// own length; for `a-b`, that of its largest aligned block), as MetalLB's
+    /// `lowestMask` of a pool's CIDRs (internal/config/config.go:1131).
+    pub fn widest_prefix(&self) -> u32 {
+        let bits = match self.family {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        };
+        let (mut start, end) = (self.start, self.end);
+        let mut widest = bits;
+        loop {
+            let fits = |k: u32| match k {
+                128 => start == 0 && end == u128::MAX,
+                _ => start.checked_add((1u128 << k) - 1).is_some_and(|last| last <= end),
+            };
+            let mut k = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+            while k > 0 && !fits(k) {
+                k -= 1;
+            }
+            widest = widest.min(bits - k);
+            match (k < 128).then(|| start.checked_add(1u128 << k)).flatten() {
+                Some(next) if next <= end => start = next,
+                _ => return widest,
+            }
+        }
+    }
 }
 
 impl fmt::Display for IpRange {

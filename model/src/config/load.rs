@@ -72,6 +72,7 @@ struct RawObjects {
     services: Vec<LoadBalancerService>,
     service_objects: Vec<String>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    bgp: super::bgp::BgpObjects,
 }
 
 struct Loader<'a> {
@@ -152,8 +153,48 @@ impl Loader<'_> {
                 }
             }
             ("v1", "ConfigMap") => self.legacy_config_map(&object, &namespace, &value, raw),
+            // v1beta1 is MetalLB's older BGPPeer; the API server converts it, a file is read as v1beta2.
+            ("metallb.io/v1beta2" | "metallb.io/v1beta1", "BGPPeer") => {
+                if let Some(p) = self.typed::<api::BGPPeer>(&object, value) {
+                    raw.bgp.peers.push((object, p));
+                }
+            }
+            ("metallb.io/v1beta1", "BGPAdvertisement") => {
+                // MetalLB's minimal sample has no spec (configsamples/simple_pool_adv_bgp.yaml).
+                let mut value = value;
+                if value.get("spec").is_none_or(Value::is_null) {
+                    value["spec"] = Value::Object(Default::default());
+                }
+                if let Some(a) = self.typed::<api::BGPAdvertisement>(&object, value) {
+                    raw.bgp.advertisements.push((object, a));
+                }
+            }
+            ("metallb.io/v1beta1", "BFDProfile") => {
+                let mut value = value;
+                if value.get("spec").is_none_or(Value::is_null) {
+                    value["spec"] = Value::Object(Default::default());
+                }
+                if let Some(p) = self.typed::<api::BFDProfile>(&object, value) {
+                    raw.bgp.bfd_profiles.push((object, p));
+                }
+            }
+            ("metallb.io/v1beta1", "Community") => {
+                if let Some(c) = self.typed::<api::Community>(&object, value) {
+                    raw.bgp.communities.push((object, c));
+                }
+            }
+            // A BGPPeer's password Secret (only its name and whether it holds a password).
+            ("v1", "Secret") => {
+                let basic_auth = value["type"].as_str() == Some("kubernetes.io/basic-auth");
+                let has_password = !value["data"]["password"].is_null() || !value["stringData"]["password"].is_null();
+                if basic_auth && has_password {
+                    raw.bgp.password_secrets.insert(name);
+                } else {
+                    self.warn(&object, "", "Secret that is not a kubernetes.io/basic-auth one with a password; ignored")
+                }
+            }
             (v, k) if v.starts_with("metallb.io/") => {
-                self.warn(&object, "", &format!("{k} ({v}) is ignored: FerroLB implements MetalLB's layer-2 mode only"))
+                self.warn(&object, "", &format!("{k} ({v}) is ignored: FerroLB does not implement it"))
             }
             ("", _) | (_, "") => self.errors.push(Issue {
                 object,
@@ -223,7 +264,7 @@ impl Loader<'_> {
         self.warnings.push(Issue { object: object.into(), field: field.into(), message: message.into() });
     }
 
-    fn validate(&mut self, raw: RawObjects) -> Config {
+    fn validate(&mut self, mut raw: RawObjects) -> Config {
         let mut config = Config { namespaces: raw.namespaces, ..Config::default() };
         let mut pool_objects = Vec::new();
         for (object, pool) in raw.pools {
@@ -250,9 +291,21 @@ impl Loader<'_> {
                 }
             }
         }
-        if raw.l2_advertisements.is_empty() && !config.pools.is_empty() {
+        let bgp_advertised = !raw.bgp.advertisements.is_empty();
+        if raw.l2_advertisements.is_empty() && !bgp_advertised && !config.pools.is_empty() {
             self.warn(self.file, "", "no L2Advertisement: addresses are assigned but not announced (as in MetalLB)");
         }
+        let (bgp, errors, warnings) = super::bgp::validate(std::mem::take(&mut raw.bgp), &config.pools);
+        self.errors.extend(errors);
+        self.warnings.extend(warnings);
+        if !bgp.is_empty() {
+            self.warn(
+                self.file,
+                "",
+                "BGP objects are validated as MetalLB validates them, but FerroLB does not announce over BGP yet: layer 2 only",
+            );
+        }
+        config.bgp = bgp;
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 
         for (object, svc) in raw.service_objects.iter().zip(&raw.services) {

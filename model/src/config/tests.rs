@@ -117,10 +117,10 @@ fn node_selectors_and_interfaces() {
 #[test]
 fn ignored_objects_are_warned_about() {
     let text = format!(
-        "{POOL}---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: p}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n"
+        "{POOL}---\napiVersion: metallb.io/v1beta1\nkind: ServiceBGPStatus\nmetadata: {{name: p}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\n"
     );
     let loaded = load("i.yaml", &text).unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.message.contains("layer-2 mode only")));
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("ServiceBGPStatus (metallb.io/v1beta1) is ignored")));
     assert!(loaded.warnings.iter().any(|w| w.message.contains("Deployment (apps/v1) is not part")));
 }
 

@@ -1,6 +1,13 @@
 //! MetalLB-compatible API types. Field names follow `metallb.io/v1beta1` exactly so a
 //! user's existing YAML deserializes unchanged; the same types serve the cluster side.
 
+mod bgp;
+
+pub use bgp::{
+    BFDProfile, BFDProfileSpec, BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec, Community,
+    CommunityAlias, CommunitySpec, SecretReference,
+};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -1,0 +1,249 @@
+//! BGP objects as MetalLB reads them. Expectations cite internal/config/config.go at
+//! MetalLB 7938d3f89 (`peerFromCR` 398-498, `bfdProfileFromCR` 643-678,
+//! `bgpAdvertisementFromCR` 836-918, `parseTimers` 940-972, `validateBGPAdvPerPool`
+//! 974-1010) and internal/bgp/community/community.go (`New`).
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{Issue, Loaded, load};
+
+macro_rules! sample {
+    ($name:literal) => {
+        include_str!(concat!("../../../../tests/fixtures/metallb/", $name, ".yaml"))
+    };
+}
+
+/// The pools MetalLB's BGP samples name.
+const POOLS: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bgp-with-advertisement, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/24]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: first-pool, namespace: metallb-system}\nspec: {addresses: [203.0.113.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: test-addresspool, namespace: metallb-system, labels: {test: bgp-with-advertisement}}\nspec: {addresses: [203.0.113.64/27]}\n";
+
+fn loads(parts: &[&str]) -> Loaded {
+    let text = parts.join("\n---\n");
+    load("bgp.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn errors(parts: &[&str]) -> Vec<Issue> {
+    match load("bgp.yaml", &parts.join("\n---\n")) {
+        Err(crate::Error::InvalidConfig(issues)) => issues,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+const PEER: &str = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: router, namespace: metallb-system}\nspec:\n  myASN: 64512\n";
+
+fn peer_with(extra: &str) -> String {
+    format!("{PEER}{extra}")
+}
+
+#[test]
+fn metallbs_bgp_samples_load_as_metallb_reads_them() {
+    let simple = loads(&[sample!("bgppeer_simple")]).config.bgp;
+    let p = &simple.peers[0];
+    assert_eq!((p.my_asn, p.asn), (64512, PeerAsn::Fixed(64512)));
+    assert_eq!(p.address, Some("172.30.0.3".parse().unwrap()));
+    assert_eq!((p.port, p.timers, p.password.as_ref()), (179, None, None), "MetalLB's defaults");
+
+    let bfd = loads(&[sample!("bgppeer_with_bfdprofile")]).config.bgp;
+    let profile = bfd.bfd_profiles["testbfdprofile"];
+    assert_eq!((profile.receive_interval, profile.transmit_interval), (380, 270));
+    assert_eq!((profile.detect_multiplier, profile.minimum_ttl, profile.echo_mode), (3, 254, false));
+    assert_eq!(bfd.peers[0].bfd_profile.as_deref(), Some("testbfdprofile"));
+
+    let options = loads(&[sample!("bgppeer_with_session_options")]).config.bgp;
+    assert_eq!(options.peers[0].connect_time, Some(Duration::from_secs(120)));
+    assert_eq!(loads(&[sample!("bgppeer_with_vrf")]).config.bgp.peers[0].vrf.as_deref(), Some("red"));
+
+    let alias = loads(&[POOLS, sample!("bgpadvertisement_community_alias")]).config.bgp;
+    assert_eq!(alias.advertisements[0].communities, [CommunityValue::Standard(65535, 65282)].into());
+    let localpref = loads(&[POOLS, sample!("bgpadvertisement_communities_localpref")]).config.bgp;
+    assert_eq!(localpref.advertisements[0].local_pref, 150);
+    assert_eq!(localpref.advertisements[0].communities, alias.advertisements[0].communities);
+
+    let nodes = loads(&[POOLS, sample!("bgpadvertisement_with_node_selector")]).config.bgp;
+    assert_eq!(nodes.advertisements[0].node_selectors.len(), 2);
+    let by_label = loads(&[POOLS, sample!("bgpadv_selectspool_by_label")]).config;
+    let covered: Vec<&str> = by_label
+        .pools
+        .iter()
+        .filter(|p| advertises(&by_label.bgp.advertisements[0], p))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(covered, ["test-addresspool"]);
+
+    // An advertisement to a peer that does not exist is accepted (MetalLB announces to
+    // no such peer); the file says so.
+    let by_list = loads(&[POOLS, sample!("bgpadv_selectspool_by_list")]);
+    assert_eq!(by_list.config.bgp.advertisements[0].peers, ["ebgp-single-hop0"]);
+    assert!(by_list.warnings.iter().any(|w| w.field == "spec.peers[0]"), "{:?}", by_list.warnings);
+
+    // The minimal sample: an advertisement without a spec, every pool, no aggregation.
+    let minimal = loads(&[sample!("simple_pool_adv_bgp")]);
+    let adv = &minimal.config.bgp.advertisements[0];
+    assert_eq!((adv.aggregation_length, adv.aggregation_length_v6), (32, 128));
+    assert!(advertises(adv, &minimal.config.pools[0]));
+    assert!(
+        minimal.warnings.iter().any(|w| w.message.contains("does not announce over BGP yet")),
+        "{:?}",
+        minimal.warnings
+    );
+    assert!(!minimal.warnings.iter().any(|w| w.message.contains("no L2Advertisement")), "a BGPAdvertisement announces");
+}
+
+/// `passwordSecret` names a Secret of type basic-auth (`passwordFromSecretForPeer`);
+/// without it MetalLB waits (a transient error), and a file has nothing to wait for.
+#[test]
+fn a_password_secret_must_be_in_the_file_and_basic_auth() {
+    let errs = errors(&[sample!("bgppeer_withsecret")]);
+    assert_eq!(errs[0].object, "bgp.yaml: document 1 (BGPPeer metallb-system/peer-with-secret)");
+    assert_eq!(errs[0].field, "spec.passwordSecret.name");
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: secretname, namespace: metallb-system}\ntype: kubernetes.io/basic-auth\nstringData: {password: s3cret}\n";
+    let loaded = loads(&[sample!("bgppeer_withsecret"), secret]).config.bgp;
+    let p = &loaded.peers[0];
+    assert_eq!(p.password, Some(Password::Secret("secretname".into())));
+    // holdTime 9m0s with keepaliveTime 0s, as given.
+    assert_eq!(p.timers, Some((Duration::from_secs(540), Duration::ZERO)));
+    let opaque = secret.replace("kubernetes.io/basic-auth", "Opaque");
+    assert_eq!(errors(&[sample!("bgppeer_withsecret"), &opaque])[0].field, "spec.passwordSecret.name");
+}
+
+#[test]
+fn invalid_peers_are_refused_naming_the_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "peerASN: 64513\n  dynamicASN: external\n  peerAddress: 192.0.2.1\n",
+            "spec.dynamicASN",
+            "both peer ASN and dynamicASN",
+        ),
+        ("peerAddress: 192.0.2.1\n", "spec.peerASN", "missing peer ASN and dynamicASN"),
+        ("dynamicASN: sideways\n  peerAddress: 192.0.2.1\n", "spec.dynamicASN", "invalid dynamicASN sideways"),
+        ("peerASN: 64513\n", "spec.peerAddress", "no Address or Interface"),
+        (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  interface: eth1\n",
+            "spec.interface",
+            "both Address and Interface",
+        ),
+        ("peerASN: 64513\n  peerAddress: 192.0.2.300\n", "spec.peerAddress", "invalid BGPPeer address"),
+        ("peerASN: 64512\n  peerAddress: 192.0.2.1\n  ebgpMultiHop: true\n", "spec.ebgpMultiHop", "ibgp peer"),
+        ("peerASN: 64513\n  peerAddress: 192.0.2.1\n  holdTime: 2s\n", "spec.holdTime", "must be 0 or >=3s"),
+        (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  holdTime: 30s\n  keepaliveTime: 40s\n",
+            "spec.holdTime",
+            "must be lower than holdTime",
+        ),
+        ("peerASN: 64513\n  peerAddress: 192.0.2.1\n  holdTime: soon\n", "spec.holdTime", "invalid duration"),
+        (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  connectTime: 1500ms\n",
+            "spec.connectTime",
+            "whole number of seconds",
+        ),
+        ("peerASN: 64513\n  peerAddress: 192.0.2.1\n  routerID: router-1\n", "spec.routerID", "invalid router ID"),
+        (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  bfdProfile: fast\n",
+            "spec.bfdProfile",
+            "non existing bfd profile fast",
+        ),
+        (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  password: a\n  passwordSecret: {name: s}\n",
+            "spec.password",
+            "both password and secret ref",
+        ),
+    ];
+    for (extra, field, message) in cases {
+        let errs = errors(&[&peer_with(&format!("  {extra}"))]);
+        assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
+        assert_eq!(errs[0].field, *field, "{extra}");
+        assert!(errs[0].message.contains(message), "{extra}: {}", errs[0].message);
+    }
+    let dynamic = loads(&[&peer_with("  dynamicASN: internal\n  interface: eth1\n")]).config.bgp;
+    assert_eq!(dynamic.peers[0].asn, PeerAsn::Dynamic { internal: true });
+    assert_eq!((dynamic.peers[0].address, dynamic.peers[0].interface.as_deref()), (None, Some("eth1")));
+    // One timer given: the other derived (keepalive = hold / 3).
+    let hold = loads(&[&peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n  holdTime: 90s\n")]).config.bgp;
+    assert_eq!(hold.peers[0].timers, Some((Duration::from_secs(90), Duration::from_secs(30))));
+    let keep = loads(&[&peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n  keepaliveTime: 10s\n")]).config.bgp;
+    assert_eq!(keep.peers[0].timers, Some((Duration::from_secs(30), Duration::from_secs(10))));
+}
+
+#[test]
+fn invalid_advertisements_and_profiles_are_refused_naming_the_field() {
+    let adv = |spec: &str| {
+        format!(
+            "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: a, namespace: metallb-system}}\nspec: {spec}\n"
+        )
+    };
+    let cases: &[(String, &str, &str)] = &[
+        // A /24 pool announced as a /16 would claim addresses outside it.
+        (adv("{aggregationLength: 16, ipAddressPools: [bgp-with-advertisement]}"), "spec.aggregationLength", "more specific than the aggregation length"),
+        (adv("{aggregationLength: 33}"), "spec.aggregationLength", "invalid aggregation length 33 for IPv4"),
+        (adv("{aggregationLengthV6: 129}"), "spec.aggregationLengthV6", "invalid aggregation length 129 for IPv6"),
+        (adv("{communities: ['65536:1']}"), "spec.communities[0]", "invalid section \"65536\""),
+        (adv("{communities: ['large:1:2']}"), "spec.communities[0]", "no Community object names"),
+        (adv("{communities: ['big:1:2:3']}"), "spec.communities[0]", "invalid marker for large community"),
+        (adv("{communities: [NO_EXPORT]}"), "spec.communities[0]", "no Community object names \"NO_EXPORT\""),
+        (adv("{ipAddressPools: [first-pool, first-pool]}"), "spec.ipAddressPools[1]", "duplicate"),
+        (adv("{aggregationLength: 30, serviceSelectors: [{matchLabels: {a: b}}]}"), "spec.aggregationLength", "mutually exclusive"),
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\nspec: {receiveInterval: 5}\n".into(),
+            "spec.receiveInterval",
+            "between 10 and 60000",
+        ),
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\nspec: {detectMultiplier: 1}\n".into(),
+            "spec.detectMultiplier",
+            "between 2 and 255",
+        ),
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c, namespace: metallb-system}\nspec: {communities: [{name: X, value: 'a:b'}]}\n".into(),
+            "spec.communities[0].value",
+            "invalid section",
+        ),
+    ];
+    for (object, field, message) in cases {
+        let errs = errors(&[POOLS, object]);
+        assert_eq!(errs.len(), 1, "{object}: {errs:?}");
+        assert_eq!(errs[0].field, *field, "{object}");
+        assert!(errs[0].message.contains(message), "{object}: {}", errs[0].message);
+    }
+    let large = loads(&[
+        POOLS,
+        &adv("{communities: ['large:64512:1:2'], aggregationLength: 24, ipAddressPools: [bgp-with-advertisement]}"),
+    ])
+    .config
+    .bgp;
+    assert_eq!(large.advertisements[0].communities, [CommunityValue::Large(64512, 1, 2)].into());
+    assert_eq!(large.advertisements[0].aggregation_length, 24, "a /24 pool may be announced as one /24");
+}
+
+#[test]
+fn go_durations_read_as_kubernetes_writes_them() {
+    let ok = [
+        ("90s", 90_000),
+        ("9m0s", 540_000),
+        ("1h", 3_600_000),
+        ("1.5s", 1_500),
+        ("300ms", 300),
+        ("2m30s", 150_000),
+        ("0s", 0),
+        ("0", 0),
+    ];
+    for (text, ms) in ok {
+        assert_eq!(parse_go_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+    }
+    for bad in ["", "90", "s", "1x", "-5s", "1..5s", "5 s"] {
+        assert!(parse_go_duration(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_ranges_widest_prefix_is_that_of_its_largest_aligned_block() {
+    let widest = |s: &str| s.parse::<crate::range::IpRange>().unwrap().widest_prefix();
+    assert_eq!(widest("198.51.100.0/24"), 24);
+    assert_eq!(widest("198.51.100.7/32"), 32);
+    assert_eq!(widest("198.51.100.0-198.51.100.255"), 24);
+    // .1-.5: .1/32, .2/31, .4/31: the widest block is a /31.
+    assert_eq!(widest("192.168.9.1-192.168.9.5"), 31);
+    assert_eq!(widest("198.51.100.0-198.51.101.127"), 24);
+    assert_eq!(widest("2001:db8::/124"), 124);
+    assert_eq!(widest("0.0.0.0/0"), 0);
+    assert_eq!(widest("::/0"), 0);
+}
