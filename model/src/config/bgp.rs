@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+mod routes;
+
+pub use routes::{Endpoints, Route, mask, peers_for_node, routes};
+
 use super::{Issue, Pool};
 use crate::api::{BFDProfile, BGPAdvertisement, BGPPeer, Community as CommunityObject};
 use crate::range::Family;

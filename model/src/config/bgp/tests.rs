@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Issue, Loaded, load};
+use crate::config::{Issue, Loaded, NodeInfo, ServiceAddresses, load};
 
 macro_rules! sample {
     ($name:literal) => {
@@ -246,4 +246,61 @@ fn a_ranges_widest_prefix_is_that_of_its_largest_aligned_block() {
     assert_eq!(widest("2001:db8::/124"), 124);
     assert_eq!(widest("0.0.0.0/0"), 0);
     assert_eq!(widest("::/0"), 0);
+}
+
+/// Who announces (speaker/bgp_controller.go:155-200, 325-350): every selected node, not
+/// one owner; Local-policy Services only where an endpoint is ready, Cluster ones while
+/// any is; excluded nodes never; addresses aggregated to the advertisement's length.
+#[test]
+fn routes_follow_metallbs_should_announce() {
+    let text = format!(
+        "{POOLS}---\n{}---\n{}---\n{}---\n{}",
+        peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n"),
+        peer_with("  peerASN: 64514\n  peerAddress: 192.0.2.2\n  nodeSelectors: [{matchLabels: {rack: a}}]\n")
+            .replace("name: router", "name: rack-a"),
+        "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: agg, namespace: metallb-system}\nspec: {ipAddressPools: [bgp-with-advertisement], aggregationLength: 24, localPref: 50, communities: ['64512:7'], nodeSelectors: [{matchExpressions: [{key: kubernetes.io/hostname, operator: NotIn, values: [n3]}]}]}\n",
+        "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: web, namespace: metallb-system}\nspec: {ipAddressPools: [first-pool], peers: [rack-a], serviceSelectors: [{matchLabels: {app: web}}]}\n",
+    );
+    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: default}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: default}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+    let config = loads(&[&text, services]).config;
+    let held = |service: &str, pool: &str, ip: &str| ServiceAddresses {
+        service: format!("default/{service}"),
+        pool: pool.into(),
+        addresses: vec![ip.parse().unwrap()],
+    };
+    let assigned = [
+        held("a", "bgp-with-advertisement", "198.51.100.7"),
+        held("b", "bgp-with-advertisement", "198.51.100.9"),
+        held("web", "first-pool", "203.0.113.3"),
+        held("other", "first-pool", "203.0.113.4"),
+    ];
+    let node = |name: &str, extra: &[(&str, &str)]| {
+        let mut n = NodeInfo::new(name);
+        n.labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        n
+    };
+    let everywhere = |_: &str| Endpoints { any_ready: true, ready_here: true };
+    let n1 = routes(&config, &assigned, &node("n1", &[("rack", "a")]), everywhere);
+    let shown: Vec<String> =
+        n1.iter().map(|r| format!("{}/{} {:?} {}", r.prefix, r.length, r.peers, r.local_pref)).collect();
+    // a and b aggregate into one /24; `web` is selected by label, `other` is not.
+    assert_eq!(shown, ["198.51.100.0/24 [] 50", "203.0.113.3/32 [\"rack-a\"] 0"]);
+    assert_eq!(n1[0].communities, [CommunityValue::Standard(64512, 7)]);
+    // n3 is not selected by the aggregating advertisement.
+    let n3 = routes(&config, &assigned, &node("n3", &[]), everywhere);
+    assert_eq!(n3.iter().map(|r| r.length).collect::<Vec<_>>(), [32]);
+    // Local policy: `a` only where its endpoint is ready; `b` (Cluster) while any is.
+    let only_b = routes(&config, &assigned[..2], &node("n1", &[]), |svc: &str| Endpoints {
+        any_ready: true,
+        ready_here: svc != "default/a",
+    });
+    assert_eq!(only_b.len(), 1, "b alone still announces the /24");
+    let none = routes(&config, &assigned[1..2], &node("n1", &[]), |_: &str| Endpoints::default());
+    assert!(none.is_empty(), "no ready endpoint anywhere: nothing");
+    let excluded = node("n1", &[(crate::api::LABEL_EXCLUDE_FROM_LB, "")]);
+    assert!(routes(&config, &assigned, &excluded, everywhere).is_empty());
+    // Sessions: the rack-a peer only from rack a.
+    let names = |n: &NodeInfo| peers_for_node(&config.bgp, n).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&node("n1", &[("rack", "a")])), ["router", "rack-a"]);
+    assert_eq!(names(&node("n2", &[])), ["router"]);
 }
