@@ -7,6 +7,7 @@
 //!   (pure), [`interfaces`] (which ones), [`sys`] (the one module that makes syscalls).
 
 pub mod announcer;
+pub mod bgp;
 pub mod bpf;
 pub mod cluster;
 pub mod dataplane;
