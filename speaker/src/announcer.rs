@@ -126,6 +126,8 @@ pub struct Announcer {
     excludel2_stamp: Option<(SystemTime, u64)>,
     /// Given to each responder, for the conflicts it sees.
     outcomes: Outcomes,
+    /// Addresses whose conflict was reported (cleared with each new plan).
+    conflicts_reported: BTreeSet<IpAddr>,
     outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
 }
 
@@ -161,6 +163,7 @@ impl Announcer {
             excludel2_stamp: None,
             outcomes,
             outcomes_rx,
+            conflicts_reported: BTreeSet::new(),
         }
     }
 
@@ -236,6 +239,12 @@ impl Announcer {
                     new
                 }
                 Some(outcome) = self.outcomes_rx.recv() => {
+                    // One report per address, though each interface's responder sees it.
+                    if let Outcome::Conflict(ip) = outcome
+                        && !self.conflicts_reported.insert(ip)
+                    {
+                        continue;
+                    }
                     source.report(outcome);
                     Vec::new()
                 }
@@ -284,6 +293,7 @@ impl Announcer {
     /// Returns the addresses this node started announcing.
     pub fn set_plan(&mut self, plan: Plan) -> Vec<Announcement> {
         self.plan = Some(plan);
+        self.conflicts_reported.clear();
         self.owners.clear();
         let new = self.apply();
         crate::sys::release_free_memory();

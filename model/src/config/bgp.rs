@@ -242,6 +242,8 @@ pub fn validate(objects: BgpObjects, pools: &[Pool]) -> (BgpConfig, Vec<Issue>, 
             Ok(peer) => {
                 if config.peers.iter().any(|q| q.name == peer.name) {
                     error(object, "metadata.name", format!("duplicate BGPPeer {:?}", peer.name));
+                } else if let Some((f, m)) = config.peers.iter().find_map(|q| same_node_conflict(&peer, q)) {
+                    error(object, f, m);
                 } else {
                     config.peers.push(peer);
                 }
@@ -270,6 +272,28 @@ pub fn validate(objects: BgpObjects, pools: &[Pool]) -> (BgpConfig, Vec<Issue>, 
                         error(object, "spec.aggregationLength", m);
                         ok = false;
                     }
+                    // The second half of MetalLB's `validateBGPAdvPerPool` (config.go:996-1008):
+                    // two advertisements may not give one update two LOCAL_PREFs.
+                    if !adv.service_selectors.is_empty() {
+                        continue;
+                    }
+                    let clash = config.advertisements.iter().find(|other| {
+                        other.service_selectors.is_empty()
+                            && advertises(other, pool)
+                            && !compatible_local_pref(&adv, other, pool)
+                            && adv.node_selectors == other.node_selectors
+                    });
+                    if let Some(other) = clash {
+                        error(
+                            object,
+                            "spec.localPref",
+                            format!(
+                                "invalid local preference {}: local preference {} was already set by BGPAdvertisement {:?} for the same type of BGP update in pool {:?}",
+                                adv.local_pref, other.local_pref, other.name, pool.name
+                            ),
+                        );
+                        ok = false;
+                    }
                 }
                 if ok {
                     config.advertisements.push(adv);
@@ -281,6 +305,26 @@ pub fn validate(objects: BgpObjects, pools: &[Pool]) -> (BgpConfig, Vec<Issue>, 
     (config, issues, warnings)
 }
 
+/// MetalLB's `BGPAdvertisementsHaveCompatibleLocalPref` (config.go:1014-1045), less its
+/// node-set test, which needs the cluster's Nodes: at load time only advertisements with
+/// the same node selectors are taken to overlap; [`routes`] checks per node, as MetalLB's
+/// `checkBGPAdvConflicts` does per Service.
+pub fn compatible_local_pref(a: &BgpAdvertisement, b: &BgpAdvertisement, pool: &Pool) -> bool {
+    if a.local_pref == b.local_pref {
+        return true;
+    }
+    // `isAggrLengthDifferent` (config.go:1047-1076): different prefixes are different updates.
+    let has = |f: Family| pool.ranges.iter().any(|r| r.family == f);
+    let (v4, v6) = (has(Family::V4), has(Family::V6));
+    let differ4 = a.aggregation_length != b.aggregation_length;
+    let differ6 = a.aggregation_length_v6 != b.aggregation_length_v6;
+    if (!v4 || differ4) && (!v6 || differ6) {
+        return true;
+    }
+    // Advertisements to disjoint sets of peers do not collide.
+    !a.peers.is_empty() && !b.peers.is_empty() && !a.peers.iter().any(|p| b.peers.contains(p))
+}
+
 /// Whether `adv` covers `pool`: named, or selected by label, or every pool when neither.
 pub fn advertises(adv: &BgpAdvertisement, pool: &Pool) -> bool {
     if adv.ip_address_pools.is_empty() && adv.ip_address_pool_selectors.is_empty() {
@@ -288,6 +332,33 @@ pub fn advertises(adv: &BgpAdvertisement, pool: &Pool) -> bool {
     }
     adv.ip_address_pools.contains(&pool.name)
         || adv.ip_address_pool_selectors.iter().any(|s| crate::api::selector_matches(s, &pool.labels))
+}
+
+/// MetalLB's `peersCanRunOnSameNode` for FRR mode (internal/config/validation.go:183-196),
+/// for peers whose node selectors are the same (without the cluster's Nodes, the ones
+/// known to share nodes): one router ID, one local ASN per VRF, no session twice.
+fn same_node_conflict(p: &Peer, q: &Peer) -> Option<(&'static str, String)> {
+    if p.node_selectors != q.node_selectors {
+        return None;
+    }
+    if p.router_id.is_some() && q.router_id.is_some() && p.router_id != q.router_id {
+        return Some((
+            "spec.routerID",
+            format!("router ID differs from BGPPeer {:?}'s: peers on the same node must share one", q.name),
+        ));
+    }
+    if p.vrf == q.vrf && p.my_asn != q.my_asn {
+        return Some((
+            "spec.myASN",
+            format!("myASN differs from BGPPeer {:?}'s in the same VRF: FRR runs one BGP router per VRF", q.name),
+        ));
+    }
+    if p.vrf == q.vrf
+        && (p.address.is_some() && p.address == q.address || p.interface.is_some() && p.interface == q.interface)
+    {
+        return Some(("spec.peerAddress", format!("BGPPeer {:?} already opens this session", q.name)));
+    }
+    None
 }
 
 type FieldError = (String, String);
@@ -327,6 +398,10 @@ fn peer(p: &BGPPeer, secrets: &BTreeSet<String>, bfd: &BTreeMap<String, BfdProfi
     let keepalive = duration("spec.keepaliveTime", &s.keepalive_time)?;
     let timers =
         parse_timers(hold, keepalive).map_err(|m| field("spec.holdTime", format!("invalid BGPPeer timers: {m}")))?;
+    // BGP carries the hold time in 16 bits (RFC 4271 4.2), and FRR's `timers` takes 0-65535.
+    if timers.is_some_and(|(h, _)| h.as_secs() > 65535) {
+        return Err(field("spec.holdTime", "invalid BGPPeer timers: hold time above 65535 s"));
+    }
     let connect_time = duration("spec.connectTime", &s.connect_time)?;
     if let Some(c) = connect_time
         && (c.as_secs() < 1 || c.as_secs() > 65535 || c.subsec_nanos() != 0)
@@ -337,6 +412,13 @@ fn peer(p: &BGPPeer, secrets: &BTreeSet<String>, bfd: &BTreeMap<String, BfdProfi
         (!v.is_empty()).then(|| v.parse::<IpAddr>().map_err(|_| field(f, format!("invalid {what} {v:?}")))).transpose()
     };
     let router_id = ip("spec.routerID", &s.router_id, "router ID")?;
+    // FRR's `bgp router-id` takes an IPv4 address only.
+    if router_id.is_some_and(|r| r.is_ipv6()) {
+        return Err(field(
+            "spec.routerID",
+            format!("invalid router ID {:?}: a router ID is an IPv4 address", s.router_id),
+        ));
+    }
     let source = ip("spec.sourceAddress", &s.source_address, "source IP")?;
     let secret = s.password_secret.as_ref().map(|r| r.name.as_str()).filter(|n| !n.is_empty());
     let password = match (s.password.as_str(), secret) {
@@ -449,15 +531,16 @@ fn advertisement(
             ));
         }
     }
-    let length = |f: &str, v: Option<i32>, default: u32, max: u32, family: &str| -> Result<u32, FieldError> {
+    let length = |f: &str, v: Option<i32>, min: i32, max: u32, family: &str| -> Result<u32, FieldError> {
         match v {
-            None => Ok(default),
-            Some(l) if (1..=max as i32).contains(&l) => Ok(l as u32),
+            None => Ok(max),
+            Some(l) if (min..=max as i32).contains(&l) => Ok(l as u32),
             Some(l) => Err(field(f, format!("invalid aggregation length {l} for {family}"))),
         }
     };
-    let aggregation_length = length("spec.aggregationLength", s.aggregation_length, 32, 32, "IPv4")?;
-    let aggregation_length_v6 = length("spec.aggregationLengthV6", s.aggregation_length_v6, 128, 128, "IPv6")?;
+    let aggregation_length = length("spec.aggregationLength", s.aggregation_length, 1, 32, "IPv4")?;
+    // No lower bound for IPv6 in MetalLB's CRD or config.go:886-889.
+    let aggregation_length_v6 = length("spec.aggregationLengthV6", s.aggregation_length_v6, 0, 128, "IPv6")?;
     let mut communities = BTreeSet::new();
     for (i, c) in s.communities.iter().enumerate() {
         let v = match aliases.get(c) {

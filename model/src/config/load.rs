@@ -42,24 +42,39 @@ pub(crate) fn parse_yaml(doc: &str) -> Result<Option<Value>, String> {
 }
 
 /// The documents of a multi-document YAML stream, split at its `---` markers (a marker
-/// may carry the document's first node, as in `--- {kind: X}`), so that each is parsed and
-/// numbered on its own, as a YAML parser numbers them: comments before the first marker
-/// are no document, an empty one between markers is.
+/// may carry the document's first node, as in `--- {kind: X}`) and after `...` end
+/// markers, so that each is parsed and numbered on its own, as a YAML parser numbers them:
+/// comments and directives before the first marker are no document, nor is the space
+/// between an end marker and the next start; an empty document between two markers is one.
 fn documents(text: &str) -> Vec<&str> {
-    let blank = |t: &str| t.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let blank = |t: &str| {
+        t.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#') || l.starts_with('%')
+        })
+    };
     let mut docs = Vec::new();
-    let (mut start, mut at) = (0, 0);
+    // Where the current document starts, and whether it may be dropped when blank (before
+    // the first marker, or after an end marker).
+    let (mut start, mut optional) = (0, true);
+    let mut at = 0;
     for line in text.split_inclusive('\n') {
-        let rest = line.strip_prefix("---").filter(|r| r.is_empty() || r.starts_with([' ', '\t', '\r', '\n']));
-        if let Some(rest) = rest {
-            if !(docs.is_empty() && blank(&text[start..at])) {
+        let marker = line.strip_prefix("---").filter(|r| r.is_empty() || r.starts_with([' ', '\t', '\r', '\n']));
+        if let Some(rest) = marker {
+            if !(optional && blank(&text[start..at])) {
                 docs.push(&text[start..at]);
             }
-            start = at + line.len() - rest.len();
+            (start, optional) = (at + line.len() - rest.len(), false);
+        } else if line.trim_end() == "..." {
+            docs.push(&text[start..at]);
+            (start, optional) = (at + line.len(), true);
         }
         at += line.len();
     }
-    docs.push(&text[start..]);
+    if !(optional && blank(&text[start..])) {
+        docs.push(&text[start..]);
+    }
     docs
 }
 

@@ -208,3 +208,16 @@ fn documents_are_numbered_as_yaml_numbers_them_and_a_syntax_error_names_its_docu
     let ignored: Vec<&str> = loaded.warnings.iter().map(|w| w.object.as_str()).collect();
     assert!(ignored.contains(&"lab.yaml: document 5 (ConfigMap x)"), "{ignored:?}");
 }
+
+/// A byte-order mark, directives and end markers (`...`) do not shift the numbering.
+#[test]
+fn bom_directives_and_end_markers_are_no_documents() {
+    let text = format!(
+        "\u{feff}# lab\n%YAML 1.2\n---\n{}...\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n...\n# trailing\n",
+        POOL.replace("---\n", "...\n---\n")
+    );
+    let loaded = load("lab.yaml", &text).unwrap();
+    assert_eq!(loaded.config.pools.len(), 1);
+    let objects: Vec<&str> = loaded.warnings.iter().map(|w| w.object.as_str()).collect();
+    assert!(objects.contains(&"lab.yaml: document 3 (ConfigMap x)"), "{objects:?}");
+}

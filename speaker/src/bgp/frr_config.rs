@@ -77,8 +77,16 @@ fn disable_connected_check(peer: &Peer) -> bool {
 }
 
 /// Renders the configuration. Deterministic: the same input gives the same text, so an
-/// unchanged plan never makes FRR reload anything.
+/// unchanged plan never makes FRR reload anything. A peer whose password Secret is not in
+/// `secrets` is left out: the router would refuse the session without it.
 pub fn render(input: &FrrInput<'_>) -> String {
+    let peers: Vec<&Peer> = input
+        .peers
+        .iter()
+        .copied()
+        .filter(|p| !matches!(&p.password, Some(Password::Secret(s)) if !input.secrets.contains_key(s)))
+        .collect();
+    let input = &FrrInput { peers: &peers, ..*input };
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "log stdout informational");
@@ -107,7 +115,8 @@ pub fn render(input: &FrrInput<'_>) -> String {
         ] {
             let _ = writeln!(w, "  {line}");
         }
-        if let Some(id) = peers.iter().find_map(|p| p.router_id).or(input.router_id) {
+        // FRR's router ID is an IPv4 address: an IPv6-only node leaves FRR to choose.
+        if let Some(id) = peers.iter().find_map(|p| p.router_id).or(input.router_id).filter(IpAddr::is_ipv4) {
             let _ = writeln!(w, "  bgp router-id {id}");
         }
         for peer in peers {

@@ -40,6 +40,9 @@ pub struct Options {
     pub settings: Settings,
 }
 
+/// Membership problems reported (as Events) per minute at most; more are only logged.
+const PROBLEMS_PER_MINUTE: u32 = 8;
+
 /// How long members may disagree on the plan before it is reported.
 const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 
@@ -82,6 +85,8 @@ pub struct Cluster {
     refused: HashMap<SocketAddr, Instant>,
     /// When each sender was last warned about, per reason (bounded).
     warned: HashMap<(SocketAddr, &'static str), Instant>,
+    /// Since when, and how many membership problems were reported as outcomes.
+    problems_reported: (Instant, u32),
     /// Since when members disagree on the plan, and whether that was reported.
     mismatch: Option<(Instant, bool)>,
     buf: Box<[u8; 2048]>,
@@ -124,6 +129,7 @@ impl Cluster {
             waiting,
             refused: HashMap::new(),
             warned: HashMap::new(),
+            problems_reported: (Instant::now(), 0),
             mismatch: None,
             buf: Box::new([0; 2048]),
             last_heartbeat: None,
@@ -270,7 +276,16 @@ impl Cluster {
                     let last = self.warned.insert((from, e.label()), now);
                     if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60)) {
                         warn!(%from, reason = e.label(), "{why}");
-                        let _ = self.outcomes.send(Outcome::MembershipProblem(reason, format!("from {from}: {why}")));
+                        // Refusals are not authenticated: a sender varying its port must not
+                        // turn into a stream of Events. A few per minute, the rest logged.
+                        if now.saturating_duration_since(self.problems_reported.0) >= Duration::from_secs(60) {
+                            self.problems_reported = (now, 0);
+                        }
+                        if self.problems_reported.1 < PROBLEMS_PER_MINUTE {
+                            self.problems_reported.1 += 1;
+                            let _ =
+                                self.outcomes.send(Outcome::MembershipProblem(reason, format!("from {from}: {why}")));
+                        }
                     } else if let Some(t) = last {
                         self.warned.insert((from, e.label()), t);
                     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{BgpConfig, CommunityValue, Peer, advertises};
+use super::{BgpConfig, CommunityValue, Peer, advertises, compatible_local_pref};
 use crate::api::{self, selector_matches};
 use crate::config::{Config, NodeInfo, ServiceAddresses};
 
@@ -62,7 +62,8 @@ pub fn mask(addr: IpAddr, length: u32) -> IpAddr {
 
 /// The routes `node` announces for the `assigned` addresses; `endpoints` tells, per
 /// Service (`namespace/name`), what is ready. Sorted, without duplicates (Services whose
-/// addresses aggregate into one prefix announce it once).
+/// addresses aggregate into one prefix announce it once). A node whose network is
+/// unavailable (`NetworkUnavailable`) announces nothing: its caller does not ask.
 pub fn routes(
     config: &Config,
     assigned: &[ServiceAddresses],
@@ -87,6 +88,13 @@ pub fn routes(
             })
             .collect();
         if ads.is_empty() {
+            continue;
+        }
+        // MetalLB's `checkBGPAdvConflicts` (speaker/bgp_controller.go:540): two
+        // advertisements giving this Service's update two LOCAL_PREFs announce nothing.
+        let conflict =
+            ads.iter().enumerate().any(|(i, a)| ads[i + 1..].iter().any(|b| !compatible_local_pref(a, b, pool)));
+        if conflict {
             continue;
         }
         let ready = endpoints(&a.service);

@@ -138,6 +138,12 @@ fn invalid_peers_are_refused_naming_the_field() {
         ),
         ("peerASN: 64513\n  peerAddress: 192.0.2.1\n  routerID: router-1\n", "spec.routerID", "invalid router ID"),
         (
+            "peerASN: 64513\n  peerAddress: 192.0.2.1\n  routerID: '2001:db8::1'\n",
+            "spec.routerID",
+            "a router ID is an IPv4 address",
+        ),
+        ("peerASN: 64513\n  peerAddress: 192.0.2.1\n  holdTime: 20h\n", "spec.holdTime", "above 65535 s"),
+        (
             "peerASN: 64513\n  peerAddress: 192.0.2.1\n  bfdProfile: fast\n",
             "spec.bfdProfile",
             "non existing bfd profile fast",
@@ -290,11 +296,14 @@ fn routes_follow_metallbs_should_announce() {
     let n3 = routes(&config, &assigned, &node("n3", &[]), everywhere);
     assert_eq!(n3.iter().map(|r| r.length).collect::<Vec<_>>(), [32]);
     // Local policy: `a` only where its endpoint is ready; `b` (Cluster) while any is.
-    let only_b = routes(&config, &assigned[..2], &node("n1", &[]), |svc: &str| Endpoints {
-        any_ready: true,
-        ready_here: svc != "default/a",
-    });
-    assert_eq!(only_b.len(), 1, "b alone still announces the /24");
+    let elsewhere = |_: &str| Endpoints { any_ready: true, ready_here: false };
+    assert!(routes(&config, &assigned[..1], &node("n1", &[]), elsewhere).is_empty(), "a: Local, no endpoint here");
+    assert_eq!(routes(&config, &assigned[..1], &node("n1", &[]), everywhere).len(), 1, "a: Local, endpoint here");
+    assert_eq!(
+        routes(&config, &assigned[1..2], &node("n1", &[]), elsewhere).len(),
+        1,
+        "b: Cluster, endpoint elsewhere"
+    );
     let none = routes(&config, &assigned[1..2], &node("n1", &[]), |_: &str| Endpoints::default());
     assert!(none.is_empty(), "no ready endpoint anywhere: nothing");
     let excluded = node("n1", &[(crate::api::LABEL_EXCLUDE_FROM_LB, "")]);
@@ -303,4 +312,65 @@ fn routes_follow_metallbs_should_announce() {
     let names = |n: &NodeInfo| peers_for_node(&config.bgp, n).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&node("n1", &[("rack", "a")])), ["router", "rack-a"]);
     assert_eq!(names(&node("n2", &[])), ["router"]);
+}
+
+/// Two advertisements may not give one update two LOCAL_PREFs (`validateBGPAdvPerPool`'s
+/// second half, config.go:996-1008, and `BGPAdvertisementsHaveCompatibleLocalPref`); other
+/// aggregation lengths or disjoint peers make them different updates.
+#[test]
+fn conflicting_local_preferences_are_refused() {
+    let adv = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec: {spec}\n"
+        )
+    };
+    let pool = "{ipAddressPools: [bgp-with-advertisement]";
+    let errs = errors(&[
+        POOLS,
+        &adv("a", &format!("{pool}, localPref: 100}}")),
+        &adv("b", &format!("{pool}, localPref: 200}}")),
+    ]);
+    assert_eq!((errs.len(), errs[0].field.as_str()), (1, "spec.localPref"), "{errs:?}");
+    assert!(
+        errs[0].message.contains("local preference 100 was already set by BGPAdvertisement \"a\""),
+        "{}",
+        errs[0].message
+    );
+    loads(&[
+        POOLS,
+        &adv("a", &format!("{pool}, localPref: 100}}")),
+        &adv("b", &format!("{pool}, localPref: 200, aggregationLength: 24}}")),
+    ]);
+    loads(&[
+        POOLS,
+        &adv("a", &format!("{pool}, localPref: 100, peers: [tor-a]}}")),
+        &adv("b", &format!("{pool}, localPref: 200, peers: [tor-b]}}")),
+    ]);
+    // aggregationLengthV6 has no lower bound (config.go:886-889).
+    loads(&[POOLS, &adv("a", "{aggregationLengthV6: 0}")]);
+}
+
+/// Peers on the same nodes share one router ID and one ASN per VRF, and no session is
+/// opened twice (`peersCanRunOnSameNode`, internal/config/validation.go:183-196).
+#[test]
+fn peers_on_the_same_nodes_must_fit_one_frr() {
+    let second =
+        |extra: &str| peer_with(&format!("  peerASN: 64513\n  {extra}\n")).replace("name: router", "name: second");
+    let first = peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n  routerID: 192.0.2.10\n");
+    let cases = [
+        ("peerAddress: 192.0.2.2\n  routerID: 192.0.2.11", "spec.routerID"),
+        ("peerAddress: 192.0.2.1", "spec.peerAddress"),
+    ];
+    for (extra, field) in cases {
+        let errs = errors(&[&first, &second(extra)]);
+        assert_eq!(errs[0].field, field, "{extra}: {errs:?}");
+    }
+    let other_asn = second("peerAddress: 192.0.2.2").replace("myASN: 64512", "myASN: 64600");
+    assert_eq!(errors(&[&first, &other_asn])[0].field, "spec.myASN");
+    // On other nodes (other selectors), or in another VRF, they may differ.
+    loads(&[
+        &first,
+        &(second("peerAddress: 192.0.2.2\n  routerID: 192.0.2.11") + "  nodeSelectors: [{matchLabels: {rack: b}}]\n"),
+    ]);
+    loads(&[&first, &(other_asn + "  vrf: red\n")]);
 }

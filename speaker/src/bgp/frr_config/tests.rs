@@ -48,7 +48,7 @@ spec: {localPref: 150, communities: ['65535:65282', 'large:64512:1:2']}
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
 metadata: {name: tor-only, namespace: metallb-system}
-spec: {aggregationLength: 24, peers: [tor]}
+spec: {aggregationLength: 24, aggregationLengthV6: 124, peers: [tor]}
 ---
 apiVersion: v1
 kind: Service
@@ -141,4 +141,23 @@ fn frr_accepts_the_rendered_configuration() {
     let out = std::process::Command::new(vtysh).arg("--dryrun").arg("--inputfile").arg(&broken).output().unwrap();
     let _ = std::fs::remove_file(&broken);
     assert!(!out.status.success(), "vtysh --dryrun accepted a broken file");
+}
+
+/// A peer whose password Secret is not known is left out, not opened without it.
+#[test]
+fn a_peer_without_its_secret_is_left_out() {
+    let config = load("bgp.yaml", CONFIG).unwrap().config;
+    let node = NodeInfo::new("n1");
+    let peers = peers_for_node(&config.bgp, &node);
+    let text = render(&FrrInput {
+        hostname: "n1",
+        router_id: Some("2001:db8::10".parse().unwrap()),
+        peers: &peers,
+        routes: &[],
+        bfd_profiles: &config.bgp.bfd_profiles,
+        secrets: &BTreeMap::new(),
+    });
+    assert!(!text.contains("192.0.2.1"), "{text}");
+    assert!(text.contains("neighbor 2001:db8::1 remote-as 64513"), "{text}");
+    assert!(!text.contains("router-id"), "an IPv6 node address is no router ID:\n{text}");
 }
