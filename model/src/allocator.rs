@@ -759,7 +759,7 @@ fn serves(pool: &Pool, svc: &LoadBalancerService, ns_labels: &BTreeMap<String, S
     let ns_ok = (a.namespaces.is_empty() && a.namespace_selectors.is_empty())
         || a.namespaces.contains(&svc.namespace)
         || a.namespace_selectors.iter().any(|s| selector_matches(s, ns_labels));
-    let svc_ok = a.service_selectors.is_empty() || a.service_selectors.iter().any(|s| selector_matches(s, &svc.labels));
+    let svc_ok = crate::api::any_selects(&a.service_selectors, &svc.labels);
     ns_ok && svc_ok
 }
 

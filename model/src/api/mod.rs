@@ -364,6 +364,12 @@ impl From<&Service> for LoadBalancerService {
 
 /// Whether `labels` match `selector` (matchLabels and matchExpressions, as Kubernetes
 /// evaluates them). An unknown operator matches nothing.
+/// Whether a list of selectors picks `labels`: an empty list picks everything (MetalLB's
+/// rule for every `*Selectors` field), otherwise any one selector that matches.
+pub fn any_selects(selectors: &[LabelSelector], labels: &BTreeMap<String, String>) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| selector_matches(s, labels))
+}
+
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let labels_ok = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
     let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {

@@ -78,6 +78,14 @@ fn documents(text: &str) -> Vec<&str> {
     docs
 }
 
+/// `value` with an empty `spec` where it has none: an object whose every field is optional.
+fn with_spec(mut value: Value) -> Value {
+    if value.get("spec").is_none_or(Value::is_null) {
+        value["spec"] = Value::Object(Default::default());
+    }
+    value
+}
+
 #[derive(Default)]
 struct RawObjects {
     pools: Vec<(String, IPAddressPool)>,
@@ -176,20 +184,12 @@ impl Loader<'_> {
             }
             ("metallb.io/v1beta1", "BGPAdvertisement") => {
                 // MetalLB's minimal sample has no spec (configsamples/simple_pool_adv_bgp.yaml).
-                let mut value = value;
-                if value.get("spec").is_none_or(Value::is_null) {
-                    value["spec"] = Value::Object(Default::default());
-                }
-                if let Some(a) = self.typed::<api::BGPAdvertisement>(&object, value) {
+                if let Some(a) = self.typed::<api::BGPAdvertisement>(&object, with_spec(value)) {
                     raw.bgp.advertisements.push((object, a));
                 }
             }
             ("metallb.io/v1beta1", "BFDProfile") => {
-                let mut value = value;
-                if value.get("spec").is_none_or(Value::is_null) {
-                    value["spec"] = Value::Object(Default::default());
-                }
-                if let Some(p) = self.typed::<api::BFDProfile>(&object, value) {
+                if let Some(p) = self.typed::<api::BFDProfile>(&object, with_spec(value)) {
                     raw.bgp.bfd_profiles.push((object, p));
                 }
             }

@@ -45,7 +45,7 @@ pub struct NodeScope {
 
 impl NodeScope {
     pub fn selects(&self, node: &NodeInfo) -> bool {
-        self.node_selectors.is_empty() || self.node_selectors.iter().any(|s| selector_matches(s, &node.labels))
+        api::any_selects(&self.node_selectors, &node.labels)
     }
 }
 

@@ -60,6 +60,11 @@ fn remote_as(peer: &Peer) -> String {
     }
 }
 
+/// Whether `r` goes to `peer`: it names no peer, or this one.
+fn meant_for(r: &Route, peer: &Peer) -> bool {
+    r.peers.is_empty() || r.peers.contains(&peer.name)
+}
+
 fn prefix(r: &Route) -> String {
     format!("{}/{}", r.prefix, r.length)
 }
@@ -135,11 +140,7 @@ pub fn render(input: &FrrInput<'_>) -> String {
                 }
             }
         }
-        let mine: BTreeSet<&Route> = input
-            .routes
-            .iter()
-            .filter(|r| peers.iter().any(|p| r.peers.is_empty() || r.peers.contains(&p.name)))
-            .collect();
+        let mine: BTreeSet<&Route> = input.routes.iter().filter(|r| peers.iter().any(|p| meant_for(r, p))).collect();
         for (v4, family) in [(true, "ipv4"), (false, "ipv6")] {
             let prefixes: BTreeSet<String> =
                 mine.iter().filter(|r| r.prefix.is_ipv4() == v4).map(|r| prefix(r)).collect();
@@ -185,11 +186,8 @@ pub fn render(input: &FrrInput<'_>) -> String {
 fn filters(w: &mut String, peer: &Peer, routes: &[Route]) {
     let id = id(peer);
     let (v4, v6) = families(peer);
-    let mine: Vec<&Route> = routes
-        .iter()
-        .filter(|r| r.peers.is_empty() || r.peers.contains(&peer.name))
-        .filter(|r| if r.prefix.is_ipv4() { v4 } else { v6 })
-        .collect();
+    let mine: Vec<&Route> =
+        routes.iter().filter(|r| meant_for(r, peer)).filter(|r| if r.prefix.is_ipv4() { v4 } else { v6 }).collect();
     let _ = writeln!(w, "route-map {id}-in deny 20");
     let _ = writeln!(w, "!");
     let mut seq = 0;

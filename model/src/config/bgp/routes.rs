@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{BgpConfig, CommunityValue, Peer, advertises, compatible_local_pref};
-use crate::api::{self, selector_matches};
+use crate::api::{self, any_selects};
 use crate::config::{Config, NodeInfo, ServiceAddresses};
 
 /// What is known of a Service's endpoints.
@@ -32,16 +32,9 @@ pub struct Route {
     pub communities: Vec<CommunityValue>,
 }
 
-fn selects(
-    selectors: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector],
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    selectors.is_empty() || selectors.iter().any(|s| selector_matches(s, labels))
-}
-
 /// The peers `node` opens sessions to (their node selectors).
 pub fn peers_for_node<'a>(bgp: &'a BgpConfig, node: &NodeInfo) -> Vec<&'a Peer> {
-    bgp.peers.iter().filter(|p| selects(&p.node_selectors, &node.labels)).collect()
+    bgp.peers.iter().filter(|p| any_selects(&p.node_selectors, &node.labels)).collect()
 }
 
 /// `addr` with every bit past `length` cleared.
@@ -82,10 +75,8 @@ pub fn routes(
             .advertisements
             .iter()
             .filter(|ad| advertises(ad, pool))
-            .filter(|ad| selects(&ad.node_selectors, &node.labels))
-            .filter(|ad| {
-                ad.service_selectors.is_empty() || ad.service_selectors.iter().any(|s| selector_matches(s, &svc.labels))
-            })
+            .filter(|ad| any_selects(&ad.node_selectors, &node.labels))
+            .filter(|ad| any_selects(&ad.service_selectors, &svc.labels))
             .collect();
         if ads.is_empty() {
             continue;
