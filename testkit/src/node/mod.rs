@@ -405,7 +405,9 @@ readOnlyPort: 0
 failSwapOn: false
 resolvConf: ""
 podLogsDir: {logs}
-evictionHard: {{memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}}
+# No disk eviction: "0%" switches a threshold off (a CI machine once had under 1 % of its disk
+# free, and the kubelet tainted every node with DiskPressure and evicted the web Pods).
+evictionHard: {{memory.available: "1Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%", imagefs.inodesFree: "0%"}}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
