@@ -62,7 +62,7 @@ pub struct ServiceAddresses {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub pools: Vec<Pool>,
     pub l2_advertisements: Vec<L2Advertisement>,
@@ -70,7 +70,7 @@ pub struct Config {
     /// `loadBalancerClass`) is the allocator's call.
     pub services: Vec<LoadBalancerService>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// BGP mode's objects, validated (not announced yet).
+    /// BGP mode's objects, validated.
     pub bgp: bgp::BgpConfig,
 }
 

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::bgp::frr::{Frr, FrrOptions};
+use crate::bgp::frr_config::{self, FrrInput};
 use crate::cluster::membership::{Me, Member};
 use crate::cluster::{self, ClusterThread};
 use crate::dataplane::{AnnouncePolicy, Families, InterfaceTable, Responder};
@@ -39,6 +41,8 @@ pub struct Options {
     pub excludel2: Option<PathBuf>,
     /// How often the interfaces, the exclusions and failed sockets are looked at again.
     pub tick: Duration,
+    /// BGP mode's engine; `None`: layer 2 only.
+    pub frr: Option<FrrOptions>,
 }
 
 /// What the announcer reports back to its source.
@@ -129,6 +133,10 @@ pub struct Announcer {
     /// Addresses whose conflict was reported (cleared with each new plan).
     conflicts_reported: BTreeSet<IpAddr>,
     outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
+    /// FRR, once started; `None` without BGP mode.
+    frr: Option<Frr>,
+    /// Whether BGP objects without an FRR to drive were warned about.
+    warned_no_frr: bool,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -164,6 +172,8 @@ impl Announcer {
             outcomes,
             outcomes_rx,
             conflicts_reported: BTreeSet::new(),
+            frr: None,
+            warned_no_frr: false,
         }
     }
 
@@ -186,6 +196,7 @@ impl Announcer {
             }
             None => None,
         };
+        self.frr = self.opts.frr.clone().map(|o| Frr::start(o, self.metrics.clone(), ready.clone()));
         let new = self.set_plan(source.first_plan()?);
         if let Some(c) = &mut cluster {
             c.set_plan(self.plan_digest());
@@ -296,6 +307,7 @@ impl Announcer {
         self.conflicts_reported.clear();
         self.owners.clear();
         let new = self.apply();
+        self.announce_bgp();
         crate::sys::release_free_memory();
         new
     }
@@ -307,7 +319,47 @@ impl Announcer {
         }
         self.reannounce |= change.joined;
         self.members = Some(members);
-        self.apply()
+        let new = self.apply();
+        self.announce_bgp();
+        new
+    }
+
+    /// Gives FRR this node's BGP configuration under the plan: every node an advertisement
+    /// selects announces (no single owner as in layer 2). In a cluster, a node the members
+    /// leave out (its network unavailable) announces nothing.
+    fn announce_bgp(&mut self) {
+        let Some(plan) = &self.plan else { return };
+        let Some(frr) = &self.frr else {
+            if plan.bgp.is_some() && !self.warned_no_frr {
+                self.warned_no_frr = true;
+                warn!("BGP objects are configured but no FRR is given (--frr-config): announcing over layer 2 only");
+            }
+            return;
+        };
+        let node = match &self.members {
+            None => Some(self.opts.node.clone()),
+            Some(members) => members
+                .iter()
+                .find(|m| m.name == self.opts.node.name)
+                .map(|m| NodeInfo { name: m.name.clone(), labels: m.labels.clone() }),
+        };
+        let (peers, routes) = match (&plan.bgp, &node) {
+            (Some(bgp), Some(node)) => (bgp.peers(node), bgp.routes(node)),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let (no_profiles, no_secrets) = (BTreeMap::new(), BTreeMap::new());
+        let (bfd_profiles, secrets) = match &plan.bgp {
+            Some(bgp) => (&bgp.config.bgp.bfd_profiles, &bgp.config.bgp.passwords.0),
+            None => (&no_profiles, &no_secrets),
+        };
+        frr.want(frr_config::render(&FrrInput {
+            hostname: &self.opts.node.name,
+            router_id: None,
+            peers: &peers,
+            routes: &routes,
+            bfd_profiles,
+            secrets,
+        }));
     }
 
     /// Re-reads the excludel2 file if it changed; an unreadable or invalid one is

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrolb_model::config::NodeInfo;
 use ferrolb_speaker::announcer::{Announcer, Options};
+use ferrolb_speaker::bgp::frr::FrrOptions;
 use ferrolb_speaker::dataplane::AnnouncePolicy;
 use ferrolb_speaker::metrics::Metrics;
 use ferrolb_speaker::source::file::{FileOptions, FileSource};
@@ -106,7 +107,40 @@ enum Command {
         /// Or MetalLB's `excludel2.yaml` file (read again when it changes).
         #[arg(long, conflicts_with = "exclude_interfaces")]
         excludel2: Option<PathBuf>,
+        #[command(flatten)]
+        frr: FrrArgs,
     },
+}
+
+/// BGP mode: the FRR the speaker drives.
+#[derive(clap::Args)]
+struct FrrArgs {
+    /// Where to write FRR's configuration (then applied with frr-reload.py). Without it,
+    /// BGP objects are validated but not announced.
+    #[arg(long)]
+    frr_config: Option<PathBuf>,
+    #[arg(long, default_value = "/usr/lib/frr/frr-reload.py")]
+    frr_reload: PathBuf,
+    #[arg(long, default_value = "/usr/bin/vtysh")]
+    frr_vtysh: PathBuf,
+    /// The FRR daemons' vty socket directory, when not FRR's default.
+    #[arg(long)]
+    frr_vty_socket: Option<PathBuf>,
+    /// How often FRR's sessions are read (and a failed reload retried).
+    #[arg(long, default_value = "2000", value_parser = parse_ms)]
+    frr_poll_ms: Duration,
+}
+
+impl FrrArgs {
+    fn options(self) -> Option<FrrOptions> {
+        Some(FrrOptions {
+            config: self.frr_config?,
+            reload: self.frr_reload,
+            vtysh: self.frr_vtysh,
+            vty_socket: self.frr_vty_socket,
+            poll: self.frr_poll_ms,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -257,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             cluster,
             exclude_interfaces,
             excludel2,
+            frr,
         } => {
             let exclude = match exclude_interfaces.as_slice() {
                 [] => ferrolb_speaker::interfaces::Exclusions::default(),
@@ -286,8 +321,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let demo_path = config.clone();
-            let announcer =
-                Announcer::new(Options { node, policy, exclude, excludel2, tick: poll_ms }, metrics.clone());
+            let announcer = Announcer::new(
+                Options { node, policy, exclude, excludel2, tick: poll_ms, frr: frr.options() },
+                metrics.clone(),
+            );
             let source = FileSource::new(FileOptions { config, poll: poll_ms, lb_class }, metrics)?;
             let result = announcer.run(source, cluster.options(), ready).await;
             if embedded {

@@ -29,6 +29,10 @@ impl BareCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// For a value read elsewhere (FRR's counts).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
 }
 
 impl TypedMetric for BareCounter {
@@ -110,6 +114,13 @@ pub struct KeyLabel {
     pub key: &'static str,
 }
 
+/// A BGP session, as MetalLB labels it: `peer` is `address:port`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+    pub vrf: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -165,6 +176,9 @@ pub struct Metrics {
     pub heartbeat_interval: HeartbeatHistogram,
     pub strict_arp_missing: Gauge,
     pub config_mismatch: Gauge,
+    pub bgp_session_up: Family<PeerLabels, Gauge>,
+    pub bgp_announced_prefixes: Family<PeerLabels, BareCounter>,
+    pub bgp_updates_sent: Family<PeerLabels, Counter>,
 }
 
 impl Metrics {
@@ -275,6 +289,14 @@ impl Metrics {
             "Time between two heartbeats this speaker sent (a starved or stopped speaker shows long ones)",
             m.heartbeat_interval.0.clone(),
         );
+        // MetalLB's BGP metrics (internal/bgp/metrics/metrics.go), read from FRR.
+        r.register("metallb_bgp_session_up", "BGP session state (1 is up, 0 is down)", m.bgp_session_up.clone());
+        r.register(
+            "metallb_bgp_announced_prefixes_total",
+            "Number of prefixes currently being advertised on the BGP session",
+            m.bgp_announced_prefixes.clone(),
+        );
+        r.register("metallb_bgp_updates", "Number of BGP UPDATE messages sent", m.bgp_updates_sent.clone());
         r
     }
 }

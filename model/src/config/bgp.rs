@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 mod routes;
 
-pub use routes::{Endpoints, Route, mask, peers_for_node, routes};
+pub use routes::{BgpPlan, Endpoints, Ready, Route, mask, peers_for_node, routes};
 
 use super::{Issue, Pool};
 use crate::api::{BFDProfile, BGPAdvertisement, BGPPeer, Community as CommunityObject};
@@ -176,6 +176,18 @@ pub struct BgpConfig {
     pub peers: Vec<Peer>,
     pub advertisements: Vec<BgpAdvertisement>,
     pub bfd_profiles: BTreeMap<String, BfdProfile>,
+    /// The passwords of the `passwordSecret`s peers name, by Secret name.
+    pub passwords: Passwords,
+}
+
+/// Secret name -> password; `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Passwords(pub BTreeMap<String, String>);
+
+impl fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl BgpConfig {
@@ -191,8 +203,8 @@ pub struct BgpObjects {
     pub advertisements: Vec<(String, BGPAdvertisement)>,
     pub bfd_profiles: Vec<(String, BFDProfile)>,
     pub communities: Vec<(String, CommunityObject)>,
-    /// Names of `kubernetes.io/basic-auth` Secrets that hold a `password`.
-    pub password_secrets: BTreeSet<String>,
+    /// `kubernetes.io/basic-auth` Secrets that hold a `password`: name -> password.
+    pub password_secrets: BTreeMap<String, String>,
 }
 
 /// Validates the BGP objects against each other and the pools. Objects with errors are
@@ -302,6 +314,17 @@ pub fn validate(objects: BgpObjects, pools: &[Pool]) -> (BgpConfig, Vec<Issue>, 
             Err((field, message)) => error(object, &field, message),
         }
     }
+    // Only the passwords a peer uses are kept.
+    let used: BTreeSet<&str> = config
+        .peers
+        .iter()
+        .filter_map(|p| match &p.password {
+            Some(Password::Secret(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    config.passwords =
+        Passwords(objects.password_secrets.into_iter().filter(|(name, _)| used.contains(name.as_str())).collect());
     (config, issues, warnings)
 }
 
@@ -367,7 +390,11 @@ fn field(f: &str, message: impl Into<String>) -> FieldError {
     (f.to_string(), message.into())
 }
 
-fn peer(p: &BGPPeer, secrets: &BTreeSet<String>, bfd: &BTreeMap<String, BfdProfile>) -> Result<Peer, FieldError> {
+fn peer(
+    p: &BGPPeer,
+    secrets: &BTreeMap<String, String>,
+    bfd: &BTreeMap<String, BfdProfile>,
+) -> Result<Peer, FieldError> {
     let s = &p.spec;
     if s.my_asn == 0 {
         return Err(field("spec.myASN", "missing local ASN"));
@@ -425,7 +452,7 @@ fn peer(p: &BGPPeer, secrets: &BTreeSet<String>, bfd: &BTreeMap<String, BfdProfi
         ("", None) => None,
         (pw, None) => Some(Password::Clear(pw.into())),
         ("", Some(name)) => {
-            if !secrets.contains(name) {
+            if !secrets.contains_key(name) {
                 return Err(field(
                     "spec.passwordSecret.name",
                     format!("secret ref not found: no kubernetes.io/basic-auth Secret {name:?} with a password"),

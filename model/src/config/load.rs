@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -198,12 +198,17 @@ impl Loader<'_> {
                     raw.bgp.communities.push((object, c));
                 }
             }
-            // A BGPPeer's password Secret (only its name and whether it holds a password).
+            // A BGPPeer's password Secret: `stringData` as written, `data` base64.
             ("v1", "Secret") => {
                 let basic_auth = value["type"].as_str() == Some("kubernetes.io/basic-auth");
-                let has_password = !value["data"]["password"].is_null() || !value["stringData"]["password"].is_null();
-                if basic_auth && has_password {
-                    raw.bgp.password_secrets.insert(name);
+                let password = match value["stringData"]["password"].as_str().map(str::to_string) {
+                    Some(p) => Some(p),
+                    None => self
+                        .typed::<Secret>(&object, value)
+                        .and_then(|s| s.data?.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned())),
+                };
+                if let (true, Some(password)) = (basic_auth, password) {
+                    raw.bgp.password_secrets.insert(name, password);
                 } else {
                     self.warn(&object, "", "Secret that is not a kubernetes.io/basic-auth one with a password; ignored")
                 }
@@ -313,13 +318,6 @@ impl Loader<'_> {
         let (bgp, errors, warnings) = super::bgp::validate(std::mem::take(&mut raw.bgp), &config.pools);
         self.errors.extend(errors);
         self.warnings.extend(warnings);
-        if !bgp.is_empty() {
-            self.warn(
-                self.file,
-                "",
-                "BGP objects are validated as MetalLB validates them, but FerroLB does not announce over BGP yet: layer 2 only",
-            );
-        }
         config.bgp = bgp;
         config.l2_advertisements = raw.l2_advertisements.into_iter().map(|(_, a)| a).collect();
 

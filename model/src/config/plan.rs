@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::bgp::BgpPlan;
 use super::{Config, Pool, ServiceAddresses};
 use crate::api::{self, L2Advertisement, selector_matches};
 
@@ -69,6 +70,8 @@ pub struct Plan {
     pub scopes: Vec<NodeScope>,
     /// Sorted by address.
     pub candidates: Vec<Candidate>,
+    /// BGP mode's part, when BGP objects are configured.
+    pub bgp: Option<std::sync::Arc<BgpPlan>>,
 }
 
 impl Plan {
@@ -109,7 +112,8 @@ impl Plan {
                 })
             })
             .collect();
-        Plan { scopes, candidates }
+        let bgp = (!config.bgp.is_empty()).then(|| std::sync::Arc::new(BgpPlan::new(config, assigned)));
+        Plan { scopes, candidates, bgp }
     }
 
     /// Whether `node` may announce `candidate` (an L2Advertisement selects it).

@@ -277,8 +277,14 @@ fn session(w: &mut String, peer: &Peer, input: &FrrInput<'_>) {
     if let Some(src) = peer.source {
         let _ = writeln!(w, "  neighbor {name} update-source {src}");
     }
+    // Without `enableGracefulRestart` no graceful-restart capability at all: MetalLB's
+    // rendering leaves FRR's default helper mode, whose capability (with the global
+    // `preserve-fw-state`) makes a router such as BIRD keep a dead node's routes as stale
+    // for the restart time (120 s) instead of dropping them at the hold time.
     if peer.graceful_restart {
         let _ = writeln!(w, "  neighbor {name} graceful-restart");
+    } else {
+        let _ = writeln!(w, "  neighbor {name} graceful-restart-disable");
     }
     if let Some(profile) = &peer.bfd_profile {
         let _ = writeln!(w, "  neighbor {name} bfd");

@@ -2,9 +2,12 @@
 //! Service's prefixes to its routers through FRR, the engine MetalLB also drives.
 //!
 //! - [`frr_config`]: FRR's configuration from the peers and routes (pure; FRR's own
-//!   parser checks it in the tests).
+//!   parser checks it in the tests);
+//! - [`frr`]: FRR driven: the configuration applied with FRR's reload, the sessions read;
+//! - [`neighbors`]: FRR's JSON report of its sessions, parsed (pure).
 //!
-//! Who announces what is the model's (`ferrolb_model::config::bgp`); running FRR,
-//! applying changes with its reload, and reading its state back are not built yet.
+//! Who announces what is the model's (`ferrolb_model::config::bgp`).
 
+pub mod frr;
 pub mod frr_config;
+pub mod neighbors;

@@ -5,12 +5,14 @@
 //!
 //! Here: namespaces, links and the LANs built of them; [`speaker`]: the speaker process and
 //! its clusters; [`probe`]: the kernel's clients, injected frames, ARP traces; [`starve`]:
-//! CPU starvation.
+//! CPU starvation; [`bgp`]: FRR beside a node, routers we did not write, a client behind.
 
+mod bgp;
 mod probe;
 mod speaker;
 mod starve;
 
+pub use bgp::*;
 pub use probe::*;
 pub use speaker::*;
 pub use starve::*;

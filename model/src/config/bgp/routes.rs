@@ -4,7 +4,7 @@
 //! `Local`-policy Service only from nodes with a ready endpoint of it, a `Cluster` one
 //! while any endpoint is ready; nodes excluded from load balancers never.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{BgpConfig, CommunityValue, Peer, advertises, compatible_local_pref};
@@ -107,4 +107,52 @@ pub fn routes(
         }
     }
     out.into_iter().collect()
+}
+
+/// Which nodes have a ready endpoint of a Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// A ready endpoint anywhere (some have no node).
+    pub any: bool,
+    pub nodes: BTreeSet<String>,
+}
+
+/// What BGP mode keeps to decide any node's routes, beside layer 2's plan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BgpPlan {
+    /// The pools, the Services with addresses and the BGP objects (no layer 2 objects).
+    pub config: Config,
+    pub assigned: Vec<ServiceAddresses>,
+    /// Per Service (`namespace/name`), where its endpoints are ready; `None` (a file):
+    /// ready everywhere.
+    pub ready: Option<BTreeMap<String, Ready>>,
+}
+
+impl BgpPlan {
+    pub fn new(config: &Config, assigned: &[ServiceAddresses]) -> BgpPlan {
+        let with_address: BTreeSet<&str> = assigned.iter().map(|a| a.service.as_str()).collect();
+        let config = Config {
+            pools: config.pools.clone(),
+            services: config.services.iter().filter(|s| with_address.contains(s.key().as_str())).cloned().collect(),
+            bgp: config.bgp.clone(),
+            ..Config::default()
+        };
+        BgpPlan { config, assigned: assigned.to_vec(), ready: None }
+    }
+
+    /// The sessions `node` opens.
+    pub fn peers(&self, node: &NodeInfo) -> Vec<&Peer> {
+        peers_for_node(&self.config.bgp, node)
+    }
+
+    /// The routes `node` announces.
+    pub fn routes(&self, node: &NodeInfo) -> Vec<Route> {
+        routes(&self.config, &self.assigned, node, |service| match &self.ready {
+            None => Endpoints { any_ready: true, ready_here: true },
+            Some(ready) => ready
+                .get(service)
+                .map(|r| Endpoints { any_ready: r.any, ready_here: r.nodes.contains(&node.name) })
+                .unwrap_or_default(),
+        })
+    }
 }

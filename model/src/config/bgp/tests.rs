@@ -81,11 +81,6 @@ fn metallbs_bgp_samples_load_as_metallb_reads_them() {
     let adv = &minimal.config.bgp.advertisements[0];
     assert_eq!((adv.aggregation_length, adv.aggregation_length_v6), (32, 128));
     assert!(advertises(adv, &minimal.config.pools[0]));
-    assert!(
-        minimal.warnings.iter().any(|w| w.message.contains("does not announce over BGP yet")),
-        "{:?}",
-        minimal.warnings
-    );
     assert!(!minimal.warnings.iter().any(|w| w.message.contains("no L2Advertisement")), "a BGPAdvertisement announces");
 }
 
@@ -312,6 +307,44 @@ fn routes_follow_metallbs_should_announce() {
     let names = |n: &NodeInfo| peers_for_node(&config.bgp, n).iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&node("n1", &[("rack", "a")])), ["router", "rack-a"]);
     assert_eq!(names(&node("n2", &[])), ["router"]);
+}
+
+/// The plan a speaker keeps carries BGP's part: the routes of any node, with the ready
+/// endpoints a cluster knows (a file knows none: ready everywhere); only the Services with
+/// addresses and only the passwords a peer uses are kept.
+#[test]
+fn the_plan_decides_any_nodes_routes() {
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: pw, namespace: metallb-system}\ntype: kubernetes.io/basic-auth\ndata: {password: c2VjcmV0}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: unused, namespace: metallb-system}\ntype: kubernetes.io/basic-auth\nstringData: {password: other}\n";
+    let text = format!(
+        "{POOLS}---\n{}---\n{secret}---\n{}",
+        peer_with(
+            "  peerASN: 64513\n  peerAddress: 192.0.2.1\n  passwordSecret: {name: pw, namespace: metallb-system}\n"
+        ),
+        "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: all, namespace: metallb-system}\n",
+    );
+    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: none, namespace: default}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+    let config = loads(&[&text, services]).config;
+    let assigned = [ServiceAddresses {
+        service: "default/a".into(),
+        pool: "first-pool".into(),
+        addresses: vec!["203.0.113.3".parse().unwrap()],
+    }];
+    let plan = crate::config::Plan::new(&config, &assigned);
+    let bgp = plan.bgp.as_deref().expect("BGP objects configured: the plan has a BGP part");
+    assert_eq!(bgp.config.services.len(), 1, "only Services with addresses are kept");
+    assert_eq!(bgp.config.bgp.passwords.0, [("pw".to_string(), "secret".to_string())].into());
+    assert_eq!(format!("{:?}", bgp.config.bgp.passwords), "{\"pw\"}", "Debug shows no password");
+    let (n1, n2) = (NodeInfo::new("n1"), NodeInfo::new("n2"));
+    assert_eq!(bgp.routes(&n1).len(), 1, "a file: ready everywhere");
+    let mut in_cluster = bgp.clone();
+    let ready = super::Ready { any: true, nodes: ["n2".to_string()].into() };
+    in_cluster.ready = Some([("default/a".to_string(), ready)].into());
+    assert!(in_cluster.routes(&n1).is_empty(), "Local: no ready endpoint on n1");
+    assert_eq!(in_cluster.routes(&n2).len(), 1);
+    assert_eq!(bgp.peers(&n1).len(), 1);
+    // Without BGP objects, no BGP part.
+    let l2_only = loads(&[POOLS]).config;
+    assert!(crate::config::Plan::new(&l2_only, &[]).bgp.is_none());
 }
 
 /// Two advertisements may not give one update two LOCAL_PREFs (`validateBGPAdvPerPool`'s

@@ -161,6 +161,9 @@ pub async fn run_with(
         exclude: Default::default(),
         excludel2: Some(opts.excludel2.clone()),
         tick: Duration::from_secs(1),
+        // BGP mode in a cluster (FRR beside the speaker, the BGP objects watched) is not
+        // built yet.
+        frr: None,
     };
     let (source, cluster) = KubeSource::start(client, &opts, metrics.clone(), &ready).await;
     Announcer::new(announcer_opts, metrics).run(source, Some(cluster), ready).await
