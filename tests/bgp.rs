@@ -277,6 +277,10 @@ fn a_password_mismatch_is_a_session_down() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(bgp.router.next_hops(PREFIX4).is_empty(), "a route without a session");
     assert_eq!(s.metric("metallb_bgp_session_up", "peer=\"198.51.100.1:179\""), 0.0);
+    // Down for ten reads (500 ms each here): /readyz names the peer.
+    s.wait_until("/readyz naming the peer", || {
+        s.http_body("/readyz").contains("waiting for BGP peer 198.51.100.1:179 (vrf default): session ")
+    });
 
     let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: router-password, namespace: metallb-system}\ntype: kubernetes.io/basic-auth\ndata: {password: dGhlLXJvdXRlcnMtc2VjcmV0}\n";
     let right = config(false, None, secret).replace(
@@ -288,4 +292,5 @@ fn a_password_mismatch_is_a_session_down() {
     }
     bgp.wait_next_hops(PREFIX4, 3, Duration::from_secs(30));
     s.wait_until("the session reported up", || s.metric("metallb_bgp_session_up", "") == 1.0);
+    s.wait_until("ready again", || s.http("/readyz").is_some_and(|b| b == "ready"));
 }

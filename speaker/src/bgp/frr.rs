@@ -77,6 +77,7 @@ const WAITING: &str = "FRR";
 async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc<Metrics>, ready: Arc<Readiness>) {
     let mut applied: Option<String> = None;
     let mut sessions: Vec<Neighbor> = Vec::new();
+    let mut down = SessionsDown::default();
     let mut poll = tokio::time::interval(opts.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Nothing to apply before the announcer's first plan.
@@ -121,6 +122,7 @@ async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc
             }
             Ok(now) => {
                 report_sessions(&sessions, &now, &metrics);
+                down.update(&now, opts.poll * PEER_GRACE_POLLS, &ready);
                 sessions = now;
             }
             Err(e) => error!(error = %e, "cannot read FRR's BGP sessions"),
@@ -166,6 +168,51 @@ async fn run_command(program: &Path, mut cmd: Command) -> Result<Output, FrrErro
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let tail: String = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
     Err(FrrError::Failed { program: program.to_path_buf(), status: out.status, output: tail })
+}
+
+/// How many reads a session may stay down before `/readyz` names its peer (sessions take
+/// a few seconds to come up; a router that never answers should not wait long).
+const PEER_GRACE_POLLS: u32 = 10;
+
+/// Since when each session is down, to name in `/readyz` the peers down too long.
+#[derive(Debug, Default)]
+struct SessionsDown(std::collections::BTreeMap<String, std::time::Instant>);
+
+impl SessionsDown {
+    fn update(&mut self, now: &[Neighbor], grace: Duration, ready: &Readiness) {
+        let what = |label: &str| format!("BGP peer {label}");
+        let at = std::time::Instant::now();
+        let mut seen = std::collections::BTreeSet::new();
+        for n in now {
+            let label = format!("{} (vrf {})", n.peer_label(), n.vrf);
+            seen.insert(label.clone());
+            if n.up() {
+                self.0.remove(&label);
+                ready.done(&what(&label));
+                continue;
+            }
+            let since = *self.0.entry(label.clone()).or_insert(at);
+            if at.duration_since(since) >= grace {
+                let why = format!(
+                    "session {} for {}s{}",
+                    n.state,
+                    at.duration_since(since).as_secs(),
+                    n.last_reset.as_deref().map(|r| format!(" (last reset: {r})")).unwrap_or_default()
+                );
+                if ready.wait_for(&what(&label), why.clone()) {
+                    warn!(peer = %label, "BGP {why}: not Ready until it is established");
+                }
+            }
+        }
+        // Peers no longer configured are no longer waited for.
+        self.0.retain(|label, _| {
+            let keep = seen.contains(label);
+            if !keep {
+                ready.done(&what(label));
+            }
+            keep
+        });
+    }
 }
 
 /// Sets MetalLB's BGP metrics from the sessions `now`, and logs every session that came

@@ -50,6 +50,15 @@ impl Speaker {
         s
     }
 
+    /// The body of a GET to the speaker's HTTP endpoint, whatever the status (`/readyz`
+    /// says why it is not ready with a 503).
+    pub fn http_body(&self, path: &str) -> String {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-s", "--max-time", "2"])
+            .arg(format!("http://{METRICS}{path}")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The body of a GET to the speaker's HTTP endpoint, if it answered 200.
     pub fn http(&self, path: &str) -> Option<String> {
         let out = run(Command::new("ip")
