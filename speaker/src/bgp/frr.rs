@@ -16,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::frr_config;
 use super::neighbors::{self, Neighbor};
 use crate::metrics::{Metrics, PeerLabels};
 
@@ -97,7 +98,7 @@ async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc
         }
         let want = wanted.borrow_and_update().clone();
         if applied.as_ref() != Some(&want) {
-            match apply(&opts, &want).await {
+            match apply(&opts, applied.as_deref(), &want).await {
                 Ok(()) => {
                     info!(config = %opts.config.display(), "FRR configuration applied");
                     applied = Some(want.clone());
@@ -130,8 +131,24 @@ async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc
     }
 }
 
-/// Writes `config` (atomically: a reload never reads half a file) and reloads FRR with it.
-async fn apply(opts: &FrrOptions, config: &str) -> Result<(), FrrError> {
+/// Writes `config` (atomically: a reload never reads half a file) and reloads FRR with it,
+/// the withdrawn prefixes first in one batch (`before`: what was applied last).
+async fn apply(opts: &FrrOptions, before: Option<&str>, config: &str) -> Result<(), FrrError> {
+    let withdrawn = before.map(|b| frr_config::withdrawn_networks(b, config)).unwrap_or_default();
+    if !withdrawn.is_empty() {
+        let batch = opts.config.with_extension("withdrawn");
+        std::fs::write(&batch, &withdrawn).map_err(|source| FrrError::Write { path: batch.clone(), source })?;
+        let mut cmd = Command::new(&opts.vtysh);
+        if let Some(socket) = &opts.vty_socket {
+            cmd.arg("--vty_socket").arg(socket);
+        }
+        cmd.arg("-f").arg(&batch);
+        // A failure here only leaves the deletions to frr-reload.py.
+        if let Err(e) = run_command(&opts.vtysh, cmd).await {
+            tracing::debug!(error = %e, "withdrawing in one batch failed; frr-reload.py will");
+        }
+        let _ = std::fs::remove_file(&batch);
+    }
     let tmp = opts.config.with_extension("new");
     std::fs::write(&tmp, config).map_err(|source| FrrError::Write { path: tmp.clone(), source })?;
     std::fs::rename(&tmp, &opts.config).map_err(|source| FrrError::Write { path: opts.config.clone(), source })?;

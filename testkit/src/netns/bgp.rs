@@ -320,6 +320,25 @@ impl Router {
         }
     }
 
+    /// BIRD's routes in the router's kernel table (one family): destination -> how many next
+    /// hops. One `ip` call, for benches counting many routes.
+    pub fn kernel_routes(&self, v6: bool) -> BTreeMap<String, usize> {
+        let out = Command::new("ip")
+            .args(["-n", &self.lan_ns, "-j", if v6 { "-6" } else { "-4" }, "route", "show", "proto", "bird"])
+            .output()
+            .expect("ip route");
+        let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        routes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let hops = r["nexthops"].as_array().map_or(usize::from(r["gateway"].is_string()), Vec::len);
+                Some((r["dst"].as_str()?.to_string(), hops))
+            })
+            .collect()
+    }
+
     /// The attributes the router shows for `prefix` (communities, local preference), as
     /// its own client prints them.
     pub fn show_route(&self, prefix: &str) -> String {

@@ -97,9 +97,11 @@ fn sessions_prefixes_and_attributes_as_metallb_renders_them() {
         "    network 198.51.100.0/24\n",
         "    network 198.51.100.10/32\n",
         "    network 2001:db8:100::10/128\n",
-        "ip prefix-list 192.0.2.1-pl-ipv4 seq 1 permit 198.51.100.0/24\n",
-        "ip prefix-list 192.0.2.1-pl-ipv4 seq 2 permit 198.51.100.10/32\n",
-        "ipv6 prefix-list 192.0.2.1-pl-ipv6 seq 1 deny any\n",
+        // tor is given every IPv4 prefix its router originates: its last entry lets all
+        // out, without a list; LOCAL_PREF is for the /32 only, so that one has a list.
+        "route-map 192.0.2.1-out permit 4\n!\n",
+        "ip prefix-list 192.0.2.1-150-ipv4-localpref-prefixes seq 1 permit 198.51.100.10/32\n",
+        // tor6 is not given the /124 its router originates for tor: a list.
         "ipv6 prefix-list 2001:db8::1-pl-ipv6 seq 1 permit 2001:db8:100::10/128\n",
         "ip prefix-list 2001:db8::1-pl-ipv4 seq 1 deny any\n",
         "  set local-preference 150\n",
@@ -112,6 +114,10 @@ fn sessions_prefixes_and_attributes_as_metallb_renders_them() {
     }
     // The v6-only session is not given the IPv4 family, nor the aggregate meant for tor.
     assert!(!text.contains("2001:db8::1-pl-ipv4 seq 1 permit"), "{text}");
+    assert!(!text.contains("192.0.2.1-pl-ipv4"), "a complete neighbor has no per-prefix list:\n{text}");
+    // The spine (its own router in VRF red) gets all, every attribute on all: no lists.
+    assert!(text.contains("route-map eth1-red-out permit 3\n  set local-preference 150\n  on-match next\n"), "{text}");
+    assert!(!text.contains("eth1-red-150"), "{text}");
     assert_eq!(text, rendered(), "the same input renders the same text");
 }
 
@@ -160,4 +166,18 @@ fn a_peer_without_its_secret_is_left_out() {
     assert!(!text.contains("192.0.2.1"), "{text}");
     assert!(text.contains("neighbor 2001:db8::1 remote-as 64513"), "{text}");
     assert!(!text.contains("router-id"), "an IPv6 node address is no router ID:\n{text}");
+}
+
+/// Withdrawn Services' `network` lines go as one file of `no network` commands in their
+/// context; nothing else (sessions, lists) is touched, nothing still wanted is removed.
+#[test]
+fn withdrawn_networks_in_their_context() {
+    let old = rendered();
+    let new = old.replace("    network 198.51.100.10/32\n", "").replace("    network 2001:db8:100::10/128\n", "");
+    assert_eq!(
+        withdrawn_networks(&old, &new),
+        "router bgp 64512\n address-family ipv4 unicast\n  no network 198.51.100.10/32\n exit-address-family\nexit\nrouter bgp 64512\n address-family ipv6 unicast\n  no network 2001:db8:100::10/128\n exit-address-family\nexit\nrouter bgp 64512 vrf red\n address-family ipv4 unicast\n  no network 198.51.100.10/32\n exit-address-family\nexit\nrouter bgp 64512 vrf red\n address-family ipv6 unicast\n  no network 2001:db8:100::10/128\n exit-address-family\nexit\n"
+    );
+    assert_eq!(withdrawn_networks(&old, &old), "");
+    assert_eq!(withdrawn_networks("", &old), "", "nothing applied before: nothing to withdraw");
 }
