@@ -231,6 +231,43 @@ fn changes_never_reset_the_session_and_a_speaker_restart_keeps_the_routes() {
     assert_eq!(established(&bgp.frrs[1]), 1, "the restart reset the session");
 }
 
+/// The advertisement's aggregation lengths and a large community reach the router as
+/// configured (MetalLB's e2etest/bgptests: `aggregationLength` and communities checked on
+/// the external router).
+#[test]
+fn aggregation_and_a_large_community_appear_on_the_router() {
+    let aggregated = config(false, None, "").replace(
+        "  communities: ['64512:100']\n",
+        "  aggregationLength: 24\n  aggregationLengthV6: 64\n  communities: ['large:64512:1:2']\n",
+    );
+    let bgp = Bgp::start(RouterKind::Bird, false, None, &aggregated);
+    bgp.wait_next_hops("192.0.2.0/24", 3, Duration::from_secs(30));
+    bgp.wait_next_hops("2001:db8:192::/64", 3, Duration::from_secs(10));
+    assert!(bgp.router.next_hops(PREFIX4).is_empty(), "the /32 itself is not announced");
+    let shown = bgp.router.show_route("192.0.2.0/24");
+    assert!(shown.contains("BGP.large_community: (64512, 1, 2)"), "no large community on the router:\n{shown}");
+    // The client reaches the Service through the aggregate.
+    assert!(bgp.router.fetch(&format!("http://{VIP4}/")).is_some(), "no fetch through {VIP4}");
+}
+
+/// A BGPPeer with an IPv6 address: an IPv6 session (MP-BGP, IPv6 only), the Service's
+/// IPv6 prefix over every node, its IPv4 one not at all (the session does not carry it).
+#[test]
+fn an_ipv6_session_carries_the_ipv6_prefix() {
+    let v6 = config(false, None, "")
+        .replace("  peerAddress: 198.51.100.1\n", "  peerAddress: '2001:db8:100::1'\n")
+        .replace("  dualStackAddressFamily: true\n", "");
+    let bgp = Bgp::start(RouterKind::Bird, false, None, &v6);
+    bgp.wait_next_hops(PREFIX6, 3, Duration::from_secs(30));
+    assert!(bgp.router.next_hops(PREFIX4).is_empty(), "an IPv4 prefix over an IPv6-only session");
+    let s = &bgp.speakers[2];
+    s.wait_until("the IPv6 session reported up", || {
+        s.metric("metallb_bgp_session_up", "peer=\"2001:db8:100::1:179\"") == 1.0
+    });
+    let (nodes, failed) = bgp.fetch_nodes(&format!("http://[{VIP6}]/"), 10);
+    assert_eq!(failed, 0, "fetches through {VIP6} failed (reached {nodes:?})");
+}
+
 /// With `enableGracefulRestart`, bgpd crashing and coming back (empty: the speaker gives
 /// it its configuration again) leaves the node's next hop on the router throughout: the
 /// router, a graceful-restart helper, keeps its routes until the session is back.

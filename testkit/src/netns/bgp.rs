@@ -252,6 +252,12 @@ impl Router {
                 if self.bfd { "  bfd on;\n" } else { "" },
                 self.password.as_ref().map(|p| format!("  password \"{p}\";\n")).unwrap_or_default(),
             );
+            // And an IPv6 session with every node, for BGPPeers with an IPv6 address (idle
+            // while the nodes have none).
+            c += &format!(
+                "protocol bgp node{i}v6 {{\n  local {CLIENT_V6} as {ROUTER_ASN};\n  neighbor 2001:db8:100::{} as {NODE_ASN};\n  hold time 3;\n  keepalive time 1;\n  connect retry time 1;\n  error wait time 1, 2;\n  ipv6 {{ import all; export none; }};\n}}\n",
+                2 + i
+            );
         }
         c
     }
