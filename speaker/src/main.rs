@@ -71,6 +71,8 @@ enum Command {
         /// never announced on; without the file, MetalLB's shipped list.
         #[arg(long, default_value = ferrolb_speaker::interfaces::EXCLUDEL2_PATH)]
         excludel2: PathBuf,
+        #[command(flatten)]
+        frr: FrrArgs,
     },
     /// Run from a YAML file of IPAddressPools, L2Advertisements and Services, no cluster.
     Standalone {
@@ -257,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
             announce,
             timing,
             excludel2,
+            frr,
         } => {
             let metrics = Arc::new(Metrics::default());
             let ready = Arc::new(ferrolb_runtime::Readiness::default());
@@ -276,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
                 speaker_selector,
                 pod: ferrolb_speaker::source::kubernetes::pod_owner(pod_name, pod_uid),
                 excludel2,
+                frr: frr.options(),
             };
             ferrolb_speaker::source::kubernetes::run(opts, metrics, ready).await
         }

@@ -9,8 +9,10 @@
 //! - [`status`]: MetalLB's ServiceL2Status objects;
 //! - [`strict_arp`]: kube-proxy's strictARP, watched;
 //! - [`reporter`]: Events and statuses, on a task of their own;
+//! - [`bgp`](mod@bgp): BGP mode's objects, watched when the speaker drives FRR;
 //! - here: the watches, and [`KubeSource`], which feeds the announcer.
 
+mod bgp;
 mod plan;
 mod reporter;
 mod status;
@@ -40,6 +42,7 @@ use tracing::{info, warn};
 
 use ferrolb_runtime::{Readiness, trim, watch};
 
+use self::bgp::BgpStores;
 use self::reporter::{Report, ReportTo, reporter};
 use crate::announcer::{self, Announcer, Change, Outcome, Source};
 use crate::cluster::{self, membership::Member};
@@ -61,6 +64,8 @@ pub struct Options {
     pub pod: Option<OwnerReference>,
     /// MetalLB's `metallb-excludel2` ConfigMap, mounted (MetalLB's defaults without it).
     pub excludel2: std::path::PathBuf,
+    /// BGP mode's engine; with it the BGP objects are watched too.
+    pub frr: Option<crate::bgp::frr::FrrOptions>,
 }
 
 /// The owner reference to a speaker Pod from its name and uid (downward API).
@@ -161,9 +166,7 @@ pub async fn run_with(
         exclude: Default::default(),
         excludel2: Some(opts.excludel2.clone()),
         tick: Duration::from_secs(1),
-        // BGP mode in a cluster (FRR beside the speaker, the BGP objects watched) is not
-        // built yet.
-        frr: None,
+        frr: opts.frr.clone(),
     };
     let (source, cluster) = KubeSource::start(client, &opts, metrics.clone(), &ready).await;
     Announcer::new(announcer_opts, metrics).run(source, Some(cluster), ready).await
@@ -178,6 +181,8 @@ pub struct KubeSource {
     advertisements: Store<L2Advertisement>,
     nodes: Store<Node>,
     pods: Store<Pod>,
+    /// BGP mode's objects, watched when the speaker drives FRR.
+    bgp: Option<BgpStores>,
     namespace: String,
     lb_class: Option<String>,
     /// The membership port, for the peers' addresses.
@@ -257,7 +262,13 @@ impl KubeSource {
             Api::all(client.clone()),
             metrics,
         ));
+        let bgp = opts.frr.is_some().then(|| BgpStores::start(&client, &opts.namespace, objects.clone(), ready));
         let _ = tokio::join!(
+            async {
+                if let Some(b) = &bgp {
+                    b.wait_until_ready().await
+                }
+            },
             services.wait_until_ready(),
             slices.wait_until_ready(),
             pools.wait_until_ready(),
@@ -288,6 +299,7 @@ impl KubeSource {
             advertisements,
             nodes,
             pods,
+            bgp,
             namespace: opts.namespace.clone(),
             lb_class: opts.lb_class.clone(),
             port: opts.bind.port(),
@@ -325,6 +337,7 @@ impl KubeSource {
             &self.advertisements.state(),
             &self.namespace,
             self.lb_class.as_deref(),
+            self.bgp.as_ref().map(BgpStores::objects),
         )
     }
 }

@@ -6,10 +6,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ferrolb_model::api::{self, IPAddressPool, L2Advertisement, LoadBalancerService};
+use ferrolb_model::config::bgp::{BgpObjects, BgpPlan, Ready};
 use ferrolb_model::config::{self, Config, Plan, ServiceAddresses};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
+use tracing::warn;
 
 use crate::cluster::membership::Member;
 
@@ -25,6 +27,7 @@ pub fn plan(
     advertisements: &[Arc<L2Advertisement>],
     namespace: &str,
     lb_class: Option<&str>,
+    bgp: Option<BgpObjects>,
 ) -> Plan {
     let in_ns = |ns: Option<&String>| ns.map(String::as_str) == Some(namespace);
     // Invalid pools are the controller's to report, and it keeps serving their last valid
@@ -69,7 +72,7 @@ pub fn plan(
     }
     let config = Config { pools, l2_advertisements, services, ..Config::default() };
     let mut plan = Plan::new(&config, &assigned);
-    let services = config.services;
+    let services = &config.services;
 
     // Nodes with a ready endpoint, per Service.
     let mut ready: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -100,6 +103,31 @@ pub fn plan(
         } else if !c.services.iter().any(|s| any_ready.contains(s)) {
             c.only_nodes = Some(BTreeSet::new());
         }
+    }
+    // BGP mode: every node an advertisement selects announces, Local Services only where
+    // an endpoint is ready (the model decides, per node, from this).
+    if let Some(objects) = bgp {
+        let (bgp, errors, warnings) = config::bgp::validate(objects, &config.pools);
+        for i in &errors {
+            warn!(object = %i.object, field = %i.field, "{} (left out)", i.message);
+        }
+        for i in &warnings {
+            warn!(object = %i.object, field = %i.field, "{}", i.message);
+        }
+        let mut bgp_plan = BgpPlan::new(&Config { bgp, ..config }, &assigned);
+        bgp_plan.ready = Some(
+            bgp_plan
+                .config
+                .services
+                .iter()
+                .map(|s| {
+                    let key = s.key();
+                    let nodes = ready.get(&key).cloned().unwrap_or_default();
+                    (key.clone(), Ready { any: any_ready.contains(&key), nodes })
+                })
+                .collect(),
+        );
+        plan.bgp = Some(Arc::new(bgp_plan));
     }
     plan
 }

@@ -69,7 +69,7 @@ fn announced_addresses_come_from_service_status_with_endpoint_rules() {
         slice("local", &[("n2", true), ("n3", false)]),
         slice("idle", &[("n1", false)]),
     ];
-    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None, None);
     let by_ip: BTreeMap<String, Option<BTreeSet<String>>> =
         p.candidates.iter().map(|c| (c.ip.to_string(), c.only_nodes.clone())).collect();
     assert_eq!(by_ip.len(), 3, "203.0.113.5 is in no pool: not announced: {by_ip:?}");
@@ -90,10 +90,12 @@ fn only_our_namespace_and_class_count() {
     classy.spec.as_mut().unwrap().load_balancer_class = Some("other.example/lb".into());
     let slices = [slice("web", &[("n1", true)]), slice("classy", &[("n1", true)])];
     let services = [service("web", "198.51.100.10", "Cluster"), Arc::new(classy)];
-    assert!(plan(&services, &slices, &[Arc::new(other_ns)], &[adv("")], "metallb-system", None).candidates.is_empty());
-    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    assert!(
+        plan(&services, &slices, &[Arc::new(other_ns)], &[adv("")], "metallb-system", None, None).candidates.is_empty()
+    );
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None, None);
     assert_eq!(p.candidates.iter().map(|c| c.ip.to_string()).collect::<Vec<_>>(), vec!["198.51.100.10"]);
-    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", Some("other.example/lb"));
+    let p = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", Some("other.example/lb"), None);
     assert_eq!(p.candidates.iter().map(|c| c.ip.to_string()).collect::<Vec<_>>(), vec!["198.51.100.20"]);
 }
 
@@ -105,6 +107,7 @@ fn node_objects_give_labels_and_take_out_unreachable_nodes() {
         &[pool()],
         &[adv("nodeSelectors: [{matchLabels: {lb: 'yes'}}]")],
         "metallb-system",
+        None,
         None,
     );
     let nodes = [node("n1", "lb: 'yes'", false), node("n2", "lb: 'yes'", true), node("n3", "lb: 'no'", false)];
@@ -382,7 +385,7 @@ fn a_broken_pool_edit_keeps_its_addresses_answered() {
         service("stray", "203.0.113.8", "Cluster"),
     ];
     let slices = [slice("web", &[("n1", true)]), slice("db", &[("n1", true)]), slice("stray", &[("n1", true)])];
-    let p = plan(&services, &slices, &[broken], &[adv("ipAddressPools: [lan]")], "metallb-system", None);
+    let p = plan(&services, &slices, &[broken], &[adv("ipAddressPools: [lan]")], "metallb-system", None, None);
     let ips: Vec<String> = p.candidates.iter().map(|c| c.ip.to_string()).collect();
     assert_eq!(ips, ["198.51.100.10", "203.0.113.7"], "203.0.113.8 was never given by the controller from lan");
 }
@@ -396,7 +399,7 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
     );
     let services = [service("web", "198.51.100.10", "Local"), Arc::new(annotated)];
     let slices = [slice("web", &[("n1", true), ("n2", false)]), slice("api", &[("n3", true)])];
-    let before = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None);
+    let before = plan(&services, &slices, &[pool()], &[adv("")], "metallb-system", None, None);
     let trimmed_services: Vec<Arc<Service>> = services
         .iter()
         .map(|s| {
@@ -415,7 +418,7 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
             Arc::new(s)
         })
         .collect();
-    assert_eq!(plan(&trimmed_services, &trimmed_slices, &[pool()], &[adv("")], "metallb-system", None), before);
+    assert_eq!(plan(&trimmed_services, &trimmed_slices, &[pool()], &[adv("")], "metallb-system", None, None), before);
 
     let mut n: Node = serde_saphyr::from_str(
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lb: 'yes'}}\nstatus:\n  conditions: [{type: NetworkUnavailable, status: 'True'}, {type: Ready, status: 'True'}]\n  images: [{names: [registry.example/big:1], sizeBytes: 1000000}]\n  addresses: [{type: InternalIP, address: 192.0.2.5}]\n",
@@ -426,4 +429,51 @@ fn trimmed_objects_keep_what_the_speaker_reads() {
     assert!(status.images.is_none() && status.addresses.is_none());
     assert_eq!(members_with_nodes(&[member("n1")], &[Arc::new(n.clone())]), vec![], "still NetworkUnavailable");
     assert_eq!(n.labels().get("lb").map(String::as_str), Some("yes"));
+}
+
+/// BGP mode in a cluster: the watched BGP objects are validated as a file's are, and
+/// every node an advertisement selects announces, a `Local` Service only from nodes with a
+/// ready endpoint and nothing without one (MetalLB's `ShouldAnnounce`,
+/// speaker/bgp_controller.go:155-200 at 7938d3f89); an invalid peer is left out.
+#[test]
+fn bgp_routes_follow_the_endpoints_per_node() {
+    let services = [
+        service("web", "198.51.100.10", "Cluster"),
+        service("local", "198.51.100.11", "Local"),
+        service("idle", "198.51.100.12", "Cluster"),
+    ];
+    let slices = [slice("web", &[("n1", true)]), slice("local", &[("n2", true), ("n3", false)]), slice("idle", &[])];
+    fn named<'a>(kind: &str, o: &'a str) -> (String, &'a str) {
+        (format!("{kind} metallb-system/x"), o)
+    }
+    let objects = ferrolb_model::config::bgp::BgpObjects {
+        peers: [
+            named("BGPPeer", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: tor, namespace: metallb-system}\nspec: {myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1}\n"),
+            named("BGPPeer", "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: broken, namespace: metallb-system}\nspec: {myASN: 64513, peerAddress: 192.0.2.2}\n"),
+        ]
+        .into_iter()
+        .map(|(n, y)| (n, (*obj::<ferrolb_model::api::BGPPeer>(y)).clone()))
+        .collect(),
+        advertisements: vec![(
+            "BGPAdvertisement metallb-system/all".into(),
+            (*obj::<ferrolb_model::api::BGPAdvertisement>("apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: all, namespace: metallb-system}\nspec: {}\n")).clone(),
+        )],
+        ..Default::default()
+    };
+    let p = plan(&services, &slices, &[pool()], &[], "metallb-system", None, Some(objects));
+    assert!(p.candidates.is_empty(), "no L2Advertisement: nothing for layer 2");
+    let bgp = p.bgp.as_deref().expect("BGP objects: a BGP plan");
+    assert_eq!(
+        bgp.config.bgp.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["tor"],
+        "the peer without an ASN is left out"
+    );
+    let routes = |n: &str| -> Vec<String> {
+        bgp.routes(&config::NodeInfo::new(n)).iter().map(|r| format!("{}/{}", r.prefix, r.length)).collect()
+    };
+    assert_eq!(routes("n1"), ["198.51.100.10/32"], "web (Cluster, ready on n1) from every node; local not on n1");
+    assert_eq!(routes("n2"), ["198.51.100.10/32", "198.51.100.11/32"], "local only where its endpoint is ready");
+    assert_eq!(routes("n3"), ["198.51.100.10/32"], "n3's endpoint of local is not ready");
+    // Without BGP objects watched, no BGP plan.
+    assert!(plan(&services, &slices, &[pool()], &[], "metallb-system", None, None).bgp.is_none());
 }
