@@ -338,6 +338,8 @@ impl Announcer {
         };
         let node = match &self.members {
             None => Some(self.opts.node.clone()),
+            // Membership still forming (or lost): FRR keeps what it announces meanwhile.
+            Some(members) if members.is_empty() => return,
             Some(members) => members
                 .iter()
                 .find(|m| m.name == self.opts.node.name)

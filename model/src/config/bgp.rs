@@ -108,12 +108,27 @@ pub enum PeerAsn {
     },
 }
 
-/// Where a peer's TCP MD5 password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a peer's TCP MD5 password comes from. `Debug` never shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Password {
     Clear(String),
     /// A `kubernetes.io/basic-auth` Secret in the speakers' namespace, key `password`.
     Secret(String),
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Password::Clear(_) => f.write_str("Clear(..)"),
+            Password::Secret(name) => f.debug_tuple("Secret").field(name).finish(),
+        }
+    }
+}
+
+/// A password goes into FRR's configuration as one word: whitespace would break the line
+/// (and FRR's reload with it), a newline would add commands of its own.
+fn password_fits(p: &str) -> bool {
+    !p.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A validated BGPPeer.
@@ -450,16 +465,30 @@ fn peer(
     let secret = s.password_secret.as_ref().map(|r| r.name.as_str()).filter(|n| !n.is_empty());
     let password = match (s.password.as_str(), secret) {
         ("", None) => None,
+        (pw, None) if !password_fits(pw) => {
+            return Err(field(
+                "spec.password",
+                "a password with whitespace or control characters cannot be given to FRR",
+            ));
+        }
         (pw, None) => Some(Password::Clear(pw.into())),
-        ("", Some(name)) => {
-            if !secrets.contains_key(name) {
+        ("", Some(name)) => match secrets.get(name) {
+            None => {
                 return Err(field(
                     "spec.passwordSecret.name",
                     format!("secret ref not found: no kubernetes.io/basic-auth Secret {name:?} with a password"),
                 ));
             }
-            Some(Password::Secret(name.into()))
-        }
+            Some(pw) if !password_fits(pw) => {
+                return Err(field(
+                    "spec.passwordSecret.name",
+                    format!(
+                        "Secret {name:?}'s password has whitespace or control characters: it cannot be given to FRR"
+                    ),
+                ));
+            }
+            Some(_) => Some(Password::Secret(name.into())),
+        },
         _ => return Err(field("spec.password", "can not have both password and secret ref set in peer config")),
     };
     let bfd_profile = (!s.bfd_profile.is_empty()).then(|| s.bfd_profile.clone());

@@ -49,9 +49,15 @@ pub enum FrrError {
 }
 
 /// The handle the announcer keeps: the configuration FRR should run.
-#[derive(Debug)]
 pub struct Frr {
     wanted: watch::Sender<String>,
+}
+
+/// Not the configuration: it holds the peers' passwords.
+impl std::fmt::Debug for Frr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frr").finish_non_exhaustive()
+    }
 }
 
 impl Frr {
@@ -107,6 +113,8 @@ async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc
                     }
                 }
                 Err(e) => {
+                    // Part of it may be in: the next try diffs against FRR, not our cache.
+                    applied = None;
                     if ready.wait_for(WAITING, e.to_string()) {
                         warn!(error = %e, "waiting for FRR: its configuration could not be applied; retrying");
                     }
@@ -120,13 +128,22 @@ async fn run(opts: FrrOptions, mut wanted: watch::Receiver<String>, metrics: Arc
             Ok(now) if now.is_empty() && want.contains(" remote-as ") => {
                 warn!("FRR runs without the speaker's BGP sessions (restarted?): applying the configuration again");
                 applied = None;
+                report_sessions(&sessions, &[], &metrics);
+                sessions.clear();
             }
             Ok(now) => {
                 report_sessions(&sessions, &now, &metrics);
                 down.update(&now, opts.poll * PEER_GRACE_POLLS, &ready);
                 sessions = now;
             }
-            Err(e) => error!(error = %e, "cannot read FRR's BGP sessions"),
+            Err(e) => {
+                error!(error = %e, "cannot read FRR's BGP sessions");
+                // Nothing known of them: their series go rather than say "up".
+                report_sessions(&sessions, &[], &metrics);
+                sessions.clear();
+                applied = None;
+                ready.wait_for(WAITING, format!("cannot read its sessions: {e}"));
+            }
         }
     }
 }
@@ -137,7 +154,7 @@ async fn apply(opts: &FrrOptions, before: Option<&str>, config: &str) -> Result<
     let withdrawn = before.map(|b| frr_config::withdrawn_networks(b, config)).unwrap_or_default();
     if !withdrawn.is_empty() {
         let batch = opts.config.with_extension("withdrawn");
-        std::fs::write(&batch, &withdrawn).map_err(|source| FrrError::Write { path: batch.clone(), source })?;
+        write_private(&batch, &withdrawn).map_err(|source| FrrError::Write { path: batch.clone(), source })?;
         let mut cmd = Command::new(&opts.vtysh);
         if let Some(socket) = &opts.vty_socket {
             cmd.arg("--vty_socket").arg(socket);
@@ -150,7 +167,8 @@ async fn apply(opts: &FrrOptions, before: Option<&str>, config: &str) -> Result<
         let _ = std::fs::remove_file(&batch);
     }
     let tmp = opts.config.with_extension("new");
-    std::fs::write(&tmp, config).map_err(|source| FrrError::Write { path: tmp.clone(), source })?;
+    // Owner-only: it holds the peers' passwords.
+    write_private(&tmp, config).map_err(|source| FrrError::Write { path: tmp.clone(), source })?;
     std::fs::rename(&tmp, &opts.config).map_err(|source| FrrError::Write { path: opts.config.clone(), source })?;
     let dir = opts.config.parent().unwrap_or(Path::new("."));
     let mut cmd = Command::new(&opts.reload);
@@ -165,6 +183,13 @@ async fn apply(opts: &FrrOptions, before: Option<&str>, config: &str) -> Result<
     run_command(&opts.reload, cmd).await.map(drop)
 }
 
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
 async fn read_sessions(opts: &FrrOptions) -> Result<Vec<Neighbor>, FrrError> {
     let mut cmd = Command::new(&opts.vtysh);
     if let Some(socket) = &opts.vty_socket {
@@ -175,9 +200,17 @@ async fn read_sessions(opts: &FrrOptions) -> Result<Vec<Neighbor>, FrrError> {
     neighbors::parse(&String::from_utf8_lossy(&out.stdout)).map_err(FrrError::Parse)
 }
 
+/// How long a vtysh or frr-reload.py may take before it is killed (1,000 Services reload
+/// in about a second).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
 async fn run_command(program: &Path, mut cmd: Command) -> Result<Output, FrrError> {
     cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-    let out = cmd.output().await.map_err(|source| FrrError::Spawn { program: program.to_path_buf(), source })?;
+    let spawn = |source| FrrError::Spawn { program: program.to_path_buf(), source };
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| spawn(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 120 s: killed")))?
+        .map_err(spawn)?;
     if out.status.success() {
         return Ok(out);
     }
@@ -238,6 +271,13 @@ fn report_sessions(before: &[Neighbor], now: &[Neighbor], metrics: &Metrics) {
     for n in now {
         let labels = PeerLabels { peer: n.peer_label(), vrf: n.vrf.clone() };
         let was = before.iter().find(|b| b.vrf == n.vrf && b.address == n.address);
+        // The port is learned once connected: the series under the old label goes.
+        if let Some(old) = was.filter(|b| b.port != n.port) {
+            let old = PeerLabels { peer: old.peer_label(), vrf: old.vrf.clone() };
+            metrics.bgp_session_up.remove(&old);
+            metrics.bgp_announced_prefixes.remove(&old);
+            metrics.bgp_updates_sent.remove(&old);
+        }
         match (was.map(Neighbor::up), n.up()) {
             (Some(false) | None, true) => info!(peer = %labels.peer, vrf = %n.vrf, "BGP session established"),
             (Some(true), false) => warn!(

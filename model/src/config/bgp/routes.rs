@@ -67,9 +67,10 @@ pub fn routes(
         return Vec::new();
     }
     let mut out = BTreeSet::new();
+    let services: BTreeMap<String, &api::LoadBalancerService> = config.services.iter().map(|s| (s.key(), s)).collect();
     for a in assigned {
         let Some(pool) = config.pools.iter().find(|p| p.name == a.pool) else { continue };
-        let Some(svc) = config.services.iter().find(|s| s.key() == a.service) else { continue };
+        let Some(svc) = services.get(&a.service) else { continue };
         let ads: Vec<_> = config
             .bgp
             .advertisements

@@ -407,3 +407,14 @@ fn peers_on_the_same_nodes_must_fit_one_frr() {
     ]);
     loads(&[&first, &(other_asn + "  vrf: red\n")]);
 }
+
+/// A password FRR could not take as one word is refused, naming the field; `Debug` of a
+/// peer never shows a password.
+#[test]
+fn passwords_fit_frr_and_stay_hidden() {
+    let bad = errors(&[POOLS, &peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n  password: \"two words\"\n")]);
+    assert!(bad.iter().any(|i| i.field == "spec.password"), "{bad:?}");
+    let good = loads(&[POOLS, &peer_with("  peerASN: 64513\n  peerAddress: 192.0.2.1\n  password: s3cret\n")]);
+    let shown = format!("{:?}", good.config.bgp.peers[0]);
+    assert!(shown.contains("Clear(..)") && !shown.contains("s3cret"), "{shown}");
+}
